@@ -1,0 +1,124 @@
+"""The machinery network.py and network2.py share: parameters in the compute dtype,
+one compiled call per epoch, batched feed-forward, BLAS held to one thread inside
+our own OpenMP regions.
+"""
+import contextlib
+import random
+import time
+
+import numpy as np
+
+from . import _config, _dense, _shuffle
+from ._validation import check_dtype, check_params, pack_inputs
+
+_controller = None
+
+
+@contextlib.contextmanager
+def blas_single_thread():
+    """BLAS limited to one thread (our kernels parallelise themselves)."""
+    global _controller
+    from threadpoolctl import ThreadpoolController
+    if _controller is None:
+        _controller = ThreadpoolController()
+    with _controller.limit(limits=1, user_api="blas"):
+        yield
+
+
+class CompiledDenseMixin(object):
+    """Adds compiled training and inference to a reference Network class."""
+
+    _dtype = np.dtype(np.float64)
+
+    @property
+    def dtype(self):
+        """Compute dtype of the compiled paths (float64 is the book's)."""
+        return self._dtype
+
+    def _set_dtype(self, dtype):
+        self._dtype = check_dtype(dtype)
+        if self._dtype != np.float64:
+            self.weights = [w.astype(self._dtype) for w in self.weights]
+            self.biases = [b.astype(self._dtype) for b in self.biases]
+
+    def _sync_params(self):
+        """Make weights/biases C-contiguous arrays of the compute dtype, in place."""
+        self.weights, self.biases = check_params(self.weights, self.biases, self.sizes,
+                                                 self._dtype)
+
+    def _softmax_output(self):
+        return False
+
+    def _forward_matrix(self, X, num_threads=None):
+        """Outputs (n, n_out) for inputs X (n, n_in), through the compiled kernel."""
+        self._sync_params()
+        X = np.ascontiguousarray(X, dtype=self._dtype)
+        nt = _config.resolve_num_threads(num_threads)
+        with blas_single_thread():
+            return _dense.forward(X, self.weights, self.biases,
+                                  softmax=self._softmax_output(), num_threads=nt)
+
+    def _predict_labels(self, X):
+        out = self._forward_matrix(X)
+        return np.argmax(out, axis=1)
+
+    def _feedforward_columns(self, a):
+        """Book-style feedforward: a (n_in, 1) column or (n_in, k) columns in, columns out."""
+        a_arr = np.asarray(a)
+        if a_arr.ndim == 1 and a_arr.shape[0] == self.sizes[0]:
+            return self._forward_matrix(a_arr.reshape(1, -1))[0]
+        if a_arr.ndim != 2 or a_arr.shape[0] != self.sizes[0]:
+            raise ValueError("input has shape %s, expected (%d, 1)"
+                             % (a_arr.shape, self.sizes[0]))
+        if a_arr.dtype.kind not in "fiub":
+            raise TypeError("input has dtype %s, expected a real dtype" % a_arr.dtype)
+        if not np.isfinite(a_arr).all():
+            raise ValueError("input contains NaN or infinity")
+        return self._forward_matrix(a_arr.T).T.copy()
+
+    def _run_epochs(self, X, Y, training_data, epochs, mini_batch_size, eta, after_epoch,
+                    lmbda=0.0, cost=_dense.CostKind.QUADRATIC, reg=_dense.Regularization.L2, momentum=0.0,
+                    num_threads=None, eta_for_epoch=None):
+        """The epoch loop: shuffle the caller's list as random.shuffle does, train.
+
+        ``after_epoch(j, seconds)`` runs after each epoch and may return True to stop.
+        """
+        n = X.shape[0]
+        nt = _config.resolve_num_threads(num_threads)
+        order = np.arange(n, dtype=np.int64)
+        velocities = None
+        if momentum:
+            velocities = ([np.zeros_like(w) for w in self.weights],
+                          [np.zeros_like(b) for b in self.biases])
+        for j in range(epochs):
+            t0 = time.perf_counter()
+            perm = _shuffle.shuffle_permutation(n, random)
+            _shuffle.apply_permutation(training_data, perm)
+            order = order[perm]
+            self._sync_params()
+            cur_eta = eta if eta_for_epoch is None else eta_for_epoch()
+            with blas_single_thread():
+                _dense.train_epoch(X, Y, order, self.weights, self.biases,
+                                   mini_batch_size, cur_eta, lmbda=lmbda, n_total=float(n),
+                                   cost=cost, reg=reg, momentum=momentum,
+                                   velocities_w=velocities[0] if velocities else None,
+                                   velocities_b=velocities[1] if velocities else None,
+                                   num_threads=nt)
+            if after_epoch(j, time.perf_counter() - t0):
+                break
+
+    def _update_batch(self, mini_batch, eta, lmbda=0.0, n=None, cost=_dense.CostKind.QUADRATIC,
+                      reg=_dense.Regularization.L2):
+        from ._validation import pack_training
+        self._sync_params()
+        X, Y = pack_training(mini_batch, self.sizes[0], self.sizes[-1], self._dtype,
+                             what="mini_batch")
+        m = X.shape[0]
+        with blas_single_thread():
+            _dense.train_epoch(X, Y, np.arange(m, dtype=np.int64), self.weights, self.biases,
+                               m, eta, lmbda=lmbda, n_total=float(n if n else m),
+                               cost=cost, reg=reg, num_threads=1)
+
+
+def pack_test_inputs(xs, n_in, what):
+    return pack_inputs(xs, n_in, what)

@@ -1,0 +1,187 @@
+"""Checks and conversions shared by the Python layers (run before any compiled code).
+
+Every error names what was expected and what came.
+"""
+import math
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def describe(obj):
+    """A short description of a value for error messages."""
+    if isinstance(obj, np.ndarray):
+        return "an array of shape %s and dtype %s" % (obj.shape, obj.dtype)
+    return "%s %r" % (type(obj).__name__, obj) if isinstance(obj, (int, float, str)) \
+        else type(obj).__name__
+
+
+def check_int(value, name, minimum=None):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError("%s must be an integer, got %s" % (name, describe(value)))
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError("%s must be >= %d, got %d" % (name, minimum, value))
+    return value
+
+
+def check_real(value, name, minimum=None, allow_equal=True):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError("%s must be a real number, got %s" % (name, describe(value)))
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError("%s must be finite, got %r" % (name, value))
+    if minimum is not None and (value < minimum or (not allow_equal and value == minimum)):
+        raise ValueError("%s must be %s %g, got %r"
+                         % (name, ">=" if allow_equal else ">", minimum, value))
+    return value
+
+
+def check_sizes(sizes, min_layers=2):
+    """The layer sizes list: at least two positive ints."""
+    try:
+        sizes_list = list(sizes)
+    except TypeError:
+        raise TypeError("sizes must be a list of layer sizes such as [784, 30, 10], got %s"
+                        % describe(sizes)) from None
+    if len(sizes_list) < min_layers:
+        raise ValueError("sizes must list at least %d layers (input and output), got %r"
+                         % (min_layers, sizes_list))
+    for i, s in enumerate(sizes_list):
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Integral):
+            raise TypeError("sizes[%d] must be an integer, got %s" % (i, describe(s)))
+        if s < 1:
+            raise ValueError("sizes[%d] must be >= 1, got %d" % (i, s))
+        if s > 2 ** 24:
+            raise ValueError("sizes[%d] = %d is too large (at most %d units per layer)"
+                             % (i, s, 2 ** 24))
+    total = sum(int(a) * int(b) for a, b in zip(sizes_list[:-1], sizes_list[1:]))
+    if total > 2 ** 31 - 1:
+        raise ValueError("sizes %r need %d weights; at most %d are supported"
+                         % (sizes_list, total, 2 ** 31 - 1))
+    return sizes_list
+
+
+def check_dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError("dtype must be float32 or float64, got %r" % (dtype,)) from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError("dtype must be float32 or float64, got %s" % dt)
+    return dt
+
+
+def _as_column(x, n_in, what, index):
+    if not isinstance(x, np.ndarray):
+        raise TypeError("%s %d must be a numpy array of shape (%d, 1), got %s"
+                        % (what, index, n_in, describe(x)))
+    if x.shape != (n_in, 1):
+        raise ValueError("%s %d has shape %s, expected (%d, 1)" % (what, index, x.shape, n_in))
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError("%s %d has dtype %s, expected float32 or float64"
+                        % (what, index, x.dtype))
+    return x
+
+
+def _pair(item, what, index):
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise TypeError("%s item %d must be a pair (x, y), got %s"
+                        % (what, index, describe(item)))
+    return item
+
+
+def pack_inputs(xs, n_in, what):
+    """Stack (n_in, 1) columns into an (n, n_in) C-contiguous matrix; checks finiteness.
+
+    Keeps float32 when every input is float32 (exact), float64 otherwise.
+    """
+    for i, x in enumerate(xs):
+        _as_column(x, n_in, what, i)
+    X = np.concatenate([x.reshape(1, n_in) for x in xs], axis=0) if xs else \
+        np.empty((0, n_in))
+    X = np.ascontiguousarray(X)
+    if not np.isfinite(X).all():
+        bad = int(np.argwhere(~np.isfinite(X))[0, 0])
+        raise ValueError("%s %d contains NaN or infinity" % (what, bad))
+    return X
+
+
+def pack_training(training_data, n_in, n_out, dtype, what="training"):
+    """(X, Y) from a list of (x, y): x (n_in, 1) columns, y (n_out, 1) target columns."""
+    if isinstance(training_data, np.ndarray) or not hasattr(training_data, "__len__"):
+        raise TypeError("%s_data must be a list of (x, y) tuples, got %s "
+                        "(in Python 3 wrap zip(...) in list(...))"
+                        % (what, describe(training_data)))
+    if len(training_data) == 0:
+        raise ValueError("%s_data is empty: expected at least one (x, y) pair" % what)
+    xs, ys = [], []
+    for i, item in enumerate(training_data):
+        x, y = _pair(item, what + "_data", i)
+        xs.append(x)
+        ys.append(y)
+    X = pack_inputs(xs, n_in, what + " input")
+    for i, y in enumerate(ys):
+        if not isinstance(y, np.ndarray) or y.shape != (n_out, 1):
+            hint = (" (an int label: training targets must be vectors such as "
+                    "vectorized_result(y))" if isinstance(y, numbers.Integral) else "")
+            raise ValueError("%s target %d has %s, expected an array of shape (%d, 1)%s"
+                             % (what, i, "shape %s" % (y.shape,) if isinstance(y, np.ndarray)
+                                else "type " + type(y).__name__, n_out, hint))
+        if y.dtype.kind not in "fiub":
+            raise TypeError("%s target %d has dtype %s, expected a real dtype"
+                            % (what, i, y.dtype))
+    Y = np.ascontiguousarray(np.concatenate([y.reshape(1, n_out) for y in ys], axis=0),
+                             dtype=dtype)
+    if not np.isfinite(Y).all():
+        bad = int(np.argwhere(~np.isfinite(Y))[0, 0])
+        raise ValueError("%s target %d contains NaN or infinity" % (what, bad))
+    return X, Y
+
+
+def pack_labelled(data, n_in, n_out, what="test"):
+    """(X, labels) from (x, y) pairs where y is an int label or an (n_out, 1) vector."""
+    if isinstance(data, np.ndarray) or not hasattr(data, "__len__"):
+        raise TypeError("%s_data must be a list of (x, y) tuples, got %s "
+                        "(in Python 3 wrap zip(...) in list(...))" % (what, describe(data)))
+    xs, labels = [], np.empty(len(data), dtype=np.int64)
+    for i, item in enumerate(data):
+        x, y = _pair(item, what + "_data", i)
+        xs.append(x)
+        if isinstance(y, (numbers.Integral, np.integer)) and not isinstance(y, (bool, np.bool_)):
+            labels[i] = int(y)
+        elif isinstance(y, np.ndarray) and y.shape == (n_out, 1):
+            labels[i] = int(np.argmax(y))
+        elif isinstance(y, np.ndarray) and y.shape in ((), (1,), (1, 1)) and y.dtype.kind in "iu":
+            labels[i] = int(y.reshape(()))
+        else:
+            raise ValueError("%s label %d must be an int class label or an (%d, 1) vector, "
+                             "got %s" % (what, i, n_out, describe(y)))
+    X = pack_inputs(xs, n_in, what + " input")
+    return X, labels
+
+
+def check_params(weights, biases, sizes, dtype):
+    """Network parameters as C-contiguous arrays of ``dtype`` with the right shapes."""
+    if len(weights) != len(sizes) - 1 or len(biases) != len(sizes) - 1:
+        raise ValueError("expected %d weight matrices and bias vectors for sizes %r, got %d and %d"
+                         % (len(sizes) - 1, sizes, len(weights), len(biases)))
+    ws, bs = [], []
+    for l, (w, b) in enumerate(zip(weights, biases)):
+        shape_w, shape_b = (sizes[l + 1], sizes[l]), (sizes[l + 1], 1)
+        w = np.asarray(w)
+        b = np.asarray(b)
+        if w.shape != shape_w:
+            raise ValueError("weights[%d] has shape %s, expected %s" % (l, w.shape, shape_w))
+        if b.shape != shape_b:
+            raise ValueError("biases[%d] has shape %s, expected %s" % (l, b.shape, shape_b))
+        if w.dtype.kind != "f" or b.dtype.kind != "f":
+            raise TypeError("weights[%d] and biases[%d] must be float arrays, got %s and %s"
+                            % (l, l, w.dtype, b.dtype))
+        ws.append(np.require(w, dtype=dtype, requirements=["C", "W"]))
+        bs.append(np.require(b, dtype=dtype, requirements=["C", "W"]))
+        if not (np.isfinite(ws[-1]).all() and np.isfinite(bs[-1]).all()):
+            raise ValueError("weights[%d] or biases[%d] contain NaN or infinity" % (l, l))
+    return ws, bs

@@ -1,0 +1,84 @@
+"""mnist_loader — the book's loader, on Python 3, reading the bundled MNIST.
+
+``load_data()`` returns ``(training_data, validation_data, test_data)``; each is
+a pair ``(x, y)`` with ``x`` a float32 array (n, 784) of pixels in [0, 1] and
+``y`` an int64 array (n,) of digits. Training is the first 50,000 MNIST training
+images, validation the last 10,000, test the 10,000 test images.
+
+``load_data_wrapper()`` returns the same data as three *lists* of ``(x, y)``
+tuples in the layout the networks use: ``x`` of shape (784, 1); for training
+``y`` is a (10, 1) one-hot column (``vectorized_result``), for validation and
+test it is the int label.
+
+Both take an optional ``path``: ``None`` (the bundled MNIST), a directory of
+IDX files (for example Fashion-MNIST in ``/usr/share/datasets/fashion-mnist``),
+or the book's ``mnist.pkl.gz``.
+"""
+import functools
+import os
+
+import numpy as np
+
+from . import datasets
+
+__all__ = ["load_data", "load_data_wrapper", "vectorized_result"]
+
+N_TRAIN = 50000
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path):
+    if path is not None and os.path.isfile(path):
+        return datasets.load_pickle(path)
+    tr_x, tr_y, te_x, te_y = datasets.load_idx_dataset(path)
+    if tr_x.shape[0] <= N_TRAIN:
+        raise datasets.DataFileError(
+            "expected more than %d training images to split off a validation set, got %d"
+            % (N_TRAIN, tr_x.shape[0]))
+
+    def flat(images):
+        x = images.reshape(images.shape[0], -1).astype(np.float32)
+        x /= np.float32(datasets.PIXEL_SCALE)
+        return x
+
+    tr_x, te_x = flat(tr_x), flat(te_x)
+    tr_y, te_y = tr_y.astype(np.int64), te_y.astype(np.int64)
+    return ((tr_x[:N_TRAIN], tr_y[:N_TRAIN]),
+            (tr_x[N_TRAIN:], tr_y[N_TRAIN:]),
+            (te_x, te_y))
+
+
+def load_data(path=None):
+    """MNIST as ``(training_data, validation_data, test_data)`` of ``(x, y)`` arrays."""
+    if path is not None:
+        path = os.path.abspath(os.fspath(path))
+        if not os.path.exists(path):
+            raise FileNotFoundError("no MNIST data at %r (expected a directory of IDX files "
+                                    "or the book's mnist.pkl.gz)" % path)
+    # Fresh arrays on each call: callers may modify them in place.
+    return tuple((x.copy(), y.copy()) for x, y in _load_cached(path))
+
+
+def load_data_wrapper(path=None):
+    """MNIST as three lists of ``(x, y)`` tuples, the layout the networks train on."""
+    tr_d, va_d, te_d = load_data(path)
+    n_in = tr_d[0].shape[1]
+    training_inputs = [np.reshape(x, (n_in, 1)) for x in tr_d[0]]
+    training_results = [vectorized_result(y) for y in tr_d[1]]
+    training_data = list(zip(training_inputs, training_results))
+    validation_data = list(zip([np.reshape(x, (n_in, 1)) for x in va_d[0]],
+                               [int(y) for y in va_d[1]]))
+    test_data = list(zip([np.reshape(x, (n_in, 1)) for x in te_d[0]],
+                         [int(y) for y in te_d[1]]))
+    return training_data, validation_data, test_data
+
+
+def vectorized_result(j):
+    """A (10, 1) float64 column with 1.0 in position ``j`` and zeros elsewhere."""
+    if isinstance(j, (bool, np.bool_)) or not isinstance(j, (int, np.integer)):
+        raise TypeError("expected an integer digit 0..9, got %r" % (j,))
+    if not 0 <= j <= 9:
+        raise ValueError("expected a digit 0..9, got %d" % j)
+    e = np.zeros((10, 1))
+    e[j] = 1.0
+    return e

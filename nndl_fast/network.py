@@ -1,0 +1,73 @@
+"""network.py (chapter 1) — the book's API, trained by one compiled call per epoch.
+
+    >>> from nndl_fast import mnist_loader, network
+    >>> training_data, validation_data, test_data = mnist_loader.load_data_wrapper()
+    >>> net = network.Network([784, 30, 10])
+    >>> net.SGD(training_data, 30, 10, 3.0, test_data=test_data)
+
+Same seeds, same numbers: ``Network(sizes)`` draws its initial values with
+``np.random.randn`` in the book's order, and ``SGD`` shuffles the caller's list
+with the stdlib generator exactly as ``random.shuffle`` does.
+"""
+import numpy as np
+
+from . import _dense
+from ._compiled import CompiledDenseMixin
+from ._validation import (check_int, check_real, check_sizes, pack_labelled,
+                          pack_training)
+from .reference import network as _reference
+from .reference.network import sigmoid, sigmoid_prime
+
+__all__ = ["Network", "sigmoid", "sigmoid_prime"]
+
+
+class Network(CompiledDenseMixin, _reference.Network):
+    """A feed-forward sigmoid network trained with the quadratic cost.
+
+    ``dtype`` (float64, the book's, or float32) is the compiled paths'
+    arithmetic; ``num_threads`` overrides the global thread policy.
+    """
+
+    def __init__(self, sizes, dtype=np.float64, num_threads=None):
+        sizes = check_sizes(sizes)
+        super().__init__([int(s) for s in sizes])
+        self._set_dtype(dtype)
+        self.num_threads = num_threads
+
+    def feedforward(self, a):
+        """The output column(s) for input column(s) ``a`` of shape (n_in, 1) or (n_in, k)."""
+        return self._feedforward_columns(a)
+
+    def SGD(self, training_data, epochs, mini_batch_size, eta, test_data=None):
+        """Mini-batch stochastic gradient descent (the book's semantics and output)."""
+        epochs = check_int(epochs, "epochs", 0)
+        mini_batch_size = check_int(mini_batch_size, "mini_batch_size", 1)
+        eta = check_real(eta, "eta")
+        X, Y = pack_training(training_data, self.sizes[0], self.sizes[-1], self._dtype)
+        if test_data:
+            X_test, y_test = pack_labelled(test_data, self.sizes[0], self.sizes[-1], "test")
+            n_test = len(test_data)
+        timing = getattr(self, "_print_epoch_time", False)
+
+        def after_epoch(j, seconds):
+            suffix = "  [%.3f s]" % seconds if timing else ""
+            if test_data:
+                correct = int(np.sum(self._predict_labels(X_test) == y_test))
+                print("Epoch {0}: {1} / {2}{3}".format(j, correct, n_test, suffix))
+            else:
+                print("Epoch {0} complete{1}".format(j, suffix))
+
+        self._run_epochs(X, Y, training_data, epochs, mini_batch_size, eta, after_epoch,
+                         cost=_dense.CostKind.QUADRATIC, num_threads=self.num_threads)
+
+    def update_mini_batch(self, mini_batch, eta):
+        """One gradient-descent step on ``mini_batch`` (a list of (x, y))."""
+        eta = check_real(eta, "eta")
+        self._update_batch(mini_batch, eta, cost=_dense.CostKind.QUADRATIC)
+
+    def evaluate(self, test_data):
+        """Number of test inputs whose argmax output equals the label."""
+        X, labels = pack_labelled(test_data, self.sizes[0], self.sizes[-1], "test")
+        if X.shape[0] == 0:
+            return 0
+        return int(np.sum(self._predict_labels(X) == labels))
