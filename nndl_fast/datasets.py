@@ -135,12 +135,16 @@ _ALLOWED_GLOBALS = {
     ("numpy._core.multiarray", "scalar"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    # Protocol-2 pickles written by Python 3 rebuild bytes with _codecs.encode.
+    ("_codecs", "encode"),
 }
 
 
 def _numpy_global(module, name):
     import importlib
     for mod in (module.replace("numpy.core", "numpy._core"), module):
+        if not mod.startswith(("numpy", "_codecs")):
+            break
         try:
             return getattr(importlib.import_module(mod), name)
         except (ImportError, AttributeError):

@@ -1,0 +1,89 @@
+"""Command line: ``python -m nndl_fast {train,info,bench} ...``."""
+import argparse
+import random
+import sys
+import time
+
+import numpy as np
+
+
+def _cmd_info(args):
+    import nndl_fast
+    from nndl_fast import _dense  # noqa: F401  (loads SciPy's BLAS so it is listed)
+    nndl_fast.show_config()
+    return 0
+
+
+def _cmd_train(args):
+    import nndl_fast
+    from nndl_fast import mnist_loader, network
+    if args.threads is not None:
+        nndl_fast.set_num_threads(args.threads)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.seed is not None:
+        np.random.seed(args.seed)
+        random.seed(args.seed)
+    t0 = time.perf_counter()
+    training_data, validation_data, test_data = mnist_loader.load_data_wrapper(args.data)
+    print("Loaded MNIST in %.2f s: %d training, %d test images"
+          % (time.perf_counter() - t0, len(training_data), len(test_data)))
+    net = network.Network(sizes, dtype=args.dtype)
+    net._print_epoch_time = True
+    print("network.Network(%s), %d epochs, mini-batch %d, eta %g, %s, %d thread(s)"
+          % (sizes, args.epochs, args.batch, args.eta, args.dtype, nndl_fast.get_num_threads()))
+    t0 = time.perf_counter()
+    net.SGD(training_data, args.epochs, args.batch, args.eta, test_data=test_data)
+    total = time.perf_counter() - t0
+    print("Trained in %.2f s (%.3f s per epoch including evaluation)"
+          % (total, total / max(args.epochs, 1)))
+    return 0
+
+
+def _cmd_bench(args):
+    import runpy
+    import os
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [os.path.join(here, "..", "bench", "bench_%s.py" % args.what)]
+    for path in candidates:
+        if os.path.exists(path):
+            sys.argv = [path] + args.rest
+            runpy.run_path(path, run_name="__main__")
+            return 0
+    from nndl_fast import benchmarks
+    return benchmarks.main([args.what] + args.rest)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m nndl_fast",
+                                     description="The book's networks, compiled.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="print version, OpenMP, threads and BLAS")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("train", help="train the chapter-1 network on MNIST (the main job)")
+    p.add_argument("--sizes", default="784,30,10", help="layer sizes (default 784,30,10)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch", type=int, default=10, help="mini-batch size")
+    p.add_argument("--eta", type=float, default=3.0, help="learning rate")
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--data", default=None, help="directory of IDX files or mnist.pkl.gz "
+                   "(default: the bundled MNIST)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("bench", help="run a benchmark (network, ...)")
+    p.add_argument("what", nargs="?", default="network")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
