@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from . import _config, _dense, _shuffle
-from ._validation import check_dtype, check_params, pack_inputs
+from ._validation import check_dtype, check_params
 
 _controller = None
 
@@ -118,7 +118,3 @@ class CompiledDenseMixin(object):
             _dense.train_epoch(X, Y, np.arange(m, dtype=np.int64), self.weights, self.biases,
                                m, eta, lmbda=lmbda, n_total=float(n if n else m),
                                cost=cost, reg=reg, num_threads=1)
-
-
-def pack_test_inputs(xs, n_in, what):
-    return pack_inputs(xs, n_in, what)

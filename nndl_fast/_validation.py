@@ -74,18 +74,6 @@ def check_dtype(dtype):
     return dt
 
 
-def _as_column(x, n_in, what, index):
-    if not isinstance(x, np.ndarray):
-        raise TypeError("%s %d must be a numpy array of shape (%d, 1), got %s"
-                        % (what, index, n_in, describe(x)))
-    if x.shape != (n_in, 1):
-        raise ValueError("%s %d has shape %s, expected (%d, 1)" % (what, index, x.shape, n_in))
-    if x.dtype not in FLOAT_DTYPES:
-        raise TypeError("%s %d has dtype %s, expected float32 or float64"
-                        % (what, index, x.dtype))
-    return x
-
-
 def _pair(item, what, index):
     if not isinstance(item, (tuple, list)) or len(item) != 2:
         raise TypeError("%s item %d must be a pair (x, y), got %s"
@@ -93,63 +81,68 @@ def _pair(item, what, index):
     return item
 
 
-def pack_inputs(xs, n_in, what):
-    """Stack (n_in, 1) columns into an (n, n_in) C-contiguous matrix; checks finiteness.
-
-    Keeps float32 when every input is float32 (exact), float64 otherwise.
-    """
-    for i, x in enumerate(xs):
-        _as_column(x, n_in, what, i)
-    X = np.concatenate([x.reshape(1, n_in) for x in xs], axis=0) if xs else \
-        np.empty((0, n_in))
-    X = np.ascontiguousarray(X)
-    if not np.isfinite(X).all():
-        bad = int(np.argwhere(~np.isfinite(X))[0, 0])
+def _finite_or_raise(M, what):
+    # A float64 sum is finite exactly when no entry is NaN/inf, unless huge finite
+    # values overflow it; only then pay for the full element-wise check.
+    if np.isfinite(M.sum(dtype=np.float64)):
+        return
+    if not np.isfinite(M).all():
+        bad = int(np.argwhere(~np.isfinite(M))[0, 0])
         raise ValueError("%s %d contains NaN or infinity" % (what, bad))
-    return X
+
+
+def pack_pairs(data, which, n_rows, what, pair_what, dtype=None):
+    """Stack element ``which`` of each (x, y) pair — (n_rows, 1) columns — into an
+    (n, n_rows) C-contiguous matrix, checking every item; rejects NaN/inf.
+
+    With ``dtype=None`` the matrix keeps float32 when the first item is float32
+    (exact; re-packed as float64 if a later item is not), else float64.
+    """
+    from . import _packing
+    n = len(data)
+    auto = dtype is None
+    if auto:
+        first = _packing.first_dtype(data, which)
+        dtype = np.float32 if first == np.float32 else np.float64
+    M = np.empty((n, n_rows), dtype=dtype)
+    all_f32 = _packing.pack_columns(data, which, n_rows, M, what, pair_what)
+    if auto and M.dtype == np.float32 and not all_f32:
+        M = np.empty((n, n_rows), dtype=np.float64)
+        _packing.pack_columns(data, which, n_rows, M, what, pair_what)
+    _finite_or_raise(M, what)
+    return M
+
+
+def _check_sequence(data, what):
+    if isinstance(data, np.ndarray) or not hasattr(data, "__len__") \
+            or not hasattr(data, "__getitem__"):
+        raise TypeError("%s_data must be a list of (x, y) tuples, got %s "
+                        "(in Python 3 wrap zip(...) in list(...))" % (what, describe(data)))
 
 
 def pack_training(training_data, n_in, n_out, dtype, what="training"):
     """(X, Y) from a list of (x, y): x (n_in, 1) columns, y (n_out, 1) target columns."""
-    if isinstance(training_data, np.ndarray) or not hasattr(training_data, "__len__"):
-        raise TypeError("%s_data must be a list of (x, y) tuples, got %s "
-                        "(in Python 3 wrap zip(...) in list(...))"
-                        % (what, describe(training_data)))
+    _check_sequence(training_data, what)
     if len(training_data) == 0:
         raise ValueError("%s_data is empty: expected at least one (x, y) pair" % what)
-    xs, ys = [], []
-    for i, item in enumerate(training_data):
-        x, y = _pair(item, what + "_data", i)
-        xs.append(x)
-        ys.append(y)
-    X = pack_inputs(xs, n_in, what + " input")
-    for i, y in enumerate(ys):
-        if not isinstance(y, np.ndarray) or y.shape != (n_out, 1):
-            hint = (" (an int label: training targets must be vectors such as "
-                    "vectorized_result(y))" if isinstance(y, numbers.Integral) else "")
-            raise ValueError("%s target %d has %s, expected an array of shape (%d, 1)%s"
-                             % (what, i, "shape %s" % (y.shape,) if isinstance(y, np.ndarray)
-                                else "type " + type(y).__name__, n_out, hint))
-        if y.dtype.kind not in "fiub":
-            raise TypeError("%s target %d has dtype %s, expected a real dtype"
-                            % (what, i, y.dtype))
-    Y = np.ascontiguousarray(np.concatenate([y.reshape(1, n_out) for y in ys], axis=0),
-                             dtype=dtype)
-    if not np.isfinite(Y).all():
-        bad = int(np.argwhere(~np.isfinite(Y))[0, 0])
-        raise ValueError("%s target %d contains NaN or infinity" % (what, bad))
+    X = pack_pairs(training_data, 0, n_in, what + " input", what + "_data")
+    try:
+        Y = pack_pairs(training_data, 1, n_out, what + " target", what + "_data", dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        first_y = training_data[0][1]
+        if isinstance(first_y, numbers.Integral):
+            raise ValueError("%s target 0 is an int label; training targets must be (%d, 1) "
+                             "vectors such as vectorized_result(y)" % (what, n_out)) from None
+        raise exc
     return X, Y
 
 
 def pack_labelled(data, n_in, n_out, what="test"):
     """(X, labels) from (x, y) pairs where y is an int label or an (n_out, 1) vector."""
-    if isinstance(data, np.ndarray) or not hasattr(data, "__len__"):
-        raise TypeError("%s_data must be a list of (x, y) tuples, got %s "
-                        "(in Python 3 wrap zip(...) in list(...))" % (what, describe(data)))
-    xs, labels = [], np.empty(len(data), dtype=np.int64)
+    _check_sequence(data, what)
+    labels = np.empty(len(data), dtype=np.int64)
     for i, item in enumerate(data):
         x, y = _pair(item, what + "_data", i)
-        xs.append(x)
         if isinstance(y, (numbers.Integral, np.integer)) and not isinstance(y, (bool, np.bool_)):
             labels[i] = int(y)
         elif isinstance(y, np.ndarray) and y.shape == (n_out, 1):
@@ -159,7 +152,7 @@ def pack_labelled(data, n_in, n_out, what="test"):
         else:
             raise ValueError("%s label %d must be an int class label or an (%d, 1) vector, "
                              "got %s" % (what, i, n_out, describe(y)))
-    X = pack_inputs(xs, n_in, what + " input")
+    X = pack_pairs(data, 0, n_in, what + " input", what + "_data")
     return X, labels
 
 

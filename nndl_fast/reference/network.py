@@ -96,7 +96,7 @@ class Network(object):
 
 def sigmoid(z):
     """The sigmoid function, 1 / (1 + e^-z); no overflow warning for large |z|."""
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", under="ignore"):
         return 1.0 / (1.0 + np.exp(-z))
 
 

@@ -273,7 +273,7 @@ def vectorized_result(j):
 
 def sigmoid(z):
     """The sigmoid function; no overflow warning for large |z|."""
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", under="ignore"):
         return 1.0 / (1.0 + np.exp(-z))
 
 
