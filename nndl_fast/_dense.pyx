@@ -1,28 +1,29 @@
 """Dense sigmoid networks (chapters 1 and 3): a whole mini-batch SGD epoch in one
 call, and batched feed-forward.
 
-Layout. Weights are the Network's own (n_out, n_in) C-contiguous arrays, updated
-in place; BLAS sees them column-major as W^T (n_in x n_out). Activations and
-deltas of a mini-batch are (m, n_units) C-contiguous (each example contiguous),
-i.e. column-major (n_units x m).
+Layout. For the duration of a call the weights of each layer are repacked into
+blocks of 16 output units (``src_c/dense.h``): block b of layer l is an
+(n_in_l x 16) row-major matrix holding the weights from every input to units
+16b..16b+15 (zero-padded past the layer's width). Activations and deltas of a
+mini-batch are (m x padded_units) row-major. Padded units have activation and
+delta exactly 0, so their weights stay 0 and never influence the real units.
+The Network's own (n_out, n_in) arrays are updated in place at the end.
 
 Parallel scheme (one OpenMP team for the whole epoch, barriers between steps).
-The units of every layer are cut into row blocks whose size depends only on
-the layer's width, never on the thread count; block b belongs to thread
-b % n_threads. Every GEMM is made per block, so each number is computed by the
-same BLAS call whatever the thread count: results are bitwise identical for
-1 and N threads. Per mini-batch:
+Block b of a layer belongs to thread b % n_threads. Each number is computed by
+one thread with a fixed summation order, whatever the thread count, so results
+are bitwise identical for 1 and N threads. Per mini-batch:
 
 1. gather the mini-batch's examples into a double-buffered input matrix;  | barrier
 2. hidden layer l: each thread computes its blocks of a^l = σ(W^l a^{l-1} + b^l);  | barrier
 3. output layer: every thread computes the whole (small) output layer and its
    delta privately;  | barrier (nobody may update W^L while it is being read)
-4. backward, l = L..2: each thread computes its blocks of δ^{l-1} (rows of
-   W^l's transpose = columns of W^l), then updates exactly those columns of
-   W^l; biases by their row owners;  | barrier between layers
-5. W^1 and b^1 by row blocks.
+4. backward, l = L..2: each thread computes its blocks of δ^{l-1} (which read
+   only the rows of the packed W^l belonging to those inputs), then updates
+   exactly those rows of W^l; biases by their block owners;  | barrier between layers
+5. W^1 and b^1 by blocks (W^1 is never read by the backward pass).
 
-The update is fused into the gradient GEMM: W ← β·W − (η/m)·δ·a^T with
+The update is fused with the gradient: W ← β·W − (η/m)·Σ_i x_i δ_i^T with
 β = 1 − η·λ/n (L2), so no gradient matrix is ever stored.
 """
 cimport cython
@@ -35,7 +36,6 @@ from libc.stdlib cimport malloc, free
 import numpy as np
 cimport numpy as cnp
 
-from nndl_fast._blas cimport gemm
 from nndl_fast._openmp_helpers cimport omp_get_thread_num
 
 cnp.import_array()
@@ -50,8 +50,28 @@ cdef extern from *:
     """
     void nndl_barrier() noexcept nogil
 
+cdef extern from "dense.h" nogil:
+    int NNDL_BW
+    void nndl_fwd_d(int m, int K, const double *X, int ldx, const double *W,
+                    double *out, int ldo)
+    void nndl_fwd_s(int m, int K, const float *X, int ldx, const float *W,
+                    float *out, int ldo)
+    void nndl_upd_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
+                    double *W, double alpha, double beta)
+    void nndl_upd_s(int rows, int m, const float *X, int ldx, const float *D, int ldd,
+                    float *W, float alpha, float beta)
+    void nndl_sigmoid_block_d(int m, double *Z, int ldz, const double *b, int n_valid)
+    void nndl_sigmoid_block_s(int m, float *Z, int ldz, const float *b, int n_valid)
+    void nndl_bwd_d(int m, int rows, int nb, const double *W, Py_ssize_t bstride,
+                    const double *Dn, int ldn, const double *A, int lda, double *out, int ldo)
+    void nndl_bwd_s(int m, int rows, int nb, const float *W, Py_ssize_t bstride,
+                    const float *Dn, int ldn, const float *A, int lda, float *out, int ldo)
+    void nndl_convert_f2d(int n, const float *src, double *dst)
+    const char *nndl_dense_isa()
+
 cdef enum:
     MAX_LAYERS = 64
+    BW = 16
 
 # Output cost / activation (must match network2's cost classes):
 # QUADRATIC: sigmoid output, delta (a - y) a (1 - a); CROSS_ENTROPY: sigmoid
@@ -66,11 +86,16 @@ cpdef enum Regularization:
     L1 = 1
 
 
+def kernel_isa():
+    """The instruction set the block kernels run on here ("avx512" or "generic")."""
+    return nndl_dense_isa().decode()
+
+
 cdef struct Plan:
     int n_layers                      # L, the number of weight layers
     int sizes[MAX_LAYERS + 1]         # sizes[0] = n_in ... sizes[L] = n_out
-    int block[MAX_LAYERS + 1]         # rows per block of layer l
-    int n_blocks[MAX_LAYERS + 1]
+    int n_blocks[MAX_LAYERS + 1]      # blocks of 16 units in layer l
+    int padded[MAX_LAYERS + 1]        # 16 * n_blocks (padded[0] = n_in)
     int n_threads
     int64_t n_samples
     int mini_batch_size
@@ -84,15 +109,6 @@ cdef struct Plan:
     double reg_step                   # η·λ/n
     double decay                      # 1 − η·λ/n (L2 without momentum)
     double momentum
-
-
-def block_rows(int n_units):
-    """Rows per block for a layer of ``n_units`` (a function of the width only)."""
-    cdef int n_blocks
-    if n_units < 16:
-        return n_units
-    n_blocks = max(2, (n_units + 127) // 128)
-    return ((n_units + n_blocks - 1) // n_blocks + 7) // 8 * 8
 
 
 cdef inline floating _sigmoid(floating z) noexcept nogil:
@@ -109,98 +125,105 @@ cdef inline floating _exp(floating z) noexcept nogil:
         return exp(z)
 
 
-cdef void _forward_rows(const floating *w, const floating *b, const floating *a_prev,
-                        int n_prev, floating *out, int ld_out, int r0, int r1,
-                        int m) noexcept nogil:
-    """out[:, r0:r1] = σ(a_prev W[r0:r1]^T + b[r0:r1]) for m examples."""
-    cdef int i, j
-    cdef floating *o
-    gemm(True, False, r1 - r0, m, n_prev, <floating> 1.0, w + <Py_ssize_t> r0 * n_prev,
-         n_prev, a_prev, n_prev, <floating> 0.0, out + r0, ld_out)
-    for i in range(m):
-        o = out + <Py_ssize_t> i * ld_out
-        for j in range(r0, r1):
-            o[j] = _sigmoid(o[j] + b[j])
+cdef inline void _fwd(int m, int K, const floating *X, int ldx, const floating *W,
+                      floating *out, int ldo) noexcept nogil:
+    if floating is float:
+        nndl_fwd_s(m, K, X, ldx, W, out, ldo)
+    else:
+        nndl_fwd_d(m, K, X, ldx, W, out, ldo)
 
 
-cdef void _output_layer(const floating *w, const floating *b, const floating *a_prev,
-                        int n_prev, int n_out, int m, bint softmax,
+cdef inline void _upd(int rows, int m, const floating *X, int ldx, const floating *D,
+                      int ldd, floating *W, floating alpha, floating beta) noexcept nogil:
+    if floating is float:
+        nndl_upd_s(rows, m, X, ldx, D, ldd, W, alpha, beta)
+    else:
+        nndl_upd_d(rows, m, X, ldx, D, ldd, W, alpha, beta)
+
+
+cdef void _hidden_block(const floating *w_blk, const floating *b, const floating *a_prev,
+                        int n_prev, int ld_prev, floating *out, int ld_out, int blk,
+                        int n_units, int m) noexcept nogil:
+    """Units of block ``blk``: out = σ(a_prev W_blk + b), padded units 0."""
+    cdef int u0 = blk * BW
+    cdef int n_valid = min(BW, n_units - u0)
+    _fwd(m, n_prev, a_prev, ld_prev, w_blk, out + u0, ld_out)
+    if floating is float:
+        nndl_sigmoid_block_s(m, out + u0, ld_out, b + u0, n_valid)
+    else:
+        nndl_sigmoid_block_d(m, out + u0, ld_out, b + u0, n_valid)
+
+
+cdef void _output_layer(const Plan *p, floating *w, const floating *b,
+                        const floating *a_prev, int ld_prev, int m,
                         floating *out) noexcept nogil:
-    """The whole output layer for m examples (sigmoid or softmax)."""
-    cdef int i, j
+    """The whole output layer for m examples (sigmoid or softmax), padded units 0."""
+    cdef int L = p.n_layers
+    cdef int n_out = p.sizes[L], ld = p.padded[L], n_prev = p.sizes[L - 1]
+    cdef int i, j, blk
     cdef floating *o
     cdef floating mx, s
-    gemm(True, False, n_out, m, n_prev, <floating> 1.0, w, n_prev, a_prev, n_prev,
-         <floating> 0.0, out, n_out)
+    if p.cost != LOG_LIKELIHOOD:
+        for blk in range(p.n_blocks[L]):
+            _hidden_block(w + <Py_ssize_t> blk * n_prev * BW, b, a_prev, n_prev, ld_prev,
+                          out, ld, blk, n_out, m)
+        return
+    for blk in range(p.n_blocks[L]):
+        _fwd(m, n_prev, a_prev, ld_prev, w + <Py_ssize_t> blk * n_prev * BW, out + blk * BW, ld)
     for i in range(m):
-        o = out + <Py_ssize_t> i * n_out
-        if softmax:
-            for j in range(n_out):
-                o[j] = o[j] + b[j]
-            mx = o[0]
-            for j in range(1, n_out):
-                if o[j] > mx:
-                    mx = o[j]
-            s = 0
-            for j in range(n_out):
-                o[j] = _exp(o[j] - mx)
-                s = s + o[j]
-            for j in range(n_out):
-                o[j] = o[j] / s
-        else:
-            for j in range(n_out):
-                o[j] = _sigmoid(o[j] + b[j])
+        o = out + <Py_ssize_t> i * ld
+        for j in range(n_out):
+            o[j] = o[j] + b[j]
+        mx = o[0]
+        for j in range(1, n_out):
+            if o[j] > mx:
+                mx = o[j]
+        s = 0
+        for j in range(n_out):
+            o[j] = _exp(o[j] - mx)
+            s = s + o[j]
+        for j in range(n_out):
+            o[j] = o[j] / s
+        for j in range(n_out, ld):
+            o[j] = 0
 
 
-cdef void _update_block(const Plan *p, floating *w, floating *v, int rows, int cols, int ld,
-                        const floating *act, int ld_act, const floating *delta, int ld_delta,
-                        int m) noexcept nogil:
-    """W_blk ← update with gradient act·delta^T for a (rows x cols, ld) column-major block."""
+cdef void _update_rows(const Plan *p, floating *w, floating *v, int rows,
+                       const floating *act, int ld_act, const floating *delta, int ld_delta,
+                       int m) noexcept nogil:
+    """Update ``rows`` packed rows (16 weights each) with gradient Σ_i act_i δ_i^T."""
     cdef floating alpha = <floating> (-p.eta / m)
     cdef floating step = <floating> p.reg_step
     cdef floating mu = <floating> p.momentum
-    cdef int r, c
-    cdef floating *wc
-    cdef floating *vc
+    cdef Py_ssize_t r, n = <Py_ssize_t> rows * BW
     if not p.use_momentum:
         if p.reg == L1 and step != 0:
-            for c in range(cols):
-                wc = w + <Py_ssize_t> c * ld
-                for r in range(rows):
-                    if wc[r] > 0:
-                        wc[r] = wc[r] - step
-                    elif wc[r] < 0:
-                        wc[r] = wc[r] + step
-            gemm(False, True, rows, cols, m, alpha, act, ld_act, delta, ld_delta,
-                 <floating> 1.0, w, ld)
+            for r in range(n):
+                if w[r] > 0:
+                    w[r] = w[r] - step
+                elif w[r] < 0:
+                    w[r] = w[r] + step
+            _upd(rows, m, act, ld_act, delta, ld_delta, w, alpha, <floating> 1.0)
         else:
-            gemm(False, True, rows, cols, m, alpha, act, ld_act, delta, ld_delta,
-                 <floating> p.decay, w, ld)
+            _upd(rows, m, act, ld_act, delta, ld_delta, w, alpha, <floating> p.decay)
         return
     # Momentum: v ← μv − step·reg'(w) − (η/m)∇w ; w ← w + v.
-    for c in range(cols):
-        wc = w + <Py_ssize_t> c * ld
-        vc = v + <Py_ssize_t> c * ld
-        for r in range(rows):
-            if p.reg == L1:
-                vc[r] = mu * vc[r] - (step if wc[r] > 0 else (-step if wc[r] < 0 else 0))
-            else:
-                vc[r] = mu * vc[r] - step * wc[r]
-    gemm(False, True, rows, cols, m, alpha, act, ld_act, delta, ld_delta,
-         <floating> 1.0, v, ld)
-    for c in range(cols):
-        wc = w + <Py_ssize_t> c * ld
-        vc = v + <Py_ssize_t> c * ld
-        for r in range(rows):
-            wc[r] = wc[r] + vc[r]
+    for r in range(n):
+        if p.reg == L1:
+            v[r] = mu * v[r] - (step if w[r] > 0 else (-step if w[r] < 0 else 0))
+        else:
+            v[r] = mu * v[r] - step * w[r]
+    _upd(rows, m, act, ld_act, delta, ld_delta, v, alpha, <floating> 1.0)
+    for r in range(n):
+        w[r] = w[r] + v[r]
 
 
 cdef void _update_bias(const Plan *p, floating *b, floating *vb, const floating *delta,
-                       int ld_delta, int r0, int r1, int m) noexcept nogil:
+                       int ld_delta, int u0, int u1, int m) noexcept nogil:
     cdef int i, j
     cdef floating s
     cdef floating scale = <floating> (p.eta / m)
-    for j in range(r0, r1):
+    for j in range(u0, u1):
         s = 0
         for i in range(m):
             s = s + delta[<Py_ssize_t> i * ld_delta + j]
@@ -222,13 +245,36 @@ cdef void _gather(const Plan *p, int64_t start, int m, floating *xb, int tid) no
         dst = xb + <Py_ssize_t> i * n_in
         if p.x_is_float32:
             xs = (<const float *> p.x) + p.order[start + i] * n_in
-            for j in range(n_in):
-                dst[j] = <floating> xs[j]
+            if floating is double:
+                nndl_convert_f2d(n_in, xs, dst)
+            else:
+                for j in range(n_in):
+                    dst[j] = xs[j]
         else:
             xd = (<const double *> p.x) + p.order[start + i] * n_in
             for j in range(n_in):
                 dst[j] = <floating> xd[j]
         i += p.n_threads
+
+
+cdef void _backward_block(const Plan *p, int l, int blk, floating **W, floating **VW,
+                          floating **A, floating **D, const floating *d_next,
+                          int m) noexcept nogil:
+    """δ^{l-1} for the inputs of block ``blk`` of layer l-1, then their rows of W^l."""
+    cdef int s_prev = p.sizes[l - 1], ld_prev = p.padded[l - 1]
+    cdef int ld_next = p.padded[l], nb = p.n_blocks[l]
+    cdef int c0 = blk * BW, c1 = min(c0 + BW, s_prev)
+    cdef int bl
+    if floating is float:
+        nndl_bwd_s(m, c1 - c0, nb, W[l] + <Py_ssize_t> c0 * BW, <Py_ssize_t> s_prev * BW,
+                   d_next, ld_next, A[l - 1] + c0, ld_prev, D[l - 1] + c0, ld_prev)
+    else:
+        nndl_bwd_d(m, c1 - c0, nb, W[l] + <Py_ssize_t> c0 * BW, <Py_ssize_t> s_prev * BW,
+                   d_next, ld_next, A[l - 1] + c0, ld_prev, D[l - 1] + c0, ld_prev)
+    for bl in range(nb):
+        _update_rows(p, W[l] + (<Py_ssize_t> bl * s_prev + c0) * BW,
+                     VW[l] + (<Py_ssize_t> bl * s_prev + c0) * BW if p.use_momentum else NULL,
+                     c1 - c0, A[l - 1] + c0, ld_prev, d_next + bl * BW, ld_next, m)
 
 
 cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW,
@@ -237,20 +283,19 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
                         int tid) noexcept nogil:
     cdef int L = p.n_layers
     cdef int nt = p.n_threads
-    cdef int n_out = p.sizes[L]
+    cdef int n_in = p.sizes[0], n_out = p.sizes[L], ld_out = p.padded[L]
     cdef int mbs = p.mini_batch_size
-    cdef floating *out = out_all + <Py_ssize_t> tid * n_out * mbs
-    cdef floating *dout = dout_all + <Py_ssize_t> tid * n_out * mbs
+    cdef floating *out = out_all + <Py_ssize_t> tid * ld_out * mbs
+    cdef floating *dout = dout_all + <Py_ssize_t> tid * ld_out * mbs
     cdef int64_t start, batch
     cdef int64_t n_batches = (p.n_samples + mbs - 1) // mbs
-    cdef int m, l, blk, r0, r1, i, j, s_prev, s_l
+    cdef int m, l, blk, i, j, ld_prev
     cdef floating *xb
     cdef const floating *a_prev
     cdef const floating *d_next
     cdef const floating *y
     cdef floating *o
     cdef floating *d
-    cdef floating *a
 
     for batch in range(n_batches):
         start = batch * mbs
@@ -260,27 +305,25 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
         if nt > 1:
             nndl_barrier()
 
-        # Hidden layers, by row blocks.
+        # Hidden layers, by blocks.
         a_prev = xb
+        ld_prev = n_in
         for l in range(1, L):
-            s_prev = p.sizes[l - 1]
-            s_l = p.sizes[l]
             blk = tid
             while blk < p.n_blocks[l]:
-                r0 = blk * p.block[l]
-                r1 = min(r0 + p.block[l], s_l)
-                _forward_rows(W[l], B[l], a_prev, s_prev, A[l], s_l, r0, r1, m)
+                _hidden_block(W[l] + <Py_ssize_t> blk * p.sizes[l - 1] * BW, B[l], a_prev,
+                              p.sizes[l - 1], ld_prev, A[l], p.padded[l], blk, p.sizes[l], m)
                 blk += nt
             if nt > 1:
                 nndl_barrier()
             a_prev = A[l]
+            ld_prev = p.padded[l]
 
         # Output layer and its delta, privately in every thread.
-        _output_layer(W[L], B[L], a_prev, p.sizes[L - 1], n_out, m,
-                      p.cost == LOG_LIKELIHOOD, out)
+        _output_layer(p, W[L], B[L], a_prev, ld_prev, m, out)
         for i in range(m):
-            o = out + <Py_ssize_t> i * n_out
-            d = dout + <Py_ssize_t> i * n_out
+            o = out + <Py_ssize_t> i * ld_out
+            d = dout + <Py_ssize_t> i * ld_out
             y = Y + p.order[start + i] * n_out
             if p.cost == QUADRATIC:
                 for j in range(n_out):
@@ -288,59 +331,40 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
             else:
                 for j in range(n_out):
                     d[j] = o[j] - y[j]
+            for j in range(n_out, ld_out):
+                d[j] = 0
         if nt > 1:
             nndl_barrier()
 
-        # Backward: δ^{l-1} and W^l by column blocks (blocks of layer l-1).
+        # Backward: δ^{l-1} and the matching rows of W^l, by blocks of layer l-1.
         d_next = dout
         for l in range(L, 1, -1):
-            s_prev = p.sizes[l - 1]
-            s_l = p.sizes[l]
             blk = tid
             while blk < p.n_blocks[l - 1]:
-                r0 = blk * p.block[l - 1]
-                r1 = min(r0 + p.block[l - 1], s_prev)
-                gemm(False, False, r1 - r0, m, s_l, <floating> 1.0, W[l] + r0, s_prev,
-                     d_next, s_l, <floating> 0.0, D[l - 1] + r0, s_prev)
-                for i in range(m):
-                    d = D[l - 1] + <Py_ssize_t> i * s_prev
-                    a = A[l - 1] + <Py_ssize_t> i * s_prev
-                    for j in range(r0, r1):
-                        d[j] = d[j] * (a[j] * (1 - a[j]))
-                _update_block(p, W[l] + r0, VW[l] + r0 if p.use_momentum else NULL,
-                              r1 - r0, s_l, s_prev, A[l - 1] + r0, s_prev, d_next, s_l, m)
+                _backward_block(p, l, blk, W, VW, A, D, d_next, m)
                 blk += nt
             if l == L:
                 if tid == 0:
-                    _update_bias(p, B[L], VB[L], dout, n_out, 0, n_out, m)
+                    _update_bias(p, B[L], VB[L], dout, ld_out, 0, n_out, m)
             else:
                 blk = tid
                 while blk < p.n_blocks[l]:
-                    r0 = blk * p.block[l]
-                    r1 = min(r0 + p.block[l], s_l)
-                    _update_bias(p, B[l], VB[l], D[l], s_l, r0, r1, m)
+                    _update_bias(p, B[l], VB[l], D[l], p.padded[l], blk * BW,
+                                 min(blk * BW + BW, p.sizes[l]), m)
                     blk += nt
             if nt > 1 and l > 2:
                 nndl_barrier()
             d_next = D[l - 1]
 
-        # First layer: W^1 by row blocks (W^1 is never read by the backward pass).
-        s_prev = p.sizes[0]
-        s_l = p.sizes[1]
-        if L == 1:
-            if tid == 0:
-                _update_block(p, W[1], VW[1], s_prev, s_l, s_prev, xb, s_prev, dout, s_l, m)
-                _update_bias(p, B[1], VB[1], dout, s_l, 0, s_l, m)
-        else:
-            blk = tid
-            while blk < p.n_blocks[1]:
-                r0 = blk * p.block[1]
-                r1 = min(r0 + p.block[1], s_l)
-                _update_block(p, W[1] + <Py_ssize_t> r0 * s_prev,
-                              VW[1] + <Py_ssize_t> r0 * s_prev if p.use_momentum else NULL,
-                              s_prev, r1 - r0, s_prev, xb, s_prev, D[1] + r0, s_l, m)
-                _update_bias(p, B[1], VB[1], D[1], s_l, r0, r1, m)
-                blk += nt
+        # First layer, by blocks of its units.
+        blk = tid if L > 1 else (0 if tid == 0 else p.n_blocks[1])
+        while blk < p.n_blocks[1]:
+            _update_rows(p, W[1] + <Py_ssize_t> blk * n_in * BW,
+                         VW[1] + <Py_ssize_t> blk * n_in * BW if p.use_momentum else NULL,
+                         n_in, xb, n_in, d_next + blk * BW, p.padded[1], m)
+            _update_bias(p, B[1], VB[1], d_next, p.padded[1], blk * BW,
+                         min(blk * BW + BW, p.sizes[1]), m)
+            blk += nt if L > 1 else 1
         # The next gather writes the other input buffer, and its barrier orders
         # this batch's updates before the next batch's forward pass.
 
@@ -350,7 +374,7 @@ cdef int _run_epoch(Plan *p, list weights, list biases, list vw, list vb, list a
                     cnp.ndarray Y, floating dummy) except -1:
     cdef int L = p.n_layers
     cdef int l, tid
-    cdef floating **W = <floating **> malloc(sizeof(floating *) * (L + 1) * 6 + 2 * sizeof(floating *))
+    cdef floating **W = <floating **> malloc(sizeof(floating *) * ((L + 1) * 6 + 2))
     if W == NULL:
         raise MemoryError()
     cdef floating **B = W + (L + 1)
@@ -388,6 +412,28 @@ cdef int _run_epoch(Plan *p, list weights, list biases, list vw, list vb, list a
     return 0
 
 
+def pack_weights(w):
+    """(n_out, n_in) → (n_blocks, n_in, 16) blocks of 16 output units, zero-padded."""
+    n_out, n_in = w.shape
+    nb = (n_out + BW - 1) // BW
+    padded = np.zeros((nb * BW, n_in), dtype=w.dtype)
+    padded[:n_out] = w
+    return np.ascontiguousarray(padded.reshape(nb, BW, n_in).transpose(0, 2, 1))
+
+
+def unpack_weights(wp, int n_out):
+    """Inverse of pack_weights: (n_blocks, n_in, 16) → (n_out, n_in)."""
+    nb, n_in, _ = wp.shape
+    return wp.transpose(0, 2, 1).reshape(nb * BW, n_in)[:n_out]
+
+
+def pack_bias(b):
+    n_out = b.shape[0]
+    out = np.zeros(((n_out + BW - 1) // BW) * BW, dtype=b.dtype)
+    out[:n_out] = b.reshape(-1)
+    return out
+
+
 def _check(arr, shape, dtype, what):
     if not isinstance(arr, np.ndarray) or arr.dtype != dtype or tuple(arr.shape) != tuple(shape) \
             or not arr.flags.c_contiguous or not arr.flags.writeable:
@@ -395,6 +441,32 @@ def _check(arr, shape, dtype, what):
                          % (what, np.dtype(dtype).name, tuple(shape),
                             "%s %s" % (getattr(arr, "dtype", type(arr).__name__),
                                        getattr(arr, "shape", ""))))
+
+
+def _check_layers(list weights, list biases, dtype=None):
+    """Validated sizes from weights/biases lists; returns (sizes, dtype)."""
+    cdef int L = len(weights)
+    if L < 1 or L > MAX_LAYERS:
+        raise ValueError("expected 1 to %d weight layers, got %d" % (MAX_LAYERS, L))
+    if len(biases) != L:
+        raise ValueError("expected %d bias vectors, got %d" % (L, len(biases)))
+    if dtype is None:
+        dtype = weights[0].dtype if isinstance(weights[0], np.ndarray) else None
+    if dtype not in (np.float32, np.float64):
+        raise ValueError("weights must be float32 or float64 arrays, got %r" % (dtype,))
+    if not isinstance(weights[0], np.ndarray) or weights[0].ndim != 2:
+        raise ValueError("weights[0] must be a 2-D array")
+    sizes = [weights[0].shape[1]]
+    for l in range(L):
+        w = weights[l]
+        if not isinstance(w, np.ndarray) or w.ndim != 2:
+            raise ValueError("weights[%d] must be a 2-D array" % l)
+        _check(w, (w.shape[0], sizes[l]), dtype, "weights[%d]" % l)
+        sizes.append(w.shape[0])
+        _check(biases[l], (sizes[l + 1], 1), dtype, "biases[%d]" % l)
+    if min(sizes) < 1:
+        raise ValueError("layer sizes must be >= 1, got %s" % sizes)
+    return sizes, np.dtype(dtype)
 
 
 def train_epoch(X, Y, order, list weights, list biases, int mini_batch_size, double eta,
@@ -413,16 +485,12 @@ def train_epoch(X, Y, order, list weights, list biases, int mini_batch_size, dou
     mini_batch_size, eta, lmbda, n_total : as the book's SGD (n_total is n)
     cost : QUADRATIC, CROSS_ENTROPY or LOG_LIKELIHOOD
     reg : L2 or L1; momentum : μ (0 = plain SGD, the book's)
-    velocities_w, velocities_b : like weights/biases; required when momentum != 0
+    velocities_w, velocities_b : like weights/biases; required when momentum != 0  # IN/OUT
     num_threads : OpenMP threads (results do not depend on it)
     """
     cdef Plan p
     cdef int L = len(weights)
     cdef int l
-    if L < 1 or L > MAX_LAYERS:
-        raise ValueError("expected 1 to %d weight layers, got %d" % (MAX_LAYERS, L))
-    if len(biases) != L:
-        raise ValueError("expected %d bias vectors, got %d" % (L, len(biases)))
     if mini_batch_size < 1:
         raise ValueError("mini_batch_size must be >= 1, got %d" % mini_batch_size)
     if num_threads < 1:
@@ -431,20 +499,12 @@ def train_epoch(X, Y, order, list weights, list biases, int mini_batch_size, dou
         raise ValueError("unknown cost code %d" % cost)
     if reg not in (L2, L1):
         raise ValueError("unknown regularisation code %d" % reg)
-    dtype = weights[0].dtype if isinstance(weights[0], np.ndarray) else None
-    if dtype not in (np.float32, np.float64):
-        raise ValueError("weights must be float32 or float64 arrays, got %r" % (dtype,))
+    sizes, dtype = _check_layers(weights, biases)
     p.n_layers = L
-    p.sizes[0] = weights[0].shape[1] if weights[0].ndim == 2 else -1
-    for l in range(1, L + 1):
-        w = weights[l - 1]
-        if not isinstance(w, np.ndarray) or w.ndim != 2:
-            raise ValueError("weights[%d] must be a 2-D array" % (l - 1))
-        p.sizes[l] = w.shape[0]
-        _check(w, (p.sizes[l], p.sizes[l - 1]), dtype, "weights[%d]" % (l - 1))
-        _check(biases[l - 1], (p.sizes[l], 1), dtype, "biases[%d]" % (l - 1))
-        p.block[l] = block_rows(p.sizes[l])
-        p.n_blocks[l] = (p.sizes[l] + p.block[l] - 1) // p.block[l]
+    for l in range(L + 1):
+        p.sizes[l] = sizes[l]
+        p.n_blocks[l] = (sizes[l] + BW - 1) // BW
+        p.padded[l] = p.n_blocks[l] * BW if l > 0 else sizes[0]
     if not (isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype in (np.float32, np.float64)
             and X.flags.c_contiguous and X.shape[1] == p.sizes[0]):
         raise ValueError("X: expected a C-contiguous float32/float64 array (n, %d), got %s %s"
@@ -482,47 +542,65 @@ def train_epoch(X, Y, order, list weights, list biases, int mini_batch_size, dou
     p.decay = 1 - eta * (lmbda / n_total)
     p.momentum = momentum
     mbs = p.mini_batch_size
-    a_bufs = [np.empty((mbs, p.sizes[l]), dtype) for l in range(1, L)]
-    d_bufs = [np.empty((mbs, p.sizes[l]), dtype) for l in range(1, L)]
+    packed_w = [pack_weights(w) for w in weights]
+    packed_b = [pack_bias(b) for b in biases]
+    packed_vw = [pack_weights(v) for v in velocities_w] if p.use_momentum else None
+    packed_vb = [pack_bias(v) for v in velocities_b] if p.use_momentum else None
+    a_bufs = [np.zeros((mbs, p.padded[l]), dtype) for l in range(1, L)]
+    d_bufs = [np.zeros((mbs, p.padded[l]), dtype) for l in range(1, L)]
     x_bufs = [np.empty((mbs, p.sizes[0]), dtype) for _ in range(2)]
-    cdef cnp.ndarray out_all = np.empty((num_threads, mbs, p.sizes[L]), dtype)
-    cdef cnp.ndarray dout_all = np.empty((num_threads, mbs, p.sizes[L]), dtype)
+    cdef cnp.ndarray out_all = np.zeros((num_threads, mbs, p.padded[L]), dtype)
+    cdef cnp.ndarray dout_all = np.zeros((num_threads, mbs, p.padded[L]), dtype)
     cdef cnp.ndarray Y_arr = Y
     if dtype == np.float64:
-        _run_epoch(&p, weights, biases, velocities_w, velocities_b, a_bufs, d_bufs, x_bufs,
+        _run_epoch(&p, packed_w, packed_b, packed_vw, packed_vb, a_bufs, d_bufs, x_bufs,
                    out_all, dout_all, Y_arr, <double> 0)
     else:
-        _run_epoch(&p, weights, biases, velocities_w, velocities_b, a_bufs, d_bufs, x_bufs,
+        _run_epoch(&p, packed_w, packed_b, packed_vw, packed_vb, a_bufs, d_bufs, x_bufs,
                    out_all, dout_all, Y_arr, <float> 0)
+    for l in range(L):
+        weights[l][...] = unpack_weights(packed_w[l], p.sizes[l + 1])
+        biases[l][:, 0] = packed_b[l][:p.sizes[l + 1]]
+        if p.use_momentum:
+            velocities_w[l][...] = unpack_weights(packed_vw[l], p.sizes[l + 1])
+            velocities_b[l][:, 0] = packed_vb[l][:p.sizes[l + 1]]
 
 
-cdef void _forward_chunk(int L, const int *sizes, floating **W, floating **B,
-                         const floating *x, int m, bint softmax, floating *scratch,
-                         floating *out) noexcept nogil:
-    cdef int l, max_units = 0
+cdef void _forward_chunk(const Plan *p, floating **W, floating **B, const floating *x,
+                         int m, floating *scratch, floating *out) noexcept nogil:
+    cdef int L = p.n_layers
+    cdef int l, blk, i, j, ld_prev = p.sizes[0], max_pad = 0
     cdef const floating *a_prev = x
     cdef floating *cur
     cdef floating *bufs[2]
-    for l in range(1, L):
-        if sizes[l] > max_units:
-            max_units = sizes[l]
+    for l in range(1, L + 1):
+        if p.padded[l] > max_pad:
+            max_pad = p.padded[l]
     bufs[0] = scratch
-    bufs[1] = scratch + <Py_ssize_t> max_units * m
+    bufs[1] = scratch + <Py_ssize_t> max_pad * m
     for l in range(1, L):
         cur = bufs[l & 1]
-        _forward_rows(W[l], B[l], a_prev, sizes[l - 1], cur, sizes[l], 0, sizes[l], m)
+        for blk in range(p.n_blocks[l]):
+            _hidden_block(W[l] + <Py_ssize_t> blk * p.sizes[l - 1] * BW, B[l], a_prev,
+                          p.sizes[l - 1], ld_prev, cur, p.padded[l], blk, p.sizes[l], m)
         a_prev = cur
-    _output_layer(W[L], B[L], a_prev, sizes[L - 1], sizes[L], m, softmax, out)
+        ld_prev = p.padded[l]
+    cur = bufs[L & 1]
+    _output_layer(p, W[L], B[L], a_prev, ld_prev, m, cur)
+    for i in range(m):
+        for j in range(p.sizes[L]):
+            out[<Py_ssize_t> i * p.sizes[L] + j] = cur[<Py_ssize_t> i * p.padded[L] + j]
 
 
-cdef int _forward_impl(int L, int *sizes, list weights, list biases, cnp.ndarray X,
-                       cnp.ndarray out, bint softmax, int chunk, int num_threads,
+cdef int _forward_impl(Plan *p, list weights, list biases, cnp.ndarray X,
+                       cnp.ndarray out, int chunk, int num_threads,
                        floating dummy) except -1:
+    cdef int L = p.n_layers
     cdef floating **W = <floating **> malloc(sizeof(floating *) * 2 * (L + 1))
     if W == NULL:
         raise MemoryError()
     cdef floating **B = W + (L + 1)
-    cdef int l, max_units = 1
+    cdef int l, max_pad = 1
     cdef Py_ssize_t n = X.shape[0], n_chunks, c, c0
     cdef int m
     cdef const floating *xp = <const floating *> cnp.PyArray_DATA(X)
@@ -530,20 +608,20 @@ cdef int _forward_impl(int L, int *sizes, list weights, list biases, cnp.ndarray
     for l in range(1, L + 1):
         W[l] = <floating *> cnp.PyArray_DATA(weights[l - 1])
         B[l] = <floating *> cnp.PyArray_DATA(biases[l - 1])
-        if l < L and sizes[l] > max_units:
-            max_units = sizes[l]
+        if p.padded[l] > max_pad:
+            max_pad = p.padded[l]
     n_chunks = (n + chunk - 1) // chunk
-    scratch_arr = np.empty((n_chunks, 2 * max_units * chunk), dtype=X.dtype)
+    cdef Py_ssize_t per_chunk = 2 * max_pad * chunk
+    scratch_arr = np.empty((n_chunks, per_chunk), dtype=X.dtype)
     cdef floating *scratch = <floating *> cnp.PyArray_DATA(scratch_arr)
-    cdef Py_ssize_t per_chunk = 2 * max_units * chunk
     from cython.parallel import prange
     try:
         with nogil:
             for c in prange(n_chunks, num_threads=num_threads, schedule="static"):
                 c0 = c * chunk
                 m = <int> min(<Py_ssize_t> chunk, n - c0)
-                _forward_chunk(L, sizes, W, B, xp + c0 * sizes[0], m, softmax,
-                               scratch + c * per_chunk, op + c0 * sizes[L])
+                _forward_chunk(p, W, B, xp + c0 * p.sizes[0], m,
+                               scratch + c * per_chunk, op + c0 * p.sizes[L])
     finally:
         free(W)
     return 0
@@ -553,46 +631,39 @@ def forward(X, list weights, list biases, bint softmax=False, int num_threads=1,
             int chunk=256):
     """Network outputs for every row of ``X``: (n, n_in) → (n, n_out).
 
-    X, weights and biases share one dtype (float32 or float64) and are
-    C-contiguous; hidden layers are sigmoid, the output sigmoid or softmax.
-    Examples are processed in chunks of ``chunk``, chunks in parallel; each
-    output row depends only on its own chunk, so results do not depend on the
-    thread count.
+    X, weights and biases share one dtype (float32 or float64); weights are
+    C-contiguous (n_out, n_in), biases (n_out, 1). Hidden layers are sigmoid,
+    the output sigmoid or softmax. Examples are processed in chunks of
+    ``chunk``, chunks in parallel; each output row depends only on its own
+    example, so results do not depend on the thread count.
     """
+    cdef Plan p
     cdef int L = len(weights)
-    cdef int sizes[MAX_LAYERS + 1]
     cdef int l
-    if L < 1 or L > MAX_LAYERS or len(biases) != L:
-        raise ValueError("expected 1 to %d weight layers with as many bias vectors" % MAX_LAYERS)
     if not isinstance(X, np.ndarray) or X.ndim != 2 or X.dtype not in (np.float32, np.float64):
         raise ValueError("X: expected a 2-D float32/float64 array, got %s"
                          % getattr(X, "dtype", type(X).__name__))
     dtype = X.dtype
     X = np.ascontiguousarray(X)
-    sizes[0] = X.shape[1]
-    for l in range(1, L + 1):
-        w = weights[l - 1]
-        if not isinstance(w, np.ndarray) or w.ndim != 2:
-            raise ValueError("weights[%d] must be a 2-D array" % (l - 1))
-        sizes[l] = w.shape[0]
-        if w.shape[1] != sizes[l - 1] or w.dtype != dtype or not w.flags.c_contiguous:
-            raise ValueError("weights[%d]: expected C-contiguous %s (%d, %d), got %s %s"
-                             % (l - 1, dtype, sizes[l], sizes[l - 1], w.dtype, w.shape))
-        b = biases[l - 1]
-        if not isinstance(b, np.ndarray) or b.size != sizes[l] or b.dtype != dtype \
-                or not b.flags.c_contiguous:
-            raise ValueError("biases[%d]: expected C-contiguous %s with %d entries"
-                             % (l - 1, dtype, sizes[l]))
+    sizes, _ = _check_layers(weights, biases, dtype)
+    if sizes[0] != X.shape[1]:
+        raise ValueError("X has %d columns, expected %d" % (X.shape[1], sizes[0]))
     if chunk < 1 or num_threads < 1:
         raise ValueError("chunk and num_threads must be >= 1")
+    p.n_layers = L
+    for l in range(L + 1):
+        p.sizes[l] = sizes[l]
+        p.n_blocks[l] = (sizes[l] + BW - 1) // BW
+        p.padded[l] = p.n_blocks[l] * BW if l > 0 else sizes[0]
+    p.cost = LOG_LIKELIHOOD if softmax else CROSS_ENTROPY
     cdef cnp.ndarray out = np.empty((X.shape[0], sizes[L]), dtype)
     cdef cnp.ndarray X_arr = X
     if X.shape[0] == 0:
         return out
+    packed_w = [pack_weights(w) for w in weights]
+    packed_b = [pack_bias(b) for b in biases]
     if dtype == np.float64:
-        _forward_impl(L, sizes, weights, biases, X_arr, out, softmax, chunk, num_threads,
-                      <double> 0)
+        _forward_impl(&p, packed_w, packed_b, X_arr, out, chunk, num_threads, <double> 0)
     else:
-        _forward_impl(L, sizes, weights, biases, X_arr, out, softmax, chunk, num_threads,
-                      <float> 0)
+        _forward_impl(&p, packed_w, packed_b, X_arr, out, chunk, num_threads, <float> 0)
     return out

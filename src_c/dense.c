@@ -1,0 +1,455 @@
+/* Block kernels of the dense SGD epoch: portable C, plus AVX-512 versions
+ * chosen at run time on processors that have it (the package is built for the
+ * baseline instruction set; only these functions are compiled for AVX-512). */
+#include <math.h>
+#include <stddef.h>
+#include "dense.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+#define NNDL_HAVE_AVX512 1
+#include <immintrin.h>
+#else
+#define NNDL_HAVE_AVX512 0
+#endif
+
+/* ---------------------------------------------------------------- portable */
+
+#define DEFINE_GENERIC(T, SUF, EXP)                                                  \
+static void fwd_generic_##SUF(int m, int K, const T *X, int ldx, const T *W,          \
+                              T *out, int ldo)                                        \
+{                                                                                     \
+    for (int i = 0; i < m; i++) {                                                     \
+        T acc[NNDL_BW] = {0};                                                         \
+        const T *x = X + (ptrdiff_t)i * ldx;                                          \
+        for (int k = 0; k < K; k++) {                                                 \
+            const T xv = x[k];                                                        \
+            const T *w = W + (ptrdiff_t)k * NNDL_BW;                                  \
+            for (int j = 0; j < NNDL_BW; j++) acc[j] += xv * w[j];                    \
+        }                                                                             \
+        for (int j = 0; j < NNDL_BW; j++) out[(ptrdiff_t)i * ldo + j] = acc[j];      \
+    }                                                                                 \
+}                                                                                     \
+static void upd_generic_##SUF(int rows, int m, const T *X, int ldx, const T *D,       \
+                              int ldd, T *W, T alpha, T beta)                         \
+{                                                                                     \
+    for (int r = 0; r < rows; r++) {                                                  \
+        T acc[NNDL_BW] = {0};                                                         \
+        for (int i = 0; i < m; i++) {                                                 \
+            const T xv = X[(ptrdiff_t)i * ldx + r];                                   \
+            const T *d = D + (ptrdiff_t)i * ldd;                                      \
+            for (int j = 0; j < NNDL_BW; j++) acc[j] += xv * d[j];                    \
+        }                                                                             \
+        T *w = W + (ptrdiff_t)r * NNDL_BW;                                            \
+        if (beta == (T)1)                                                             \
+            for (int j = 0; j < NNDL_BW; j++) w[j] = w[j] + alpha * acc[j];           \
+        else                                                                          \
+            for (int j = 0; j < NNDL_BW; j++) w[j] = beta * w[j] + alpha * acc[j];    \
+    }                                                                                 \
+}                                                                                     \
+static void sigmoid_generic_##SUF(int m, T *Z, int ldz, const T *b, int n_valid)     \
+{                                                                                     \
+    for (int i = 0; i < m; i++) {                                                     \
+        T *z = Z + (ptrdiff_t)i * ldz;                                                \
+        for (int j = 0; j < n_valid; j++) z[j] = (T)1 / ((T)1 + EXP(-(z[j] + b[j])));  \
+        for (int j = n_valid; j < NNDL_BW; j++) z[j] = 0;                             \
+    }                                                                                 \
+}                                                                                     \
+static void bwd_generic_##SUF(int m, int rows, int nb, const T *W, ptrdiff_t bstride, \
+                              const T *Dn, int ldn, const T *A, int lda, T *out,      \
+                              int ldo)                                                \
+{                                                                                     \
+    for (int i = 0; i < m; i++) {                                                     \
+        const T *dn = Dn + (ptrdiff_t)i * ldn;                                        \
+        const T *a = A + (ptrdiff_t)i * lda;                                          \
+        T *o = out + (ptrdiff_t)i * ldo;                                              \
+        for (int c = 0; c < rows; c++) {                                              \
+            T s = 0;                                                                  \
+            for (int bl = 0; bl < nb; bl++) {                                         \
+                const T *w = W + bl * bstride + (ptrdiff_t)c * NNDL_BW;               \
+                for (int j = 0; j < NNDL_BW; j++) s += w[j] * dn[bl * NNDL_BW + j];   \
+            }                                                                         \
+            o[c] = s * (a[c] * ((T)1 - a[c]));                                        \
+        }                                                                             \
+        for (int c = rows; c < NNDL_BW; c++) o[c] = 0;                                \
+    }                                                                                 \
+}
+
+DEFINE_GENERIC(double, d, exp)
+DEFINE_GENERIC(float, s, expf)
+
+/* ---------------------------------------------------------------- AVX-512 */
+#if NNDL_HAVE_AVX512
+#define AVX512 __attribute__((target("avx512f")))
+
+/* E examples at a time: per input k, two (double) weight vectors and E
+ * broadcasts feed 2E independent FMA chains (enough to hide FMA latency). */
+static inline __attribute__((always_inline, target("avx512f")))
+void fwd_group_d(const int E, int K, const double *X, int ldx, const double *W,
+                 double *out, int ldo)
+{
+    __m512d acc0[6], acc1[6];
+    for (int e = 0; e < E; e++) { acc0[e] = _mm512_setzero_pd(); acc1[e] = _mm512_setzero_pd(); }
+    for (int k = 0; k < K; k++) {
+        const __m512d w0 = _mm512_loadu_pd(W + (ptrdiff_t)k * 16);
+        const __m512d w1 = _mm512_loadu_pd(W + (ptrdiff_t)k * 16 + 8);
+        for (int e = 0; e < E; e++) {
+            const __m512d v = _mm512_set1_pd(X[(ptrdiff_t)e * ldx + k]);
+            acc0[e] = _mm512_fmadd_pd(v, w0, acc0[e]);
+            acc1[e] = _mm512_fmadd_pd(v, w1, acc1[e]);
+        }
+    }
+    for (int e = 0; e < E; e++) {
+        _mm512_storeu_pd(out + (ptrdiff_t)e * ldo, acc0[e]);
+        _mm512_storeu_pd(out + (ptrdiff_t)e * ldo + 8, acc1[e]);
+    }
+}
+
+static AVX512 void fwd_avx512_d(int m, int K, const double *X, int ldx,
+                                const double *W, double *out, int ldo)
+{
+    int i = 0;
+    while (i < m) {
+        const int left = m - i;
+        const double *x = X + (ptrdiff_t)i * ldx;
+        double *o = out + (ptrdiff_t)i * ldo;
+        /* Constant group sizes let the compiler keep every accumulator in a register. */
+        if (left >= 6 || left == 5) {
+            if (left >= 6 && left != 7 && left != 11) { fwd_group_d(6, K, x, ldx, W, o, ldo); i += 6; }
+            else { fwd_group_d(5, K, x, ldx, W, o, ldo); i += 5; }
+        }
+        else if (left == 4) { fwd_group_d(4, K, x, ldx, W, o, ldo); i += 4; }
+        else if (left == 3) { fwd_group_d(3, K, x, ldx, W, o, ldo); i += 3; }
+        else if (left == 2) { fwd_group_d(2, K, x, ldx, W, o, ldo); i += 2; }
+        else { fwd_group_d(1, K, x, ldx, W, o, ldo); i += 1; }
+    }
+}
+
+static AVX512 void fwd_avx512_s(int m, int K, const float *X, int ldx,
+                                const float *W, float *out, int ldo)
+{
+    int i = 0;
+    for (; i + 8 <= m; i += 8) {
+        __m512 a[8];
+        for (int e = 0; e < 8; e++) a[e] = _mm512_setzero_ps();
+        const float *x = X + (ptrdiff_t)i * ldx;
+        for (int k = 0; k < K; k++) {
+            const __m512 w = _mm512_loadu_ps(W + (ptrdiff_t)k * 16);
+            for (int e = 0; e < 8; e++)
+                a[e] = _mm512_fmadd_ps(_mm512_set1_ps(x[(ptrdiff_t)e * ldx + k]), w, a[e]);
+        }
+        for (int e = 0; e < 8; e++) _mm512_storeu_ps(out + (ptrdiff_t)(i + e) * ldo, a[e]);
+    }
+    for (; i < m; i++) {
+        __m512 a0 = _mm512_setzero_ps();
+        const float *x = X + (ptrdiff_t)i * ldx;
+        for (int k = 0; k < K; k++)
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[k]), _mm512_loadu_ps(W + (ptrdiff_t)k * 16), a0);
+        _mm512_storeu_ps(out + (ptrdiff_t)i * ldo, a0);
+    }
+}
+
+/* R rows at a time share each example's two delta vectors: 2R independent
+ * FMA chains per example. */
+static inline __attribute__((always_inline, target("avx512f")))
+void upd_group_d(const int R, int m, const double *X, int ldx, const double *D, int ldd,
+                 double *W, __m512d va, __m512d vb, int scale)
+{
+    __m512d acc0[4], acc1[4];
+    for (int q = 0; q < R; q++) { acc0[q] = _mm512_setzero_pd(); acc1[q] = _mm512_setzero_pd(); }
+    for (int i = 0; i < m; i++) {
+        const double *d = D + (ptrdiff_t)i * ldd;
+        const __m512d d0 = _mm512_loadu_pd(d), d1 = _mm512_loadu_pd(d + 8);
+        const double *x = X + (ptrdiff_t)i * ldx;
+        for (int q = 0; q < R; q++) {
+            const __m512d v = _mm512_set1_pd(x[q]);
+            acc0[q] = _mm512_fmadd_pd(v, d0, acc0[q]);
+            acc1[q] = _mm512_fmadd_pd(v, d1, acc1[q]);
+        }
+    }
+    for (int q = 0; q < R; q++) {
+        double *w = W + (ptrdiff_t)q * 16;
+        __m512d w0 = _mm512_loadu_pd(w), w1 = _mm512_loadu_pd(w + 8);
+        if (scale) { w0 = _mm512_mul_pd(vb, w0); w1 = _mm512_mul_pd(vb, w1); }
+        _mm512_storeu_pd(w, _mm512_fmadd_pd(va, acc0[q], w0));
+        _mm512_storeu_pd(w + 8, _mm512_fmadd_pd(va, acc1[q], w1));
+    }
+}
+
+static AVX512 void upd_avx512_d(int rows, int m, const double *X, int ldx,
+                                const double *D, int ldd, double *W,
+                                double alpha, double beta)
+{
+    const __m512d va = _mm512_set1_pd(alpha), vb = _mm512_set1_pd(beta);
+    const int scale = beta != 1.0;
+    int r = 0;
+    for (; r + 4 <= rows; r += 4)
+        upd_group_d(4, m, X + r, ldx, D, ldd, W + (ptrdiff_t)r * 16, va, vb, scale);
+    for (; r < rows; r++)
+        upd_group_d(1, m, X + r, ldx, D, ldd, W + (ptrdiff_t)r * 16, va, vb, scale);
+}
+
+static AVX512 void upd_avx512_s(int rows, int m, const float *X, int ldx,
+                                const float *D, int ldd, float *W,
+                                float alpha, float beta)
+{
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    const int scale = beta != 1.0f;
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+        for (int i = 0; i < m; i++) {
+            const __m512 d = _mm512_loadu_ps(D + (ptrdiff_t)i * ldd);
+            const float *x = X + (ptrdiff_t)i * ldx + r;
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[0]), d, a0);
+            a1 = _mm512_fmadd_ps(_mm512_set1_ps(x[1]), d, a1);
+            a2 = _mm512_fmadd_ps(_mm512_set1_ps(x[2]), d, a2);
+            a3 = _mm512_fmadd_ps(_mm512_set1_ps(x[3]), d, a3);
+        }
+        float *w = W + (ptrdiff_t)r * 16;
+        __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
+        __m512 w2 = _mm512_loadu_ps(w + 32), w3 = _mm512_loadu_ps(w + 48);
+        if (scale) {
+            w0 = _mm512_mul_ps(vb, w0); w1 = _mm512_mul_ps(vb, w1);
+            w2 = _mm512_mul_ps(vb, w2); w3 = _mm512_mul_ps(vb, w3);
+        }
+        _mm512_storeu_ps(w, _mm512_fmadd_ps(va, a0, w0));
+        _mm512_storeu_ps(w + 16, _mm512_fmadd_ps(va, a1, w1));
+        _mm512_storeu_ps(w + 32, _mm512_fmadd_ps(va, a2, w2));
+        _mm512_storeu_ps(w + 48, _mm512_fmadd_ps(va, a3, w3));
+    }
+    for (; r < rows; r++) {
+        __m512 a0 = _mm512_setzero_ps();
+        for (int i = 0; i < m; i++)
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(X[(ptrdiff_t)i * ldx + r]),
+                                 _mm512_loadu_ps(D + (ptrdiff_t)i * ldd), a0);
+        float *w = W + (ptrdiff_t)r * 16;
+        __m512 w0 = _mm512_loadu_ps(w);
+        if (scale) w0 = _mm512_mul_ps(vb, w0);
+        _mm512_storeu_ps(w, _mm512_fmadd_ps(va, a0, w0));
+    }
+}
+
+/* exp by range reduction x = n ln2 + r, |r| <= ln2/2, and a degree-12 Taylor
+ * polynomial (truncation error below 2e-16 relative); 2^n applied by scalef,
+ * which gives inf/0 where exp overflows/underflows, like libm. */
+static inline __attribute__((always_inline, target("avx512f"))) __m512d exp_avx512_d(__m512d x)
+{
+    x = _mm512_max_pd(_mm512_min_pd(x, _mm512_set1_pd(760.0)), _mm512_set1_pd(-760.0));
+    const __m512d n = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(1.4426950408889634)),
+                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512d r = _mm512_fnmadd_pd(n, _mm512_set1_pd(6.93147180369123816490e-01), x);
+    r = _mm512_fnmadd_pd(n, _mm512_set1_pd(1.90821492927058770002e-10), r);
+    __m512d p = _mm512_set1_pd(1.0 / 479001600.0);
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0 / 39916800.0));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0 / 3628800.0));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0 / 362880.0));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0 / 40320.0));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0 / 5040.0));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0 / 720.0));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0 / 120.0));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0 / 24.0));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0 / 6.0));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0.5));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0));
+    return _mm512_scalef_pd(p, n);
+}
+
+static inline __attribute__((always_inline, target("avx512f"))) __m512 exp_avx512_s(__m512 x)
+{
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(100.0f)), _mm512_set1_ps(-110.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+static AVX512 void sigmoid_avx512_d(int m, double *Z, int ldz, const double *b, int n_valid)
+{
+    const __m512d one = _mm512_set1_pd(1.0);
+    const __mmask8 k0 = (__mmask8)(n_valid >= 8 ? 0xFF : (1u << n_valid) - 1u);
+    const __mmask8 k1 = (__mmask8)(n_valid >= 16 ? 0xFF : (n_valid <= 8 ? 0u : (1u << (n_valid - 8)) - 1u));
+    const __m512d b0 = _mm512_loadu_pd(b), b1 = _mm512_loadu_pd(b + 8);
+    for (int i = 0; i < m; i++) {
+        double *z = Z + (ptrdiff_t)i * ldz;
+        __m512d z0 = _mm512_add_pd(_mm512_loadu_pd(z), b0);
+        __m512d z1 = _mm512_add_pd(_mm512_loadu_pd(z + 8), b1);
+        z0 = _mm512_div_pd(one, _mm512_add_pd(one, exp_avx512_d(_mm512_sub_pd(_mm512_setzero_pd(), z0))));
+        z1 = _mm512_div_pd(one, _mm512_add_pd(one, exp_avx512_d(_mm512_sub_pd(_mm512_setzero_pd(), z1))));
+        _mm512_storeu_pd(z, _mm512_maskz_mov_pd(k0, z0));
+        _mm512_storeu_pd(z + 8, _mm512_maskz_mov_pd(k1, z1));
+    }
+}
+
+static AVX512 void sigmoid_avx512_s(int m, float *Z, int ldz, const float *b, int n_valid)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __mmask16 k = (__mmask16)(n_valid >= 16 ? 0xFFFFu : (1u << n_valid) - 1u);
+    const __m512 b0 = _mm512_loadu_ps(b);
+    for (int i = 0; i < m; i++) {
+        float *z = Z + (ptrdiff_t)i * ldz;
+        __m512 z0 = _mm512_add_ps(_mm512_loadu_ps(z), b0);
+        z0 = _mm512_div_ps(one, _mm512_add_ps(one, exp_avx512_s(_mm512_sub_ps(_mm512_setzero_ps(), z0))));
+        _mm512_storeu_ps(z, _mm512_maskz_mov_ps(k, z0));
+    }
+}
+
+static AVX512 void bwd_avx512_d(int m, int rows, int nb, const double *W, ptrdiff_t bstride,
+                                const double *Dn, int ldn, const double *A, int lda,
+                                double *out, int ldo)
+{
+    for (int i = 0; i < m; i++) {
+        const double *dn = Dn + (ptrdiff_t)i * ldn;
+        const double *a = A + (ptrdiff_t)i * lda;
+        double *o = out + (ptrdiff_t)i * ldo;
+        for (int c = 0; c < rows; c++) {
+            __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+            for (int bl = 0; bl < nb; bl++) {
+                const double *w = W + bl * bstride + (ptrdiff_t)c * 16;
+                s0 = _mm512_fmadd_pd(_mm512_loadu_pd(w), _mm512_loadu_pd(dn + bl * 16), s0);
+                s1 = _mm512_fmadd_pd(_mm512_loadu_pd(w + 8), _mm512_loadu_pd(dn + bl * 16 + 8), s1);
+            }
+            const double s = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+            o[c] = s * (a[c] * (1.0 - a[c]));
+        }
+        for (int c = rows; c < 16; c++) o[c] = 0;
+    }
+}
+
+static AVX512 void bwd_avx512_s(int m, int rows, int nb, const float *W, ptrdiff_t bstride,
+                                const float *Dn, int ldn, const float *A, int lda,
+                                float *out, int ldo)
+{
+    for (int i = 0; i < m; i++) {
+        const float *dn = Dn + (ptrdiff_t)i * ldn;
+        const float *a = A + (ptrdiff_t)i * lda;
+        float *o = out + (ptrdiff_t)i * ldo;
+        for (int c = 0; c < rows; c++) {
+            __m512 s0 = _mm512_setzero_ps();
+            for (int bl = 0; bl < nb; bl++)
+                s0 = _mm512_fmadd_ps(_mm512_loadu_ps(W + bl * bstride + (ptrdiff_t)c * 16),
+                                     _mm512_loadu_ps(dn + bl * 16), s0);
+            o[c] = _mm512_reduce_add_ps(s0) * (a[c] * (1.0f - a[c]));
+        }
+        for (int c = rows; c < 16; c++) o[c] = 0;
+    }
+}
+
+static AVX512 void convert_avx512(int n, const float *src, double *dst)
+{
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        _mm512_storeu_pd(dst + j, _mm512_cvtps_pd(_mm256_loadu_ps(src + j)));
+    for (; j < n; j++) dst[j] = (double)src[j];
+}
+
+static int avx512_checked = 0, avx512_ok = 0;
+
+static int have_avx512(void)
+{
+    /* A benign race: every thread computes the same answer. */
+    if (!avx512_checked) {
+        __builtin_cpu_init();
+        avx512_ok = __builtin_cpu_supports("avx512f");
+        avx512_checked = 1;
+    }
+    return avx512_ok;
+}
+#else
+static int have_avx512(void) { return 0; }
+#endif
+
+/* ---------------------------------------------------------------- dispatch */
+
+void nndl_fwd_d(int m, int K, const double *X, int ldx, const double *W,
+                double *out, int ldo)
+{
+#if NNDL_HAVE_AVX512
+    if (have_avx512()) { fwd_avx512_d(m, K, X, ldx, W, out, ldo); return; }
+#endif
+    fwd_generic_d(m, K, X, ldx, W, out, ldo);
+}
+
+void nndl_fwd_s(int m, int K, const float *X, int ldx, const float *W,
+                float *out, int ldo)
+{
+#if NNDL_HAVE_AVX512
+    if (have_avx512()) { fwd_avx512_s(m, K, X, ldx, W, out, ldo); return; }
+#endif
+    fwd_generic_s(m, K, X, ldx, W, out, ldo);
+}
+
+void nndl_upd_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
+                double *W, double alpha, double beta)
+{
+#if NNDL_HAVE_AVX512
+    if (have_avx512()) { upd_avx512_d(rows, m, X, ldx, D, ldd, W, alpha, beta); return; }
+#endif
+    upd_generic_d(rows, m, X, ldx, D, ldd, W, alpha, beta);
+}
+
+void nndl_upd_s(int rows, int m, const float *X, int ldx, const float *D, int ldd,
+                float *W, float alpha, float beta)
+{
+#if NNDL_HAVE_AVX512
+    if (have_avx512()) { upd_avx512_s(rows, m, X, ldx, D, ldd, W, alpha, beta); return; }
+#endif
+    upd_generic_s(rows, m, X, ldx, D, ldd, W, alpha, beta);
+}
+
+void nndl_sigmoid_block_d(int m, double *Z, int ldz, const double *b, int n_valid)
+{
+#if NNDL_HAVE_AVX512
+    if (have_avx512()) { sigmoid_avx512_d(m, Z, ldz, b, n_valid); return; }
+#endif
+    sigmoid_generic_d(m, Z, ldz, b, n_valid);
+}
+
+void nndl_sigmoid_block_s(int m, float *Z, int ldz, const float *b, int n_valid)
+{
+#if NNDL_HAVE_AVX512
+    if (have_avx512()) { sigmoid_avx512_s(m, Z, ldz, b, n_valid); return; }
+#endif
+    sigmoid_generic_s(m, Z, ldz, b, n_valid);
+}
+
+void nndl_bwd_d(int m, int rows, int nb, const double *W, ptrdiff_t bstride,
+                const double *Dn, int ldn, const double *A, int lda, double *out, int ldo)
+{
+#if NNDL_HAVE_AVX512
+    if (have_avx512()) { bwd_avx512_d(m, rows, nb, W, bstride, Dn, ldn, A, lda, out, ldo); return; }
+#endif
+    bwd_generic_d(m, rows, nb, W, bstride, Dn, ldn, A, lda, out, ldo);
+}
+
+void nndl_bwd_s(int m, int rows, int nb, const float *W, ptrdiff_t bstride,
+                const float *Dn, int ldn, const float *A, int lda, float *out, int ldo)
+{
+#if NNDL_HAVE_AVX512
+    if (have_avx512()) { bwd_avx512_s(m, rows, nb, W, bstride, Dn, ldn, A, lda, out, ldo); return; }
+#endif
+    bwd_generic_s(m, rows, nb, W, bstride, Dn, ldn, A, lda, out, ldo);
+}
+
+void nndl_convert_f2d(int n, const float *src, double *dst)
+{
+#if NNDL_HAVE_AVX512
+    if (have_avx512()) { convert_avx512(n, src, dst); return; }
+#endif
+    for (int j = 0; j < n; j++) dst[j] = (double)src[j];
+}
+
+const char *nndl_dense_isa(void)
+{
+    return have_avx512() ? "avx512" : "generic";
+}

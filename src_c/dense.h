@@ -1,0 +1,50 @@
+/* Block kernels of the dense SGD epoch (see nndl_fast/_dense.pyx).
+ *
+ * Weights are stored in blocks of NNDL_BW = 16 output units: a block is a
+ * (n_inputs x 16) row-major matrix, so the 16 weights leaving one input are
+ * contiguous (one or two SIMD registers). Activations and deltas are
+ * (m x padded_units) row-major, one example per row.
+ *
+ * Every output element is a plain sequential sum (over inputs for the forward
+ * kernel, over examples for the update kernel), so results do not depend on
+ * how blocks are shared among threads.
+ */
+#ifndef NNDL_DENSE_H
+#define NNDL_DENSE_H
+
+#include <stddef.h>
+
+#define NNDL_BW 16
+
+/* out[i][0:16] = sum_k X[i][k] * W[k][0:16], i < m, k < K. */
+void nndl_fwd_d(int m, int K, const double *X, int ldx, const double *W,
+                double *out, int ldo);
+void nndl_fwd_s(int m, int K, const float *X, int ldx, const float *W,
+                float *out, int ldo);
+
+/* W[r][0:16] = beta * W[r][0:16] + alpha * sum_i X[i][r] * D[i][0:16], r < rows. */
+void nndl_upd_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
+                double *W, double alpha, double beta);
+void nndl_upd_s(int rows, int m, const float *X, int ldx, const float *D, int ldd,
+                float *W, float alpha, float beta);
+
+/* In a block of 16 units of m examples (rows of Z, leading dimension ldz):
+ * Z[i][j] = 1 / (1 + exp(-(Z[i][j] + b[j]))) for j < n_valid, 0 beyond. */
+void nndl_sigmoid_block_d(int m, double *Z, int ldz, const double *b, int n_valid);
+void nndl_sigmoid_block_s(int m, float *Z, int ldz, const float *b, int n_valid);
+
+/* Backward through a layer for the inputs c < rows of one block:
+ * out[i][c] = (sum_bl sum_j W[bl*bstride + c*16 + j] * Dn[i][bl*16 + j]) * a(1 - a),
+ * a = A[i][c]; out[i][rows..15] = 0. */
+void nndl_bwd_d(int m, int rows, int nb, const double *W, ptrdiff_t bstride,
+                const double *Dn, int ldn, const double *A, int lda, double *out, int ldo);
+void nndl_bwd_s(int m, int rows, int nb, const float *W, ptrdiff_t bstride,
+                const float *Dn, int ldn, const float *A, int lda, float *out, int ldo);
+
+/* dst[j] = src[j] for j < n, converting float to double. */
+void nndl_convert_f2d(int n, const float *src, double *dst);
+
+/* Which implementation the dispatcher picked: "avx512" or "generic". */
+const char *nndl_dense_isa(void);
+
+#endif
