@@ -67,6 +67,7 @@ cdef extern from "dense.h" nogil:
     void nndl_bwd_s(int m, int rows, int nb, const float *W, Py_ssize_t bstride,
                     const float *Dn, int ldn, const float *A, int lda, float *out, int ldo)
     void nndl_convert_f2d(int n, const float *src, double *dst)
+    void nndl_prefetch(const void *p, size_t nbytes)
     const char *nndl_dense_isa()
 
 cdef enum:
@@ -257,6 +258,16 @@ cdef void _gather(const Plan *p, int64_t start, int m, floating *xb, int tid) no
         i += p.n_threads
 
 
+cdef void _prefetch_batch(const Plan *p, int64_t start, int tid) noexcept nogil:
+    """Start loading the rows this thread will gather for the batch at ``start``."""
+    cdef int64_t i = start + tid
+    cdef int64_t end = min(start + p.mini_batch_size, p.n_samples)
+    cdef size_t row_bytes = p.sizes[0] * (4 if p.x_is_float32 else 8)
+    while i < end:
+        nndl_prefetch(<const char *> p.x + p.order[i] * row_bytes, row_bytes)
+        i += p.n_threads
+
+
 cdef void _backward_block(const Plan *p, int l, int blk, floating **W, floating **VW,
                           floating **A, floating **D, const floating *d_next,
                           int m) noexcept nogil:
@@ -302,6 +313,8 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
         m = <int> min(<int64_t> mbs, p.n_samples - start)
         xb = xbuf[batch & 1]
         _gather(p, start, m, xb, tid)
+        # The rows are in random order: fetch the next batch's while this one computes.
+        _prefetch_batch(p, start + mbs, tid)
         if nt > 1:
             nndl_barrier()
 

@@ -449,6 +449,16 @@ void nndl_convert_f2d(int n, const float *src, double *dst)
     for (int j = 0; j < n; j++) dst[j] = (double)src[j];
 }
 
+void nndl_prefetch(const void *p, size_t bytes)
+{
+#if defined(__GNUC__)
+    const char *c = (const char *)p;
+    for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 3);
+#else
+    (void)p; (void)bytes;
+#endif
+}
+
 const char *nndl_dense_isa(void)
 {
     return have_avx512() ? "avx512" : "generic";

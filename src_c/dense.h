@@ -44,6 +44,9 @@ void nndl_bwd_s(int m, int rows, int nb, const float *W, ptrdiff_t bstride,
 /* dst[j] = src[j] for j < n, converting float to double. */
 void nndl_convert_f2d(int n, const float *src, double *dst);
 
+/* Ask the memory system to start loading [p, p + bytes) into cache. */
+void nndl_prefetch(const void *p, size_t bytes);
+
 /* Which implementation the dispatcher picked: "avx512" or "generic". */
 const char *nndl_dense_isa(void);
 
