@@ -58,7 +58,7 @@ def use_compiled(*extensions):
         return False
     for name in CORE_EXTENSIONS + tuple(extensions):
         try:
-            importlib.import_module("nndl_fast." + name)
+            importlib.import_module("%s.%s" % (__package__, name))
         except ImportError as exc:
             PURE_PYTHON = True
             PURE_PYTHON_REASON = "cannot import nndl_fast.%s: %s: %s" % (

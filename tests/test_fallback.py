@@ -50,7 +50,8 @@ def _subprocess_env(**extra):
 def test_mode_matches_environment():
     # The main suite must really run compiled: a silent fallback there would hide
     # a broken build. Under NNDL_FAST_PUREPYTHON=1 the chapter modules must not.
-    assert _config.pure_python() == ENV_SET
+    import nndl_fast
+    assert _config.pure_python() == ENV_SET == nndl_fast.pure_python()
     uses_reference = issubclass(network.Network, _fallback.ReferenceDenseMixin)
     assert uses_reference == ENV_SET
     assert network.Network.__mro__[-2] is ref_network.Network
