@@ -4,6 +4,7 @@ Change one import line (``import network`` → ``from nndl_fast import network``
 and the book's commands run on Python 3, with the same results, much faster.
 """
 from ._version import __version__
-from ._config import get_num_threads, set_num_threads, show_config
+from ._config import get_num_threads, pure_python, set_num_threads, show_config
 
-__all__ = ["__version__", "get_num_threads", "set_num_threads", "show_config"]
+__all__ = ["__version__", "get_num_threads", "pure_python", "set_num_threads",
+           "show_config"]

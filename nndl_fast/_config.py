@@ -1,15 +1,84 @@
-"""Thread policy and build/runtime facts (``show_config``).
+"""Thread policy, compiled/pure-Python mode and build/runtime facts (``show_config``).
 
 Policy: ``set_num_threads(None)`` (the default) means ``OMP_NUM_THREADS`` when it
 is set, otherwise the CPUs this process may run on. Our OpenMP regions use that
 many threads; BLAS is limited to one thread inside them (threadpoolctl), so the
 two pools never fight.
+
+Mode: the chapter modules run on the compiled extensions unless
+``NNDL_FAST_PUREPYTHON=1`` was set when nndl_fast was imported, or an extension
+cannot be imported (then a ``RuntimeWarning`` names the import error). In either
+case they run on the pure-NumPy reference, with the same public API. Chapter
+modules ask :func:`use_compiled` which one to take; read the mode with
+:func:`pure_python` (or ``_config.PURE_PYTHON``, never a copy of it taken at
+import time, since a later failed import can still switch it on).
 """
+import importlib
 import os
 import platform
 import sys
+import warnings
+
+PURE_PYTHON_ENV = "NNDL_FAST_PUREPYTHON"
 
 _num_threads = None
+
+
+def _env_flag(name):
+    value = os.environ.get(name, "").strip().lower()
+    return value not in ("", "0", "false", "no", "off")
+
+
+#: True when the chapter modules run on the pure-NumPy reference.
+PURE_PYTHON = _env_flag(PURE_PYTHON_ENV)
+#: Why PURE_PYTHON is true (None while it is false).
+PURE_PYTHON_REASON = ("%s=%s" % (PURE_PYTHON_ENV, os.environ.get(PURE_PYTHON_ENV))
+                      if PURE_PYTHON else None)
+
+# The extensions every compiled chapter module needs.
+CORE_EXTENSIONS = ("_openmp_helpers", "_blas", "_dense", "_shuffle")
+
+
+def pure_python():
+    """True when nndl_fast runs on its pure-NumPy reference instead of compiled code."""
+    return PURE_PYTHON
+
+
+def use_compiled(*extensions):
+    """Whether a chapter module should use the compiled extensions.
+
+    Imports ``nndl_fast.<name>`` for the core extensions and each name given
+    (e.g. ``use_compiled("_conv")``). Returns False in pure-Python mode. When an
+    import fails, switches the package to pure-Python mode for good, warns with a
+    ``RuntimeWarning`` naming the error, and returns False; chapter modules
+    imported afterwards then take the reference path too.
+    """
+    global PURE_PYTHON, PURE_PYTHON_REASON
+    if PURE_PYTHON:
+        return False
+    for name in CORE_EXTENSIONS + tuple(extensions):
+        try:
+            importlib.import_module("%s.%s" % (__package__, name))
+        except ImportError as exc:
+            PURE_PYTHON = True
+            PURE_PYTHON_REASON = "cannot import nndl_fast.%s: %s: %s" % (
+                name, type(exc).__name__, exc)
+            warnings.warn(
+                "nndl_fast: the compiled extensions could not be imported (%s); "
+                "running on the pure-NumPy reference, which is much slower. "
+                "Reinstall nndl_fast (a wheel, or a build with a C compiler), or set "
+                "%s=1 to choose this mode without the warning."
+                % (PURE_PYTHON_REASON, PURE_PYTHON_ENV),
+                RuntimeWarning, stacklevel=2)
+            return False
+    return True
+
+
+def _openmp_enabled():
+    if not use_compiled():
+        return False
+    from . import _openmp_helpers
+    return bool(_openmp_helpers.openmp_enabled())
 
 
 def _available_cpus():
@@ -48,9 +117,11 @@ def set_num_threads(n=None):
 
 
 def get_num_threads():
-    """The number of threads the compiled kernels will use (1 without OpenMP)."""
-    from . import _openmp_helpers
-    if not _openmp_helpers.openmp_enabled():
+    """The number of threads the compiled kernels will use.
+
+    1 without OpenMP and in pure-Python mode (where only BLAS may use threads).
+    """
+    if not _openmp_enabled():
         return 1
     if _num_threads is not None:
         return _num_threads
@@ -66,14 +137,12 @@ def resolve_num_threads(num_threads):
     n = num_threads.__index__()
     if n < 1:
         raise ValueError("num_threads must be >= 1, got %d" % n)
-    from . import _openmp_helpers
-    return n if _openmp_helpers.openmp_enabled() else 1
+    return n if _openmp_enabled() else 1
 
 
 def config_dict():
     """Everything show_config prints, as a dict."""
     from threadpoolctl import threadpool_info
-    from . import _openmp_helpers
     from ._version import __version__
     import numpy
     import scipy
@@ -83,7 +152,9 @@ def config_dict():
         "platform": platform.platform(),
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
-        "openmp_enabled": _openmp_helpers.openmp_enabled(),
+        "mode": "pure Python" if PURE_PYTHON else "compiled",
+        "pure_python_reason": PURE_PYTHON_REASON,
+        "openmp_enabled": _openmp_enabled(),
         "num_threads": get_num_threads(),
         "available_cpus": _available_cpus(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
@@ -102,8 +173,14 @@ def show_config(file=None):
     print("nndl_fast %s" % cfg["nndl_fast"], file=out)
     print("  python:          %s (%s)" % (cfg["python"], cfg["platform"]), file=out)
     print("  numpy / scipy:   %s / %s" % (cfg["numpy"], cfg["scipy"]), file=out)
-    print("  OpenMP:          %s" % ("enabled" if cfg["openmp_enabled"] else
-                                     "disabled (serial build)"), file=out)
+    if cfg["mode"] == "compiled":
+        print("  mode:            compiled", file=out)
+        print("  OpenMP:          %s" % ("enabled" if cfg["openmp_enabled"] else
+                                         "disabled (serial build)"), file=out)
+    else:
+        print("  mode:            pure Python (NumPy reference; %s)"
+              % cfg["pure_python_reason"], file=out)
+        print("  OpenMP:          not used", file=out)
     print("  threads:         %d (available CPUs %d, OMP_NUM_THREADS=%s)"
           % (cfg["num_threads"], cfg["available_cpus"], cfg["OMP_NUM_THREADS"]), file=out)
     if not cfg["blas"]:

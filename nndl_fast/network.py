@@ -11,17 +11,23 @@ with the stdlib generator exactly as ``random.shuffle`` does.
 """
 import numpy as np
 
-from . import _dense
-from ._compiled import CompiledDenseMixin
+from . import _config
 from ._validation import (check_int, check_real, check_sizes, pack_labelled,
                           pack_training)
 from .reference import network as _reference
 from .reference.network import sigmoid, sigmoid_prime
 
+if _config.use_compiled():
+    from . import _dense
+    from ._compiled import CompiledDenseMixin as _DenseBase
+else:  # pure-Python mode: the same class body, run by the NumPy reference
+    from . import _fallback as _dense
+    from ._fallback import ReferenceDenseMixin as _DenseBase
+
 __all__ = ["Network", "sigmoid", "sigmoid_prime"]
 
 
-class Network(CompiledDenseMixin, _reference.Network):
+class Network(_DenseBase, _reference.Network):
     """A feed-forward sigmoid network trained with the quadratic cost.
 
     ``dtype`` (float64, the book's, or float32) is the compiled paths'

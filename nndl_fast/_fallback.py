@@ -1,0 +1,164 @@
+"""The pure-Python mode's stand-ins for ``_dense`` and ``_compiled.CompiledDenseMixin``.
+
+A chapter module picks its base class and kernel names once, at import time::
+
+    from . import _config
+    if _config.use_compiled():
+        from . import _dense
+        from ._compiled import CompiledDenseMixin as _DenseBase
+    else:
+        from . import _fallback as _dense
+        from ._fallback import ReferenceDenseMixin as _DenseBase
+
+    class Network(_DenseBase, _reference.Network):
+        ...
+
+The class body is the same in both modes. Here the hooks it calls
+(``_run_epochs``, ``_update_batch``, ``_predict_labels``, ...) run the book's
+per-example algorithm from :mod:`nndl_fast.reference`: the reference class's own
+``backprop`` and ``feedforward``, and the update rule of the reference
+``network2.update_mini_batch`` (L2 or L1, optional momentum). Shuffling draws
+from the stdlib generator exactly as ``random.shuffle`` does, as the compiled
+path does, so for the same seeds both modes visit the same mini-batches.
+"""
+import enum
+import random
+import time
+
+import numpy as np
+
+from ._validation import check_dtype, check_params, pack_training
+
+__all__ = ["CostKind", "Regularization", "ReferenceDenseMixin"]
+
+
+class CostKind(enum.IntEnum):
+    """Same names and values as ``_dense.CostKind``."""
+    QUADRATIC = 0
+    CROSS_ENTROPY = 1
+    LOG_LIKELIHOOD = 2
+
+
+class Regularization(enum.IntEnum):
+    """Same names and values as ``_dense.Regularization``."""
+    L2 = 0
+    L1 = 1
+
+
+class ReferenceDenseMixin(object):
+    """``CompiledDenseMixin``'s hooks, computed by the NumPy reference class it is mixed with.
+
+    Must come before the reference class in the bases, which supplies
+    ``backprop``, ``feedforward``, ``weights``, ``biases`` and ``sizes``.
+    """
+
+    _dtype = np.dtype(np.float64)
+
+    @property
+    def dtype(self):
+        """Dtype of the parameters (float64 is the book's)."""
+        return self._dtype
+
+    def _set_dtype(self, dtype):
+        self._dtype = check_dtype(dtype)
+        self._sync_params()
+
+    def _sync_params(self):
+        """Weights/biases as C-contiguous arrays of the chosen dtype, in place."""
+        self.weights, self.biases = check_params(self.weights, self.biases, self.sizes,
+                                                 self._dtype)
+
+    def _softmax_output(self):
+        return False
+
+    def _forward_matrix(self, X, num_threads=None):
+        """Outputs (n, n_out) for inputs X (n, n_in): the reference feedforward on columns."""
+        self._sync_params()
+        X = np.asarray(X, dtype=self._dtype)
+        out = super(ReferenceDenseMixin, self).feedforward(X.T)
+        return np.ascontiguousarray(np.asarray(out).T)
+
+    def _predict_labels(self, X):
+        return np.argmax(self._forward_matrix(X), axis=1)
+
+    def _feedforward_columns(self, a):
+        """Book-style feedforward: a (n_in, 1) column or (n_in, k) columns in, columns out."""
+        a_arr = np.asarray(a)
+        if a_arr.ndim == 1 and a_arr.shape[0] == self.sizes[0]:
+            return self._forward_matrix(a_arr.reshape(1, -1))[0]
+        if a_arr.ndim != 2 or a_arr.shape[0] != self.sizes[0]:
+            raise ValueError("input has shape %s, expected (%d, 1)"
+                             % (a_arr.shape, self.sizes[0]))
+        if a_arr.dtype.kind not in "fiub":
+            raise TypeError("input has dtype %s, expected a real dtype" % a_arr.dtype)
+        if not np.isfinite(a_arr).all():
+            raise ValueError("input contains NaN or infinity")
+        return self._forward_matrix(a_arr.T).T.copy()
+
+    def _step(self, X, Y, rows, eta, lmbda, n_total, reg, momentum, velocities):
+        """One gradient step on the examples ``X[rows]``, ``Y[rows]`` (rows of the packed data)."""
+        self._sync_params()
+        nabla_b = [np.zeros(b.shape) for b in self.biases]
+        nabla_w = [np.zeros(w.shape) for w in self.weights]
+        for i in rows:
+            delta_b, delta_w = self.backprop(X[i].reshape(-1, 1), Y[i].reshape(-1, 1))
+            nabla_b = [nb + d for nb, d in zip(nabla_b, delta_b)]
+            nabla_w = [nw + d for nw, d in zip(nabla_w, delta_w)]
+        m = len(rows)
+        decay = eta * lmbda / n_total
+        if velocities is None:
+            if reg == Regularization.L2:
+                self.weights = [(1 - decay) * w - (eta / m) * nw
+                                for w, nw in zip(self.weights, nabla_w)]
+            else:
+                self.weights = [w - decay * np.sign(w) - (eta / m) * nw
+                                for w, nw in zip(self.weights, nabla_w)]
+            self.biases = [b - (eta / m) * nb for b, nb in zip(self.biases, nabla_b)]
+        else:
+            vw, vb = velocities
+            for i, (w, nw) in enumerate(zip(self.weights, nabla_w)):
+                shrink = decay * (w if reg == Regularization.L2 else np.sign(w))
+                vw[i] = momentum * vw[i] - shrink - (eta / m) * nw
+                self.weights[i] = w + vw[i]
+            for i, (b, nb) in enumerate(zip(self.biases, nabla_b)):
+                vb[i] = momentum * vb[i] - (eta / m) * nb
+                self.biases[i] = b + vb[i]
+        # The reference arithmetic promotes to float64; keep the chosen dtype.
+        self._sync_params()
+
+    def _run_epochs(self, X, Y, training_data, epochs, mini_batch_size, eta, after_epoch,
+                    lmbda=0.0, cost=CostKind.QUADRATIC, reg=Regularization.L2, momentum=0.0,
+                    num_threads=None, eta_for_epoch=None):
+        """The epoch loop: shuffle the caller's list as random.shuffle does, train.
+
+        ``after_epoch(j, seconds)`` runs after each epoch and may return True to stop.
+        ``cost`` is implied by the reference class's ``backprop``; ``num_threads``
+        has no effect here.
+        """
+        reg = Regularization(reg)
+        n = X.shape[0]
+        order = list(range(n))
+        velocities = None
+        if momentum:
+            velocities = ([np.zeros(w.shape) for w in self.weights],
+                          [np.zeros(b.shape) for b in self.biases])
+        for j in range(epochs):
+            t0 = time.perf_counter()
+            perm = list(range(n))
+            random.shuffle(perm)
+            training_data[:] = [training_data[i] for i in perm]
+            order = [order[i] for i in perm]
+            cur_eta = eta if eta_for_epoch is None else eta_for_epoch()
+            for k in range(0, n, mini_batch_size):
+                self._step(X, Y, order[k:k + mini_batch_size], cur_eta, lmbda, float(n),
+                           reg, momentum, velocities)
+            if after_epoch(j, time.perf_counter() - t0):
+                break
+
+    def _update_batch(self, mini_batch, eta, lmbda=0.0, n=None, cost=CostKind.QUADRATIC,
+                      reg=Regularization.L2):
+        X, Y = pack_training(mini_batch, self.sizes[0], self.sizes[-1], self._dtype,
+                             what="mini_batch")
+        m = X.shape[0]
+        self._step(X, Y, range(m), eta, lmbda, float(n if n else m),
+                   Regularization(reg), 0.0, None)
