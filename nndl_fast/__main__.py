@@ -53,6 +53,27 @@ def _cmd_bench(args):
     return benchmarks.main([args.what] + args.rest)
 
 
+def _cmd_baseline(args):
+    from nndl_fast import baselines
+    data = None
+    if args.data is not None:
+        from nndl_fast import mnist_loader
+        tr, _, te = mnist_loader.load_data(args.data)
+        data = (tr, te)
+    t0 = time.perf_counter()
+    if args.method == "darkness":
+        correct, n = baselines.average_darkness(*(data or ()))
+        name = "Average darkness"
+    else:
+        correct, n = baselines.svm_baseline(*(data or ()), train_size=args.train_size,
+                                            test_size=args.test_size, seed=args.seed)
+        name = "svm.SVC() trained on %s images" % (
+            "all training" if args.train_size is None else "%d" % args.train_size)
+    print("%s: %d of %d test images correct (%.2f%%) in %.2f s"
+          % (name, correct, n, 100.0 * correct / n, time.perf_counter() - t0))
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m nndl_fast",
                                      description="The book's networks, compiled.")
@@ -72,6 +93,18 @@ def build_parser():
     p.add_argument("--data", default=None, help="directory of IDX files or mnist.pkl.gz "
                    "(default: the bundled MNIST)")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("baseline", help="chapter 1's baselines: average darkness or an SVM")
+    p.add_argument("method", choices=["darkness", "svm"])
+    p.add_argument("--train-size", type=int, default=None,
+                   help="svm: fit on a random subset of this many training images "
+                   "(all 50,000 take minutes)")
+    p.add_argument("--test-size", type=int, default=None,
+                   help="svm: score on a random subset of this many test images")
+    p.add_argument("--seed", type=int, default=0, help="svm: seed of the subsets")
+    p.add_argument("--data", default=None, help="directory of IDX files or mnist.pkl.gz "
+                   "(default: the bundled MNIST)")
+    p.set_defaults(func=_cmd_baseline)
 
     p = sub.add_parser("bench", help="run a benchmark (network, ...)")
     p.add_argument("what", nargs="?", default="network")
