@@ -74,6 +74,13 @@ def _cmd_baseline(args):
     return 0
 
 
+def _cmd_expand(args):
+    from nndl_fast import expand_mnist
+    expand_mnist.main(args.out, seed=args.seed, shuffle=not args.no_shuffle, data=args.data,
+                      compresslevel=args.compresslevel)
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m nndl_fast",
                                      description="The book's networks, compiled.")
@@ -105,6 +112,18 @@ def build_parser():
     p.add_argument("--data", default=None, help="directory of IDX files or mnist.pkl.gz "
                    "(default: the bundled MNIST)")
     p.set_defaults(func=_cmd_baseline)
+
+    p = sub.add_parser("expand", help="write the 250,000-image expanded MNIST training set "
+                       "(chapter 6)")
+    p.add_argument("--out", default="mnist_expanded.pkl.gz",
+                   help="output file, a gzipped pickle (default mnist_expanded.pkl.gz)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffle (default 0)")
+    p.add_argument("--no-shuffle", action="store_true",
+                   help="keep each original next to its four shifts")
+    p.add_argument("--compresslevel", type=int, default=6, help="gzip level 0-9 (default 6)")
+    p.add_argument("--data", default=None, help="directory of IDX files or mnist.pkl.gz "
+                   "(default: the bundled MNIST)")
+    p.set_defaults(func=_cmd_expand)
 
     p = sub.add_parser("bench", help="run a benchmark (network, ...)")
     p.add_argument("what", nargs="?", default="network")
