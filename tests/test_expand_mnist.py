@@ -78,6 +78,10 @@ def test_shuffle_is_seeded_permutation(mnist_small):
     def rows(x, y):
         return sorted(xi.tobytes() + bytes([yi]) for xi, yi in zip(x, y))
     assert rows(*a) == rows(*plain)
+    # The documented contract: the unshuffled set permuted by default_rng(seed).
+    perm = np.random.default_rng(1).permutation(1000)
+    np.testing.assert_array_equal(a[0], plain[0][perm])
+    np.testing.assert_array_equal(a[1], plain[1][perm])
     unseeded = expand_mnist.expand(pair, shuffle=True)
     assert rows(*unseeded) == rows(*plain)
     assert np.array_equal(expand_mnist.expand(pair, seed=3, shuffle=False)[1], plain[1])
