@@ -81,6 +81,26 @@ def _cmd_expand(args):
     return 0
 
 
+def _cmd_vanishing(args):
+    from nndl_fast import mnist_loader, vanishing
+    if args.seed is not None:
+        random.seed(args.seed)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    training_data = list(mnist_loader.load_data_wrapper(args.data)[0][:args.train_size])
+    net = vanishing.deep_network(sizes, seed=args.seed)
+    history = vanishing.track_speed_of_learning(net, training_data, args.epochs, args.batch,
+                                                args.eta)
+    print("Speed of learning ||dC/db|| per layer, averaged over %d training images"
+          % len(training_data))
+    print("epoch  " + "  ".join("layer %-5d" % (l + 1) for l in range(history.shape[1])))
+    for e, row in enumerate(history):
+        print("%5d  " % e + "  ".join("%11.4e" % v for v in row))
+    if args.out:
+        vanishing.plot_speed_of_learning(history, args.out)
+        print("Wrote %s" % args.out)
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m nndl_fast",
                                      description="The book's networks, compiled.")
@@ -124,6 +144,20 @@ def build_parser():
     p.add_argument("--data", default=None, help="directory of IDX files or mnist.pkl.gz "
                    "(default: the bundled MNIST)")
     p.set_defaults(func=_cmd_expand)
+
+    p = sub.add_parser("vanishing", help="per-layer speed of learning of a deep sigmoid "
+                       "network (chapter 5)")
+    p.add_argument("--sizes", default="784,30,30,30,30,10")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch", type=int, default=10, help="mini-batch size")
+    p.add_argument("--eta", type=float, default=0.1, help="learning rate")
+    p.add_argument("--train-size", type=int, default=1000,
+                   help="train on, and average gradients over, this many training images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="also plot to this PNG (needs matplotlib)")
+    p.add_argument("--data", default=None, help="directory of IDX files or mnist.pkl.gz "
+                   "(default: the bundled MNIST)")
+    p.set_defaults(func=_cmd_vanishing)
 
     p = sub.add_parser("bench", help="run a benchmark (network, ...)")
     p.add_argument("what", nargs="?", default="network")

@@ -194,3 +194,9 @@ def main(out, seed=0, shuffle=True, data=None, compresslevel=6, verbose=True):
                  "shuffled with seed %s" % seed if shuffle else "unshuffled",
                  t2 - t1, out, t3 - t2, t1 - t0))
     return expanded
+
+
+if __name__ == "__main__":
+    import sys
+    from .__main__ import main as _cli
+    sys.exit(_cli(["expand"] + sys.argv[1:]))

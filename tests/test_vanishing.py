@@ -75,3 +75,16 @@ def test_bad_input_is_named(mnist_wrapped):
         vanishing.track_speed_of_learning(net, zip([], []), 1, 10, 0.1)
     with pytest.raises(ValueError, match="sizes must list at least 2 layers"):
         vanishing.deep_network([784])
+
+
+def test_cli(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from nndl_fast import __main__ as cli
+    out = tmp_path / "speed.png"
+    assert cli.main(["vanishing", "--epochs", "1", "--train-size", "50",
+                     "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Speed of learning") and "50 training images" in lines[0]
+    first = [float(v) for v in lines[2].split()[1:]]
+    assert len(first) == 5 and first == sorted(first)       # grows toward the output
+    assert out.read_bytes()[:4] == b"\x89PNG"
