@@ -4,14 +4,16 @@ The "speed of learning" of layer l is ‖∂C/∂b^l‖, the length of the gradi
 of the cost with respect to that layer's biases, averaged over a set of
 training examples. In a deep sigmoid network such as [784, 30, 30, 30, 30, 10]
 it shrinks from the output toward the input at initialisation, and keeps
-doing so during training: the early layers barely learn.
+doing so during training: the early layers barely learn. ::
 
-    >>> from nndl_fast import mnist_loader, vanishing
-    >>> training_data, _, _ = mnist_loader.load_data_wrapper()
-    >>> net = vanishing.deep_network(seed=0)
-    >>> norms = vanishing.speed_of_learning(net, training_data[:1000])
-    >>> history = vanishing.track_speed_of_learning(net, training_data[:1000], 30, 10, 0.1)
-    >>> vanishing.plot_speed_of_learning(history, "speed.png")    # needs matplotlib
+    from nndl_fast import mnist_loader, vanishing
+    training_data, _, _ = mnist_loader.load_data_wrapper()
+    net = vanishing.deep_network(seed=0)
+    norms = vanishing.speed_of_learning(net, training_data[:1000])
+    history = vanishing.track_speed_of_learning(net, training_data[:1000], 30, 10, 0.1)
+    vanishing.plot_speed_of_learning(history, "speed.png")    # needs matplotlib
+
+or ``python -m nndl_fast vanishing --epochs 30 --out speed.png``.
 
 Gradients come from the network's own ``backprop(x, y)``, one example at a
 time, so any network of the book works (anything with ``biases``,
