@@ -112,3 +112,9 @@ def test_bad_input_is_named():
     net.cost = "cross-entropy"
     with pytest.raises(TypeError, match="net.cost must provide fn"):
         gradient_check.compare(net, np.zeros((3, 1)), 0)
+
+
+def test_module_doctest():
+    import doctest
+    result = doctest.testmod(gradient_check)
+    assert result.attempted > 0 and result.failed == 0
