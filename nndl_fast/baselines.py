@@ -7,6 +7,9 @@
   settings, trained on the 50,000 training images: 9,435 of 10,000 in the
   book. Training it on all 50,000 images takes several minutes; ``train_size``
   fits it on a random subset. Needs scikit-learn (``pip install nndl_fast[svm]``).
+  scikit-learn's defaults have changed since the book (``gamma`` is now
+  ``"scale"``, it was ``1/n_features``), so today's ``SVC()`` scores higher
+  than the book's figure: 9,626 of 10,000 when trained on only 10,000 images.
 
 From the command line::
 
