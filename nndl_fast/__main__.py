@@ -53,6 +53,54 @@ def _cmd_bench(args):
     return benchmarks.main([args.what] + args.rest)
 
 
+def _cmd_baseline(args):
+    from nndl_fast import baselines
+    data = None
+    if args.data is not None:
+        from nndl_fast import mnist_loader
+        tr, _, te = mnist_loader.load_data(args.data)
+        data = (tr, te)
+    t0 = time.perf_counter()
+    if args.method == "darkness":
+        correct, n = baselines.average_darkness(*(data or ()))
+        name = "Average darkness"
+    else:
+        correct, n = baselines.svm_baseline(*(data or ()), train_size=args.train_size,
+                                            test_size=args.test_size, seed=args.seed)
+        name = "svm.SVC() trained on %s images" % (
+            "all training" if args.train_size is None else "%d" % args.train_size)
+    print("%s: %d of %d test images correct (%.2f%%) in %.2f s"
+          % (name, correct, n, 100.0 * correct / n, time.perf_counter() - t0))
+    return 0
+
+
+def _cmd_expand(args):
+    from nndl_fast import expand_mnist
+    expand_mnist.main(args.out, seed=args.seed, shuffle=not args.no_shuffle, data=args.data,
+                      compresslevel=args.compresslevel)
+    return 0
+
+
+def _cmd_vanishing(args):
+    from nndl_fast import mnist_loader, vanishing
+    if args.seed is not None:
+        random.seed(args.seed)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    training_data = list(mnist_loader.load_data_wrapper(args.data)[0][:args.train_size])
+    net = vanishing.deep_network(sizes, seed=args.seed)
+    history = vanishing.track_speed_of_learning(net, training_data, args.epochs, args.batch,
+                                                args.eta)
+    print("Speed of learning ||dC/db|| per layer, averaged over %d training images"
+          % len(training_data))
+    print("epoch  " + "  ".join("layer %-5d" % (l + 1) for l in range(history.shape[1])))
+    for e, row in enumerate(history):
+        print("%5d  " % e + "  ".join("%11.4e" % v for v in row))
+    if args.out:
+        vanishing.plot_speed_of_learning(history, args.out)
+        print("Wrote %s" % args.out)
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m nndl_fast",
                                      description="The book's networks, compiled.")
@@ -72,6 +120,44 @@ def build_parser():
     p.add_argument("--data", default=None, help="directory of IDX files or mnist.pkl.gz "
                    "(default: the bundled MNIST)")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("baseline", help="chapter 1's baselines: average darkness or an SVM")
+    p.add_argument("method", choices=["darkness", "svm"])
+    p.add_argument("--train-size", type=int, default=None,
+                   help="svm: fit on a random subset of this many training images "
+                   "(all 50,000 take minutes)")
+    p.add_argument("--test-size", type=int, default=None,
+                   help="svm: score on a random subset of this many test images")
+    p.add_argument("--seed", type=int, default=0, help="svm: seed of the subsets")
+    p.add_argument("--data", default=None, help="directory of IDX files or mnist.pkl.gz "
+                   "(default: the bundled MNIST)")
+    p.set_defaults(func=_cmd_baseline)
+
+    p = sub.add_parser("expand", help="write the 250,000-image expanded MNIST training set "
+                       "(chapter 6)")
+    p.add_argument("--out", default="mnist_expanded.pkl.gz",
+                   help="output file, a gzipped pickle (default mnist_expanded.pkl.gz)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffle (default 0)")
+    p.add_argument("--no-shuffle", action="store_true",
+                   help="keep each original next to its four shifts")
+    p.add_argument("--compresslevel", type=int, default=6, help="gzip level 0-9 (default 6)")
+    p.add_argument("--data", default=None, help="directory of IDX files or mnist.pkl.gz "
+                   "(default: the bundled MNIST)")
+    p.set_defaults(func=_cmd_expand)
+
+    p = sub.add_parser("vanishing", help="per-layer speed of learning of a deep sigmoid "
+                       "network (chapter 5)")
+    p.add_argument("--sizes", default="784,30,30,30,30,10")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch", type=int, default=10, help="mini-batch size")
+    p.add_argument("--eta", type=float, default=0.1, help="learning rate")
+    p.add_argument("--train-size", type=int, default=1000,
+                   help="train on, and average gradients over, this many training images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="also plot to this PNG (needs matplotlib)")
+    p.add_argument("--data", default=None, help="directory of IDX files or mnist.pkl.gz "
+                   "(default: the bundled MNIST)")
+    p.set_defaults(func=_cmd_vanishing)
 
     p = sub.add_parser("bench", help="run a benchmark (network, ...)")
     p.add_argument("what", nargs="?", default="network")
