@@ -68,6 +68,12 @@ cdef extern from "dense.h" nogil:
                     const float *Dn, int ldn, const float *A, int lda, float *out, int ldo)
     void nndl_convert_f2d(int n, const float *src, double *dst)
     void nndl_prefetch(const void *p, size_t nbytes)
+    void nndl_updfwd_d(int rows, int m_upd, const double *Xu, int ldxu, const double *Du,
+                       int lddu, double *W, double alpha, double beta,
+                       int m_fwd, const double *Xf, int ldxf, double *out, int ldo)
+    void nndl_updfwd_s(int rows, int m_upd, const float *Xu, int ldxu, const float *Du,
+                       int lddu, float *W, float alpha, float beta,
+                       int m_fwd, const float *Xf, int ldxf, float *out, int ldo)
     const char *nndl_dense_isa()
 
 cdef enum:
@@ -288,10 +294,42 @@ cdef void _backward_block(const Plan *p, int l, int blk, floating **W, floating 
                      c1 - c0, A[l - 1] + c0, ld_prev, d_next + bl * BW, ld_next, m)
 
 
+cdef void _first_layer_step(const Plan *p, int blk, floating **W, floating **VW,
+                            floating **B, floating **VB, const floating *xb,
+                            const floating *delta, int m, const floating *x_next,
+                            int m_next, floating *z_next) noexcept nogil:
+    """Update block ``blk`` of W^1 and b^1 with this batch, then (m_next > 0) compute
+    the next batch's pre-activations of the block through the new weights."""
+    cdef int n_in = p.sizes[0], ld1 = p.padded[1]
+    cdef floating *w = W[1] + <Py_ssize_t> blk * n_in * BW
+    cdef floating alpha = <floating> (-p.eta / m)
+    if m_next > 0 and not p.use_momentum and not (p.reg == L1 and p.reg_step != 0):
+        # One sweep over the block's weights instead of two.
+        if floating is float:
+            nndl_updfwd_s(n_in, m, xb, n_in, delta + blk * BW, ld1, w, alpha,
+                          <float> p.decay, m_next, x_next, n_in, z_next + blk * BW, ld1)
+        else:
+            nndl_updfwd_d(n_in, m, xb, n_in, delta + blk * BW, ld1, w, alpha,
+                          <double> p.decay, m_next, x_next, n_in, z_next + blk * BW, ld1)
+    else:
+        _update_rows(p, w, VW[1] + <Py_ssize_t> blk * n_in * BW if p.use_momentum else NULL,
+                     n_in, xb, n_in, delta + blk * BW, ld1, m)
+        if m_next > 0:
+            _fwd(m_next, n_in, x_next, n_in, w, z_next + blk * BW, ld1)
+    _update_bias(p, B[1], VB[1], delta, ld1, blk * BW, min(blk * BW + BW, p.sizes[1]), m)
+
+
 cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW,
                         floating **VB, floating **A, floating **D, floating **xbuf,
                         floating *out_all, floating *dout_all, const floating *Y,
                         int tid) noexcept nogil:
+    """One thread's share of the epoch (see the module docstring).
+
+    With hidden layers, the first layer's update for batch k and its forward
+    pass for batch k+1 are one step (``_first_layer_step``): the block of W^1 a
+    thread owns is read and written once per mini-batch, and the next batch's
+    pre-activations of layer 1 wait in A[1] for the next iteration.
+    """
     cdef int L = p.n_layers
     cdef int nt = p.n_threads
     cdef int n_in = p.sizes[0], n_out = p.sizes[L], ld_out = p.padded[L]
@@ -300,7 +338,7 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
     cdef floating *dout = dout_all + <Py_ssize_t> tid * ld_out * mbs
     cdef int64_t start, batch
     cdef int64_t n_batches = (p.n_samples + mbs - 1) // mbs
-    cdef int m, l, blk, i, j, ld_prev
+    cdef int m, m_next, l, blk, i, j, ld_prev
     cdef floating *xb
     cdef const floating *a_prev
     cdef const floating *d_next
@@ -308,29 +346,56 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
     cdef floating *o
     cdef floating *d
 
+    if L > 1:
+        # Prologue: the first batch's layer-1 pre-activations.
+        m = <int> min(<int64_t> mbs, p.n_samples)
+        _gather(p, 0, m, xbuf[0], tid)
+        _prefetch_batch(p, mbs, tid)
+        if nt > 1:
+            nndl_barrier()
+        blk = tid
+        while blk < p.n_blocks[1]:
+            _fwd(m, n_in, xbuf[0], n_in, W[1] + <Py_ssize_t> blk * n_in * BW,
+                 A[1] + blk * BW, p.padded[1])
+            blk += nt
+
     for batch in range(n_batches):
         start = batch * mbs
         m = <int> min(<int64_t> mbs, p.n_samples - start)
         xb = xbuf[batch & 1]
-        _gather(p, start, m, xb, tid)
-        # The rows are in random order: fetch the next batch's while this one computes.
-        _prefetch_batch(p, start + mbs, tid)
-        if nt > 1:
-            nndl_barrier()
-
-        # Hidden layers, by blocks.
-        a_prev = xb
-        ld_prev = n_in
-        for l in range(1, L):
+        if L == 1:
+            _gather(p, start, m, xb, tid)
+            _prefetch_batch(p, start + mbs, tid)
+            if nt > 1:
+                nndl_barrier()
+            a_prev = xb
+            ld_prev = n_in
+        else:
+            # Layer 1: its pre-activations were computed by the previous step.
             blk = tid
-            while blk < p.n_blocks[l]:
-                _hidden_block(W[l] + <Py_ssize_t> blk * p.sizes[l - 1] * BW, B[l], a_prev,
-                              p.sizes[l - 1], ld_prev, A[l], p.padded[l], blk, p.sizes[l], m)
+            while blk < p.n_blocks[1]:
+                if floating is float:
+                    nndl_sigmoid_block_s(m, A[1] + blk * BW, p.padded[1], B[1] + blk * BW,
+                                         min(BW, p.sizes[1] - blk * BW))
+                else:
+                    nndl_sigmoid_block_d(m, A[1] + blk * BW, p.padded[1], B[1] + blk * BW,
+                                         min(BW, p.sizes[1] - blk * BW))
                 blk += nt
             if nt > 1:
                 nndl_barrier()
-            a_prev = A[l]
-            ld_prev = p.padded[l]
+            a_prev = A[1]
+            ld_prev = p.padded[1]
+            # Further hidden layers, by blocks.
+            for l in range(2, L):
+                blk = tid
+                while blk < p.n_blocks[l]:
+                    _hidden_block(W[l] + <Py_ssize_t> blk * p.sizes[l - 1] * BW, B[l], a_prev,
+                                  p.sizes[l - 1], ld_prev, A[l], p.padded[l], blk, p.sizes[l], m)
+                    blk += nt
+                if nt > 1:
+                    nndl_barrier()
+                a_prev = A[l]
+                ld_prev = p.padded[l]
 
         # Output layer and its delta, privately in every thread.
         _output_layer(p, W[L], B[L], a_prev, ld_prev, m, out)
@@ -348,6 +413,16 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
                 d[j] = 0
         if nt > 1:
             nndl_barrier()
+
+        if L == 1:
+            # No hidden layer: thread 0 updates the only (output) layer.
+            if tid == 0:
+                for blk in range(p.n_blocks[1]):
+                    _update_rows(p, W[1] + <Py_ssize_t> blk * n_in * BW,
+                                 VW[1] + <Py_ssize_t> blk * n_in * BW if p.use_momentum else NULL,
+                                 n_in, xb, n_in, dout + blk * BW, ld_out, m)
+                _update_bias(p, B[1], VB[1], dout, ld_out, 0, n_out, m)
+            continue
 
         # Backward: δ^{l-1} and the matching rows of W^l, by blocks of layer l-1.
         d_next = dout
@@ -369,17 +444,21 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
                 nndl_barrier()
             d_next = D[l - 1]
 
-        # First layer, by blocks of its units.
-        blk = tid if L > 1 else (0 if tid == 0 else p.n_blocks[1])
+        # First layer: update with this batch, forward the next one.
+        m_next = 0
+        if batch + 1 < n_batches:
+            m_next = <int> min(<int64_t> mbs, p.n_samples - start - mbs)
+            _gather(p, start + mbs, m_next, xbuf[(batch + 1) & 1], tid)
+            _prefetch_batch(p, start + 2 * mbs, tid)
+        # Orders the gather before the forward below, and this batch's updates
+        # of W^2..W^L before the next batch's forward pass.
+        if nt > 1:
+            nndl_barrier()
+        blk = tid
         while blk < p.n_blocks[1]:
-            _update_rows(p, W[1] + <Py_ssize_t> blk * n_in * BW,
-                         VW[1] + <Py_ssize_t> blk * n_in * BW if p.use_momentum else NULL,
-                         n_in, xb, n_in, d_next + blk * BW, p.padded[1], m)
-            _update_bias(p, B[1], VB[1], d_next, p.padded[1], blk * BW,
-                         min(blk * BW + BW, p.sizes[1]), m)
-            blk += nt if L > 1 else 1
-        # The next gather writes the other input buffer, and its barrier orders
-        # this batch's updates before the next batch's forward pass.
+            _first_layer_step(p, blk, W, VW, B, VB, xb, D[1], m, xbuf[(batch + 1) & 1],
+                              m_next, A[1])
+            blk += nt
 
 
 cdef int _run_epoch(Plan *p, list weights, list biases, list vw, list vb, list a_bufs,

@@ -28,6 +28,19 @@ void nndl_upd_d(int rows, int m, const double *X, int ldx, const double *D, int 
 void nndl_upd_s(int rows, int m, const float *X, int ldx, const float *D, int ldd,
                 float *W, float alpha, float beta);
 
+/* The update of one block followed by the next mini-batch's forward pass
+ * through the updated weights, in one sweep over W (its rows are used while
+ * still in registers):
+ *   W[r] = beta W[r] + alpha sum_i Xu[i][r] Du[i],   r < rows
+ *   out[e] = sum_r Xf[e][r] W[r],                    e < m_fwd
+ * (The update sum may be grouped differently from nndl_upd_*.) */
+void nndl_updfwd_d(int rows, int m_upd, const double *Xu, int ldxu, const double *Du,
+                   int lddu, double *W, double alpha, double beta,
+                   int m_fwd, const double *Xf, int ldxf, double *out, int ldo);
+void nndl_updfwd_s(int rows, int m_upd, const float *Xu, int ldxu, const float *Du,
+                   int lddu, float *W, float alpha, float beta,
+                   int m_fwd, const float *Xf, int ldxf, float *out, int ldo);
+
 /* In a block of 16 units of m examples (rows of Z, leading dimension ldz):
  * Z[i][j] = 1 / (1 + exp(-(Z[i][j] + b[j]))) for j < n_valid, 0 beyond. */
 void nndl_sigmoid_block_d(int m, double *Z, int ldz, const double *b, int n_valid);
