@@ -459,21 +459,32 @@ def _reject_constant(name):
 
 
 def _number_array(value, shape, what):
-    """``value`` (nested lists of numbers) as a float64 array of ``shape``, or an error."""
+    """``value``, a list of ``shape[0]`` lists of ``shape[1]`` numbers, as a float64 array."""
+    rows, cols = shape
+    if not isinstance(value, list) or len(value) != rows:
+        raise NetworkFileError("%s must be a list of %d rows (expected shape %s), got %s"
+                               % (what, rows, shape, "a list of %d" % len(value)
+                                  if isinstance(value, list) else type(value).__name__))
+    types = set()
+    for i, row in enumerate(value):
+        if not isinstance(row, list) or len(row) != cols:
+            raise NetworkFileError("row %d of %s must be a list of %d numbers (expected shape "
+                                   "%s), got %s" % (i, what, cols, shape,
+                                                    "a list of %d" % len(row)
+                                                    if isinstance(row, list)
+                                                    else type(row).__name__))
+        types.update(map(type, row))
+    # Exact types: JSON true/false arrive as bool, which NumPy would take for 1 and 0.
+    if not types <= {int, float}:
+        raise NetworkFileError("%s must hold numbers, got values of type %s"
+                               % (what, ", ".join(sorted(t.__name__ for t in types
+                                                         - {int, float}))))
     try:
-        arr = np.array(value)
-    except (ValueError, OverflowError):
-        raise NetworkFileError("%s must be nested lists of numbers of shape %s, got a ragged "
-                               "or malformed list" % (what, shape)) from None
-    if arr.dtype.kind not in "iuf":
-        raise NetworkFileError("%s must hold numbers, got %s"
-                               % (what, "booleans" if arr.dtype.kind == "b"
-                                  else "values of type %s" % arr.dtype))
-    if arr.shape != shape:
-        raise NetworkFileError("%s has shape %s, expected %s" % (what, arr.shape, shape))
-    arr = arr.astype(np.float64)
-    if not np.isfinite(arr).all():
-        raise NetworkFileError("%s contains a number too large for a float (or NaN)" % what)
+        arr = np.array(value, dtype=np.float64)
+    except OverflowError:
+        arr = None
+    if arr is None or not np.isfinite(arr).all():
+        raise NetworkFileError("%s contains a number too large for a float" % what)
     return arr
 
 
