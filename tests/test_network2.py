@@ -427,3 +427,21 @@ def test_bad_arguments_raise_clear_errors(small_training, small_test):
     with pytest.raises(ValueError, match=r"expected \(784, 1\)"):
         net.backprop(np.zeros((10, 1)), np.zeros((10, 1)))
     assert data == list(small_training[:20])  # nothing was shuffled by a refused call
+
+
+@pytest.mark.parametrize("cost", COSTS)
+def test_vectorised_cost_equals_the_book_fn_even_at_saturation(cost):
+    kind = network2._KERNEL_COSTS[cost]
+    rng = np.random.default_rng(0)
+    A = rng.random((40, 4))
+    A[:6] = [[1.0, 0.0, 0.5, 0.2], [0.0, 1.0, 0.3, 0.1], [0.2, 0.7, 1.0, 0.0],
+             [1.0, 1.0, 0.0, 0.0], [0.5, 0.5, 0.5, 0.5], [1e-300, 1 - 1e-16, 0.4, 0.6]]
+    Y = np.zeros_like(A)
+    Y[np.arange(40), rng.integers(0, 4, 40)] = 1.0
+    Y_soft = rng.random((40, 4))  # targets that are not 0/1 take the general path
+    with np.errstate(all="ignore"):
+        for targets, hot in ((Y, network2._hot_mask(Y)), (Y_soft, network2._hot_mask(Y_soft))):
+            want = sum(cost.fn(a.reshape(-1, 1), y.reshape(-1, 1)) for a, y in zip(A, targets))
+            got = network2._cost_sum(kind, A, targets, hot)
+            assert got == pytest.approx(want, rel=1e-12)
+    assert network2._hot_mask(Y) is not None and network2._hot_mask(Y_soft) is None
