@@ -213,8 +213,7 @@ class Network(CompiledDenseMixin, _reference.Network):
                                   "training" if convert else "evaluation")
         if X.shape[0] == 0:
             return 0
-        A = self._outputs(self._compute_dtype_inputs(X))
-        return int(np.count_nonzero(np.argmax(A, axis=1) == labels))
+        return self._measure(self._compute_dtype_inputs(X), labels=labels)[1]
 
     def total_cost(self, data, lmbda, convert=False):
         """Mean cost over ``data`` plus the L2 term 0.5·(λ/len(data))·Σ‖w‖².
@@ -222,8 +221,7 @@ class Network(CompiledDenseMixin, _reference.Network):
         ``convert=True`` when the targets are int labels (validation/test data).
         """
         lmbda = check_real(lmbda, "lmbda")
-        kind = self._kernel_cost()
-        if kind is None:
+        if self._kernel_cost() is None:
             return super().total_cost(data, lmbda, convert=convert)
         n_in, n_out = self.sizes[0], self.sizes[-1]
         if convert:
@@ -233,9 +231,24 @@ class Network(CompiledDenseMixin, _reference.Network):
             Y = _one_hot(labels, n_out, "evaluation")
         else:
             X, Y = pack_training(data, n_in, n_out, np.float64)
-        A = self._outputs(self._compute_dtype_inputs(X))
+        return self._measure(self._compute_dtype_inputs(X), Y=Y, hot=_hot_mask(Y),
+                             lmbda=lmbda)[0]
+
+    def _measure(self, X, labels=None, Y=None, hot=None, lmbda=0.0):
+        """(total cost or None, correct count or None) over rows of X, one batched pass.
+
+        The cost needs float64 targets ``Y`` (and ``hot`` from ``_hot_mask``), the
+        count needs int ``labels``.
+        """
+        A = self._outputs(X)
         n = X.shape[0]
-        return _cost_sum(kind, A, Y, _hot_mask(Y)) / n + self._weight_term(lmbda, n)
+        cost = correct = None
+        if Y is not None:
+            cost = (_cost_sum(self._kernel_cost(), A, Y, hot) / n
+                    + self._weight_term(lmbda, n))
+        if labels is not None:
+            correct = int(np.count_nonzero(np.argmax(A, axis=1) == labels))
+        return cost, correct
 
     # -- training -----------------------------------------------------------
 
@@ -313,29 +326,31 @@ class Network(CompiledDenseMixin, _reference.Network):
         # Everything the epochs need is packed once, here.
         n_in, n_out = self.sizes[0], self.sizes[-1]
         X, Y = pack_training(training_data, n_in, n_out, self._dtype)
-        n = X.shape[0]
+        # Per monitored set: (name, X, targets for the cost, their mask, labels, lists).
+        watched = []
+        training_cost, training_accuracy = [], []
+        evaluation_cost, evaluation_accuracy = [], []
         if monitors[0] or monitors[1]:
             # One copy in the compute dtype serves both the kernel and the monitors.
             X = self._compute_dtype_inputs(X)
             Y_train = Y.astype(np.float64)
-            hot_train = _hot_mask(Y_train)
-            labels_train = np.argmax(Y_train, axis=1)
+            watched.append(("training", X, Y_train if monitors[0] else None,
+                            _hot_mask(Y_train), np.argmax(Y_train, axis=1) if monitors[1]
+                            else None, training_cost, training_accuracy))
         if monitors[2] or monitors[3]:
             X_eval, labels_eval = pack_labelled(evaluation_data, n_in, n_out, "evaluation")
-            n_eval = X_eval.shape[0]
-            if n_eval == 0:
+            if X_eval.shape[0] == 0:
                 raise ValueError("evaluation_data is empty: expected at least one (x, y) pair "
                                  "to monitor")
-            X_eval = self._compute_dtype_inputs(X_eval)
-            if monitors[2]:
-                Y_eval = _one_hot(labels_eval, n_out, "evaluation")
-                hot_eval = Y_eval == 1
+            Y_eval = _one_hot(labels_eval, n_out, "evaluation") if monitors[2] else None
+            watched.append(("evaluation", self._compute_dtype_inputs(X_eval), Y_eval,
+                            None if Y_eval is None else Y_eval == 1,
+                            labels_eval if monitors[3] else None,
+                            evaluation_cost, evaluation_accuracy))
         self._sync_params()
         self._velocities = None
         velocities = self._velocities_for_kernel() if momentum else None
 
-        evaluation_cost, evaluation_accuracy = [], []
-        training_cost, training_accuracy = [], []
         state = {"eta": eta, "best": None, "since_best": 0}
         timing = getattr(self, "_print_epoch_time", False)
         # Per-epoch wall times (training, training plus monitoring), for benchmarks.
@@ -344,28 +359,14 @@ class Network(CompiledDenseMixin, _reference.Network):
         def after_epoch(j, seconds):
             t0 = time.perf_counter()
             print("Epoch %s training complete" % j)
-            if monitors[0] or monitors[1]:
-                A = self._outputs(X)
-                if monitors[0]:
-                    cost = (_cost_sum(kind, A, Y_train, hot_train) / n
-                            + self._weight_term(lmbda, n))
-                    training_cost.append(cost)
-                    print("Cost on training data: {}".format(cost))
-                if monitors[1]:
-                    acc = int(np.count_nonzero(np.argmax(A, axis=1) == labels_train))
-                    training_accuracy.append(acc)
-                    print("Accuracy on training data: {} / {}".format(acc, n))
-            if monitors[2] or monitors[3]:
-                A = self._outputs(X_eval)
-                if monitors[2]:
-                    cost = (_cost_sum(kind, A, Y_eval, hot_eval) / n_eval
-                            + self._weight_term(lmbda, n_eval))
-                    evaluation_cost.append(cost)
-                    print("Cost on evaluation data: {}".format(cost))
-                if monitors[3]:
-                    acc = int(np.count_nonzero(np.argmax(A, axis=1) == labels_eval))
-                    evaluation_accuracy.append(acc)
-                    print("Accuracy on evaluation data: {} / {}".format(acc, n_eval))
+            for name, X_m, Y_m, hot_m, labels_m, costs, accuracies in watched:
+                cost, correct = self._measure(X_m, labels_m, Y_m, hot_m, lmbda)
+                if cost is not None:
+                    costs.append(cost)
+                    print("Cost on {} data: {}".format(name, cost))
+                if correct is not None:
+                    accuracies.append(correct)
+                    print("Accuracy on {} data: {} / {}".format(name, correct, X_m.shape[0]))
             total = seconds + (time.perf_counter() - t0)
             self._epoch_seconds.append((seconds, total))
             if timing:
