@@ -445,3 +445,18 @@ def test_vectorised_cost_equals_the_book_fn_even_at_saturation(cost):
             got = network2._cost_sum(kind, A, targets, hot)
             assert got == pytest.approx(want, rel=1e-12)
     assert network2._hot_mask(Y) is not None and network2._hot_mask(Y_soft) is None
+
+
+def test_bench_is_reachable_from_the_command_line():
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root)
+    ok = subprocess.run([sys.executable, "-m", "nndl_fast", "bench", "network2", "--help"],
+                        cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "--json" in ok.stdout and "--ref-fraction" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "nndl_fast", "bench", "network2",
+                          "--ref-fraction", "0"], cwd=root, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "--ref-fraction must be in (0, 1]" in bad.stderr
