@@ -20,7 +20,6 @@ and ``delta``) still works: training then runs the NumPy reference code.
 """
 import json
 import math
-import numbers
 import os
 import tempfile
 import time
@@ -63,9 +62,16 @@ def _check_cost(cost):
 
 
 def _check_regularization(regularization):
-    if regularization not in _REGULARIZATIONS:
+    if not isinstance(regularization, str) or regularization not in _REGULARIZATIONS:
         raise ValueError("regularization must be 'L2' or 'L1', got %r" % (regularization,))
     return _REGULARIZATIONS[regularization]
+
+
+def _check_momentum(momentum):
+    momentum = check_real(momentum, "momentum", 0.0)
+    if momentum > 1.0:
+        raise ValueError("momentum must be in [0, 1], got %r" % momentum)
+    return momentum
 
 
 def _one_hot(labels, n_out, what):
@@ -295,9 +301,7 @@ class Network(CompiledDenseMixin, _reference.Network):
         eta = check_real(eta, "eta")
         lmbda = check_real(lmbda, "lmbda", 0.0)
         reg = _check_regularization(regularization)
-        momentum = check_real(momentum, "momentum", 0.0)
-        if momentum > 1.0:
-            raise ValueError("momentum must be in [0, 1], got %r" % momentum)
+        momentum = _check_momentum(momentum)
         early_stopping_n = check_int(early_stopping_n, "early_stopping_n", 0)
         eta_decay_n = check_int(eta_decay_n, "eta_decay_n", 0)
         eta_stop_ratio = check_real(eta_stop_ratio, "eta_stop_ratio", 0.0, allow_equal=False)
@@ -414,7 +418,7 @@ class Network(CompiledDenseMixin, _reference.Network):
         lmbda = check_real(lmbda, "lmbda", 0.0)
         n = check_int(n, "n", 1)
         reg = _check_regularization(regularization)
-        momentum = check_real(momentum, "momentum", 0.0)
+        momentum = _check_momentum(momentum)
         kind = self._kernel_cost()
         if kind is None:
             return super().update_mini_batch(mini_batch, eta, lmbda, n,
@@ -455,7 +459,7 @@ class Network(CompiledDenseMixin, _reference.Network):
                 "weights": [np.asarray(w, dtype=np.float64).tolist() for w in self.weights],
                 "biases": [np.asarray(b, dtype=np.float64).tolist() for b in self.biases],
                 "cost": name}
-        path = os.fspath(filename)
+        path = os.fsdecode(os.fspath(filename))
         directory = os.path.dirname(os.path.abspath(path))
         fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
                                    suffix=".tmp")
