@@ -91,16 +91,19 @@ class CompiledDenseMixin(object):
 
     def _run_epochs(self, X, Y, training_data, epochs, mini_batch_size, eta, after_epoch,
                     lmbda=0.0, cost=_dense.CostKind.QUADRATIC, reg=_dense.Regularization.L2, momentum=0.0,
-                    num_threads=None, eta_for_epoch=None):
+                    num_threads=None, eta_for_epoch=None, velocities=None):
         """The epoch loop: shuffle the caller's list as random.shuffle does, train.
 
         ``after_epoch(j, seconds)`` runs after each epoch and may return True to stop.
+        ``velocities`` (a pair of lists shaped like weights and biases, compute dtype)
+        lets the caller keep the momentum state; by default it starts at zero.
         """
         n = X.shape[0]
         nt = self._epoch_threads(num_threads)
         order = np.arange(n, dtype=np.int64)
-        velocities = None
-        if momentum:
+        if not momentum:
+            velocities = None
+        elif velocities is None:
             velocities = ([np.zeros_like(w) for w in self.weights],
                           [np.zeros_like(b) for b in self.biases])
         for j in range(epochs):
