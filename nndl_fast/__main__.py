@@ -9,7 +9,8 @@ import numpy as np
 
 def _cmd_info(args):
     import nndl_fast
-    from nndl_fast import _dense  # noqa: F401  (loads SciPy's BLAS so it is listed)
+    if nndl_fast._config.use_compiled():
+        from nndl_fast import _dense  # noqa: F401  (loads SciPy's BLAS so it is listed)
     nndl_fast.show_config()
     return 0
 

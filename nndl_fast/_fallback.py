@@ -21,6 +21,7 @@ per-example algorithm from :mod:`nndl_fast.reference`: the reference class's own
 from the stdlib generator exactly as ``random.shuffle`` does, as the compiled
 path does, so for the same seeds both modes visit the same mini-batches.
 """
+import contextlib
 import enum
 import random
 import time
@@ -29,7 +30,8 @@ import numpy as np
 
 from ._validation import check_dtype, check_params, pack_training
 
-__all__ = ["CostKind", "Regularization", "ReferenceDenseMixin"]
+__all__ = ["CostKind", "Regularization", "ReferenceDenseMixin", "blas_single_thread",
+           "forward", "train_epoch"]
 
 
 class CostKind(enum.IntEnum):
@@ -43,6 +45,73 @@ class Regularization(enum.IntEnum):
     """Same names and values as ``_dense.Regularization``."""
     L2 = 0
     L1 = 1
+
+
+@contextlib.contextmanager
+def blas_single_thread():
+    """No own threads to protect in this mode: BLAS keeps its settings."""
+    yield
+
+
+def _sigmoid(z):
+    with np.errstate(over="ignore", under="ignore"):
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+def _softmax_rows(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def forward(X, weights, biases, softmax=False, num_threads=1, chunk=256):
+    """``_dense.forward`` in NumPy: outputs (n, n_out) for inputs (n, n_in)."""
+    a = np.asarray(X)
+    for l, (w, b) in enumerate(zip(weights, biases)):
+        z = a @ w.T + b.reshape(1, -1)
+        a = _softmax_rows(z) if softmax and l == len(weights) - 1 else _sigmoid(z)
+    return np.ascontiguousarray(a, dtype=np.asarray(X).dtype)
+
+
+def train_epoch(X, Y, order, weights, biases, mini_batch_size, eta, lmbda=0.0, n_total=1.0,
+                cost=CostKind.QUADRATIC, reg=Regularization.L2, momentum=0.0,
+                velocities_w=None, velocities_b=None, num_threads=1):
+    """``_dense.train_epoch`` in NumPy, one matrix product per layer and mini-batch.
+
+    Updates ``weights``, ``biases`` (and the velocities) in place, like the kernel.
+    """
+    order = np.asarray(order, dtype=np.int64)
+    dtype = weights[0].dtype
+    step = eta * lmbda / n_total
+    for k in range(0, len(order), mini_batch_size):
+        rows = order[k:k + mini_batch_size]
+        m = len(rows)
+        acts = [np.asarray(X[rows], dtype=dtype)]
+        for l, (w, b) in enumerate(zip(weights, biases)):
+            z = acts[-1] @ w.T + b.reshape(1, -1)
+            last = l == len(weights) - 1
+            acts.append(_softmax_rows(z) if last and cost == CostKind.LOG_LIKELIHOOD
+                        else _sigmoid(z))
+        a = acts[-1]
+        delta = a - Y[rows]
+        if cost == CostKind.QUADRATIC:
+            delta = delta * (a * (1 - a))
+        for l in range(len(weights) - 1, -1, -1):
+            grad_w = delta.T @ acts[l]
+            grad_b = delta.sum(axis=0).reshape(-1, 1)
+            if l > 0:
+                next_delta = (delta @ weights[l]) * (acts[l] * (1 - acts[l]))
+            w = weights[l]
+            shrink = step * (w if reg == Regularization.L2 else np.sign(w))
+            if momentum:
+                velocities_w[l][...] = momentum * velocities_w[l] - shrink - (eta / m) * grad_w
+                velocities_b[l][...] = momentum * velocities_b[l] - (eta / m) * grad_b
+                w += velocities_w[l]
+                biases[l] += velocities_b[l]
+            else:
+                w[...] = w - shrink - (eta / m) * grad_w
+                biases[l][...] = biases[l] - (eta / m) * grad_b
+            if l > 0:
+                delta = next_delta
 
 
 class ReferenceDenseMixin(object):
@@ -128,7 +197,7 @@ class ReferenceDenseMixin(object):
 
     def _run_epochs(self, X, Y, training_data, epochs, mini_batch_size, eta, after_epoch,
                     lmbda=0.0, cost=CostKind.QUADRATIC, reg=Regularization.L2, momentum=0.0,
-                    num_threads=None, eta_for_epoch=None):
+                    num_threads=None, eta_for_epoch=None, velocities=None):
         """The epoch loop: shuffle the caller's list as random.shuffle does, train.
 
         ``after_epoch(j, seconds)`` runs after each epoch and may return True to stop.
@@ -138,8 +207,7 @@ class ReferenceDenseMixin(object):
         reg = Regularization(reg)
         n = X.shape[0]
         order = list(range(n))
-        velocities = None
-        if momentum:
+        if momentum and velocities is None:
             velocities = ([np.zeros(w.shape) for w in self.weights],
                           [np.zeros(b.shape) for b in self.biases])
         for j in range(epochs):

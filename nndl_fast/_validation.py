@@ -131,8 +131,8 @@ def pack_training(training_data, n_in, n_out, dtype, what="training"):
     except (TypeError, ValueError) as exc:
         first_y = training_data[0][1]
         if isinstance(first_y, numbers.Integral):
-            raise ValueError("%s target 0 is an int label; training targets must be (%d, 1) "
-                             "vectors such as vectorized_result(y)" % (what, n_out)) from None
+            raise ValueError("%s target 0 is an int label, expected an array of shape (%d, 1) "
+                             "such as vectorized_result(y)" % (what, n_out)) from None
         raise exc
     return X, Y
 

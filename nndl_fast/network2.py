@@ -26,8 +26,14 @@ import time
 
 import numpy as np
 
-from . import _config, _dense
-from ._compiled import CompiledDenseMixin, blas_single_thread
+from . import _config
+
+if _config.use_compiled():
+    from . import _dense
+    from ._compiled import CompiledDenseMixin as _DenseBase, blas_single_thread
+else:  # pure-Python mode: the same class body, run by the NumPy reference
+    from . import _fallback as _dense
+    from ._fallback import ReferenceDenseMixin as _DenseBase, blas_single_thread
 from ._validation import (check_dtype, check_int, check_real, check_sizes, describe,
                           pack_labelled, pack_training)
 from .mnist_loader import vectorized_result
@@ -123,7 +129,7 @@ def _cost_sum(cost_kind, A, Y, hot=None):
         return float(np.sum(np.nan_to_num(terms)))
 
 
-class Network(CompiledDenseMixin, _reference.Network):
+class Network(_DenseBase, _reference.Network):
     """A feed-forward sigmoid network with a choice of cost (chapter 3).
 
     ``cost`` is a cost class or an instance of one. ``dtype`` (float64, the

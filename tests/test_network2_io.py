@@ -20,6 +20,7 @@ def _same_params(a, b):
                for u, v in zip(a.weights + a.biases, b.weights + b.biases))
 
 
+@pytest.mark.purepython
 def test_save_writes_the_books_document(tmp_path):
     net = _net()
     path = tmp_path / "net.json"
@@ -49,6 +50,7 @@ def test_roundtrip(tmp_path, cost, dtype):
     np.testing.assert_allclose(back.feedforward(x), net.feedforward(x), rtol=1e-6)
 
 
+@pytest.mark.purepython
 def test_our_file_loads_in_the_books_code_and_back(tmp_path):
     ours = _net(cost=network2.LogLikelihoodCost, sizes=(5, 7, 2, 4))
     ours.save(tmp_path / "ours.json")
@@ -159,6 +161,7 @@ BAD_DOCS = [
 ]
 
 
+@pytest.mark.purepython
 @pytest.mark.parametrize("doc,message", BAD_DOCS)
 def test_load_refuses_malformed_documents(tmp_path, doc, message):
     path = tmp_path / "bad.json"
