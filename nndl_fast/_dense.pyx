@@ -9,19 +9,22 @@ mini-batch are (m x padded_units) row-major. Padded units have activation and
 delta exactly 0, so their weights stay 0 and never influence the real units.
 The Network's own (n_out, n_in) arrays are updated in place at the end.
 
-Parallel scheme (one OpenMP team for the whole epoch, barriers between steps).
+Parallel scheme (one OpenMP team for the whole epoch, spinning barriers between
+steps: ``nndl_spin_barrier`` in src_c/dense.c).
 Block b of a layer belongs to thread b % n_threads. Each number is computed by
 one thread with a fixed summation order, whatever the thread count, so results
 are bitwise identical for 1 and N threads. Per mini-batch:
 
-1. gather the mini-batch's examples into a double-buffered input matrix;  | barrier
+1. every thread gathers the mini-batch's examples into its own double-buffered
+   input matrix (no sharing of the inputs between cores);
 2. hidden layer l: each thread computes its blocks of a^l = σ(W^l a^{l-1} + b^l);  | barrier
 3. output layer: every thread computes the whole (small) output layer and its
    delta privately;  | barrier (nobody may update W^L while it is being read)
 4. backward, l = L..2: each thread computes its blocks of δ^{l-1} (which read
    only the rows of the packed W^l belonging to those inputs), then updates
    exactly those rows of W^l; biases by their block owners;  | barrier between layers
-5. W^1 and b^1 by blocks (W^1 is never read by the backward pass).
+5. W^1 and b^1 by blocks (W^1 is never read by the backward pass), each block
+   followed at once by the next batch's layer-1 pre-activations through it.
 
 The update is fused with the gradient: W ← β·W − (η/m)·Σ_i x_i δ_i^T with
 β = 1 − η·λ/n (L2), so no gradient matrix is ever stored.
@@ -39,16 +42,6 @@ cimport numpy as cnp
 from nndl_fast._openmp_helpers cimport omp_get_thread_num
 
 cnp.import_array()
-
-cdef extern from *:
-    """
-    #ifdef _OPENMP
-    static inline void nndl_barrier(void) { _Pragma("omp barrier") }
-    #else
-    static inline void nndl_barrier(void) { }
-    #endif
-    """
-    void nndl_barrier() noexcept nogil
 
 cdef extern from "dense.h" nogil:
     int NNDL_BW
@@ -68,13 +61,11 @@ cdef extern from "dense.h" nogil:
                     const float *Dn, int ldn, const float *A, int lda, float *out, int ldo)
     void nndl_convert_f2d(int n, const float *src, double *dst)
     void nndl_prefetch(const void *p, size_t nbytes)
-    void nndl_updfwd_d(int rows, int m_upd, const double *Xu, int ldxu, const double *Du,
-                       int lddu, double *W, double alpha, double beta,
-                       int m_fwd, const double *Xf, int ldxf, double *out, int ldo)
-    void nndl_updfwd_s(int rows, int m_upd, const float *Xu, int ldxu, const float *Du,
-                       int lddu, float *W, float alpha, float beta,
-                       int m_fwd, const float *Xf, int ldxf, float *out, int ldo)
     const char *nndl_dense_isa()
+    ctypedef struct nndl_spin_barrier:
+        pass
+    void nndl_spin_barrier_init(nndl_spin_barrier *b, int n_threads)
+    void nndl_spin_barrier_wait(nndl_spin_barrier *b, int *local_sense)
 
 cdef enum:
     MAX_LAYERS = 64
@@ -116,6 +107,7 @@ cdef struct Plan:
     double reg_step                   # η·λ/n
     double decay                      # 1 − η·λ/n (L2 without momentum)
     double momentum
+    nndl_spin_barrier *barrier        # shared by the team (n_threads > 1)
 
 
 cdef inline floating _sigmoid(floating z) noexcept nogil:
@@ -241,14 +233,14 @@ cdef void _update_bias(const Plan *p, floating *b, floating *vb, const floating 
             b[j] = b[j] - scale * s
 
 
-cdef void _gather(const Plan *p, int64_t start, int m, floating *xb, int tid) noexcept nogil:
+cdef void _gather(const Plan *p, int64_t start, int m, floating *xb) noexcept nogil:
+    """Rows ``order[start:start + m]`` of x into ``xb`` (this thread's own copy)."""
     cdef int i, j
     cdef int n_in = p.sizes[0]
     cdef const float *xs
     cdef const double *xd
     cdef floating *dst
-    i = tid
-    while i < m:
+    for i in range(m):
         dst = xb + <Py_ssize_t> i * n_in
         if p.x_is_float32:
             xs = (<const float *> p.x) + p.order[start + i] * n_in
@@ -261,17 +253,16 @@ cdef void _gather(const Plan *p, int64_t start, int m, floating *xb, int tid) no
             xd = (<const double *> p.x) + p.order[start + i] * n_in
             for j in range(n_in):
                 dst[j] = <floating> xd[j]
-        i += p.n_threads
 
 
-cdef void _prefetch_batch(const Plan *p, int64_t start, int tid) noexcept nogil:
-    """Start loading the rows this thread will gather for the batch at ``start``."""
-    cdef int64_t i = start + tid
+cdef void _prefetch_batch(const Plan *p, int64_t start) noexcept nogil:
+    """Start loading the rows of the batch at ``start``."""
+    cdef int64_t i = start
     cdef int64_t end = min(start + p.mini_batch_size, p.n_samples)
     cdef size_t row_bytes = p.sizes[0] * (4 if p.x_is_float32 else 8)
     while i < end:
         nndl_prefetch(<const char *> p.x + p.order[i] * row_bytes, row_bytes)
-        i += p.n_threads
+        i += 1
 
 
 cdef void _backward_block(const Plan *p, int l, int blk, floating **W, floating **VW,
@@ -299,23 +290,16 @@ cdef void _first_layer_step(const Plan *p, int blk, floating **W, floating **VW,
                             const floating *delta, int m, const floating *x_next,
                             int m_next, floating *z_next) noexcept nogil:
     """Update block ``blk`` of W^1 and b^1 with this batch, then (m_next > 0) compute
-    the next batch's pre-activations of the block through the new weights."""
+    the next batch's pre-activations of the block through the new weights.
+
+    (Fusing the two sweeps over the block into one was measured slower: the
+    combined loop needs more registers than AVX-512 has.)"""
     cdef int n_in = p.sizes[0], ld1 = p.padded[1]
     cdef floating *w = W[1] + <Py_ssize_t> blk * n_in * BW
-    cdef floating alpha = <floating> (-p.eta / m)
-    if m_next > 0 and not p.use_momentum and not (p.reg == L1 and p.reg_step != 0):
-        # One sweep over the block's weights instead of two.
-        if floating is float:
-            nndl_updfwd_s(n_in, m, xb, n_in, delta + blk * BW, ld1, w, alpha,
-                          <float> p.decay, m_next, x_next, n_in, z_next + blk * BW, ld1)
-        else:
-            nndl_updfwd_d(n_in, m, xb, n_in, delta + blk * BW, ld1, w, alpha,
-                          <double> p.decay, m_next, x_next, n_in, z_next + blk * BW, ld1)
-    else:
-        _update_rows(p, w, VW[1] + <Py_ssize_t> blk * n_in * BW if p.use_momentum else NULL,
-                     n_in, xb, n_in, delta + blk * BW, ld1, m)
-        if m_next > 0:
-            _fwd(m_next, n_in, x_next, n_in, w, z_next + blk * BW, ld1)
+    _update_rows(p, w, VW[1] + <Py_ssize_t> blk * n_in * BW if p.use_momentum else NULL,
+                 n_in, xb, n_in, delta + blk * BW, ld1, m)
+    if m_next > 0:
+        _fwd(m_next, n_in, x_next, n_in, w, z_next + blk * BW, ld1)
     _update_bias(p, B[1], VB[1], delta, ld1, blk * BW, min(blk * BW + BW, p.sizes[1]), m)
 
 
@@ -326,9 +310,10 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
     """One thread's share of the epoch (see the module docstring).
 
     With hidden layers, the first layer's update for batch k and its forward
-    pass for batch k+1 are one step (``_first_layer_step``): the block of W^1 a
-    thread owns is read and written once per mini-batch, and the next batch's
-    pre-activations of layer 1 wait in A[1] for the next iteration.
+    pass for batch k+1 are one step (``_first_layer_step``), done by the owner
+    of each block right after the backward pass: the next batch's
+    pre-activations of layer 1 wait in A[1] for the next iteration, so one
+    barrier serves both the gather and the ordering of the updates.
     """
     cdef int L = p.n_layers
     cdef int nt = p.n_threads
@@ -345,14 +330,14 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
     cdef const floating *y
     cdef floating *o
     cdef floating *d
+    cdef int sense = 0
+    xbuf = xbuf + 2 * tid           # this thread's two input buffers
 
     if L > 1:
         # Prologue: the first batch's layer-1 pre-activations.
         m = <int> min(<int64_t> mbs, p.n_samples)
-        _gather(p, 0, m, xbuf[0], tid)
-        _prefetch_batch(p, mbs, tid)
-        if nt > 1:
-            nndl_barrier()
+        _gather(p, 0, m, xbuf[0])
+        _prefetch_batch(p, mbs)
         blk = tid
         while blk < p.n_blocks[1]:
             _fwd(m, n_in, xbuf[0], n_in, W[1] + <Py_ssize_t> blk * n_in * BW,
@@ -364,10 +349,11 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
         m = <int> min(<int64_t> mbs, p.n_samples - start)
         xb = xbuf[batch & 1]
         if L == 1:
-            _gather(p, start, m, xb, tid)
-            _prefetch_batch(p, start + mbs, tid)
+            _gather(p, start, m, xb)
+            _prefetch_batch(p, start + mbs)
+            # Orders thread 0's update of the previous batch before this forward pass.
             if nt > 1:
-                nndl_barrier()
+                nndl_spin_barrier_wait(p.barrier, &sense)
             a_prev = xb
             ld_prev = n_in
         else:
@@ -382,7 +368,7 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
                                          min(BW, p.sizes[1] - blk * BW))
                 blk += nt
             if nt > 1:
-                nndl_barrier()
+                nndl_spin_barrier_wait(p.barrier, &sense)
             a_prev = A[1]
             ld_prev = p.padded[1]
             # Further hidden layers, by blocks.
@@ -393,7 +379,7 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
                                   p.sizes[l - 1], ld_prev, A[l], p.padded[l], blk, p.sizes[l], m)
                     blk += nt
                 if nt > 1:
-                    nndl_barrier()
+                    nndl_spin_barrier_wait(p.barrier, &sense)
                 a_prev = A[l]
                 ld_prev = p.padded[l]
 
@@ -412,7 +398,7 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
             for j in range(n_out, ld_out):
                 d[j] = 0
         if nt > 1:
-            nndl_barrier()
+            nndl_spin_barrier_wait(p.barrier, &sense)
 
         if L == 1:
             # No hidden layer: thread 0 updates the only (output) layer.
@@ -441,19 +427,18 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
                                  min(blk * BW + BW, p.sizes[l]), m)
                     blk += nt
             if nt > 1 and l > 2:
-                nndl_barrier()
+                nndl_spin_barrier_wait(p.barrier, &sense)
             d_next = D[l - 1]
 
         # First layer: update with this batch, forward the next one.
         m_next = 0
         if batch + 1 < n_batches:
             m_next = <int> min(<int64_t> mbs, p.n_samples - start - mbs)
-            _gather(p, start + mbs, m_next, xbuf[(batch + 1) & 1], tid)
-            _prefetch_batch(p, start + 2 * mbs, tid)
-        # Orders the gather before the forward below, and this batch's updates
-        # of W^2..W^L before the next batch's forward pass.
-        if nt > 1:
-            nndl_barrier()
+            _gather(p, start + mbs, m_next, xbuf[(batch + 1) & 1])
+            _prefetch_batch(p, start + 2 * mbs)
+        # No barrier here: every thread has its own copy of the inputs, and the
+        # updates of W^2..W^L are ordered before their next reads by the barrier
+        # that follows layer 1's activation in the next iteration.
         blk = tid
         while blk < p.n_blocks[1]:
             _first_layer_step(p, blk, W, VW, B, VB, xb, D[1], m, xbuf[(batch + 1) & 1],
@@ -466,7 +451,7 @@ cdef int _run_epoch(Plan *p, list weights, list biases, list vw, list vb, list a
                     cnp.ndarray Y, floating dummy) except -1:
     cdef int L = p.n_layers
     cdef int l, tid
-    cdef floating **W = <floating **> malloc(sizeof(floating *) * ((L + 1) * 6 + 2))
+    cdef floating **W = <floating **> malloc(sizeof(floating *) * ((L + 1) * 6 + 2 * p.n_threads))
     if W == NULL:
         raise MemoryError()
     cdef floating **B = W + (L + 1)
@@ -478,6 +463,9 @@ cdef int _run_epoch(Plan *p, list weights, list biases, list vw, list vb, list a
     cdef floating *outp = <floating *> cnp.PyArray_DATA(out_all)
     cdef floating *doutp = <floating *> cnp.PyArray_DATA(dout_all)
     cdef const floating *Yp = <const floating *> cnp.PyArray_DATA(Y)
+    cdef nndl_spin_barrier barrier
+    nndl_spin_barrier_init(&barrier, p.n_threads)
+    p.barrier = &barrier
     try:
         for l in range(L + 1):
             W[l] = B[l] = VW[l] = VB[l] = A[l] = D[l] = NULL
@@ -490,8 +478,8 @@ cdef int _run_epoch(Plan *p, list weights, list biases, list vw, list vb, list a
             if l < L:
                 A[l] = <floating *> cnp.PyArray_DATA(a_bufs[l - 1])
                 D[l] = <floating *> cnp.PyArray_DATA(d_bufs[l - 1])
-        X[0] = <floating *> cnp.PyArray_DATA(x_bufs[0])
-        X[1] = <floating *> cnp.PyArray_DATA(x_bufs[1])
+        for l in range(2 * p.n_threads):
+            X[l] = <floating *> cnp.PyArray_DATA(x_bufs[l])
         if p.n_threads == 1:
             with nogil:
                 _epoch_thread(p, W, B, VW, VB, A, D, X, outp, doutp, Yp, 0)
@@ -640,7 +628,7 @@ def train_epoch(X, Y, order, list weights, list biases, int mini_batch_size, dou
     packed_vb = [pack_bias(v) for v in velocities_b] if p.use_momentum else None
     a_bufs = [np.zeros((mbs, p.padded[l]), dtype) for l in range(1, L)]
     d_bufs = [np.zeros((mbs, p.padded[l]), dtype) for l in range(1, L)]
-    x_bufs = [np.empty((mbs, p.sizes[0]), dtype) for _ in range(2)]
+    x_bufs = [np.empty((mbs, p.sizes[0]), dtype) for _ in range(2 * num_threads)]
     cdef cnp.ndarray out_all = np.zeros((num_threads, mbs, p.padded[L]), dtype)
     cdef cnp.ndarray dout_all = np.zeros((num_threads, mbs, p.padded[L]), dtype)
     cdef cnp.ndarray Y_arr = Y

@@ -4,6 +4,19 @@
 #include <math.h>
 #include <stddef.h>
 #include "dense.h"
+#ifdef _WIN32
+#include <windows.h>
+#define nndl_yield() SwitchToThread()
+#else
+#include <sched.h>
+#define nndl_yield() sched_yield()
+#endif
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
+#include <immintrin.h>
+#define nndl_pause() _mm_pause()
+#else
+#define nndl_pause() ((void)0)
+#endif
 
 #if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
 #define NNDL_HAVE_AVX512 1
@@ -230,137 +243,6 @@ static AVX512 void upd_avx512_s(int rows, int m, const float *X, int ldx,
     }
 }
 
-/* Fused update + forward (see dense.h). One row at a time: its new weights
- * feed E forward accumulators (2E registers) right away. */
-static inline __attribute__((always_inline, target("avx512f")))
-void updfwd_group_d(const int E, int rows, int m_upd, const double *Xu, int ldxu,
-                    const double *Du, int lddu, double *W, __m512d va, __m512d vb,
-                    int scale, const double *Xf, int ldxf, double *out, int ldo)
-{
-    __m512d f0[10], f1[10];
-    for (int e = 0; e < E; e++) { f0[e] = _mm512_setzero_pd(); f1[e] = _mm512_setzero_pd(); }
-    for (int r = 0; r < rows; r++) {
-        /* Two partial sums (even and odd examples) halve the FMA latency chain. */
-        __m512d u0 = _mm512_setzero_pd(), u1 = _mm512_setzero_pd();
-        __m512d v0 = _mm512_setzero_pd(), v1 = _mm512_setzero_pd();
-        int i = 0;
-        for (; i + 2 <= m_upd; i += 2) {
-            const __m512d x = _mm512_set1_pd(Xu[(ptrdiff_t)i * ldxu + r]);
-            const __m512d y = _mm512_set1_pd(Xu[(ptrdiff_t)(i + 1) * ldxu + r]);
-            u0 = _mm512_fmadd_pd(x, _mm512_loadu_pd(Du + (ptrdiff_t)i * lddu), u0);
-            u1 = _mm512_fmadd_pd(x, _mm512_loadu_pd(Du + (ptrdiff_t)i * lddu + 8), u1);
-            v0 = _mm512_fmadd_pd(y, _mm512_loadu_pd(Du + (ptrdiff_t)(i + 1) * lddu), v0);
-            v1 = _mm512_fmadd_pd(y, _mm512_loadu_pd(Du + (ptrdiff_t)(i + 1) * lddu + 8), v1);
-        }
-        if (i < m_upd) {
-            const __m512d x = _mm512_set1_pd(Xu[(ptrdiff_t)i * ldxu + r]);
-            u0 = _mm512_fmadd_pd(x, _mm512_loadu_pd(Du + (ptrdiff_t)i * lddu), u0);
-            u1 = _mm512_fmadd_pd(x, _mm512_loadu_pd(Du + (ptrdiff_t)i * lddu + 8), u1);
-        }
-        u0 = _mm512_add_pd(u0, v0);
-        u1 = _mm512_add_pd(u1, v1);
-        double *w = W + (ptrdiff_t)r * 16;
-        __m512d w0 = _mm512_loadu_pd(w), w1 = _mm512_loadu_pd(w + 8);
-        if (scale) { w0 = _mm512_mul_pd(vb, w0); w1 = _mm512_mul_pd(vb, w1); }
-        w0 = _mm512_fmadd_pd(va, u0, w0);
-        w1 = _mm512_fmadd_pd(va, u1, w1);
-        _mm512_storeu_pd(w, w0);
-        _mm512_storeu_pd(w + 8, w1);
-        for (int e = 0; e < E; e++) {
-            const __m512d v = _mm512_set1_pd(Xf[(ptrdiff_t)e * ldxf + r]);
-            f0[e] = _mm512_fmadd_pd(v, w0, f0[e]);
-            f1[e] = _mm512_fmadd_pd(v, w1, f1[e]);
-        }
-    }
-    for (int e = 0; e < E; e++) {
-        _mm512_storeu_pd(out + (ptrdiff_t)e * ldo, f0[e]);
-        _mm512_storeu_pd(out + (ptrdiff_t)e * ldo + 8, f1[e]);
-    }
-}
-
-static AVX512 void updfwd_avx512_d(int rows, int m_upd, const double *Xu, int ldxu,
-                                   const double *Du, int lddu, double *W, double alpha,
-                                   double beta, int m_fwd, const double *Xf, int ldxf,
-                                   double *out, int ldo)
-{
-    const __m512d va = _mm512_set1_pd(alpha), vb = _mm512_set1_pd(beta);
-    const int scale = beta != 1.0;
-#define UPDFWD_D(E) updfwd_group_d(E, rows, m_upd, Xu, ldxu, Du, lddu, W, va, vb, scale, \
-                                   Xf, ldxf, out, ldo)
-    switch (m_fwd) {
-    case 1: UPDFWD_D(1); return;
-    case 2: UPDFWD_D(2); return;
-    case 3: UPDFWD_D(3); return;
-    case 4: UPDFWD_D(4); return;
-    case 5: UPDFWD_D(5); return;
-    case 6: UPDFWD_D(6); return;
-    case 7: UPDFWD_D(7); return;
-    case 8: UPDFWD_D(8); return;
-    case 9: UPDFWD_D(9); return;
-    case 10: UPDFWD_D(10); return;
-    default:
-        upd_avx512_d(rows, m_upd, Xu, ldxu, Du, lddu, W, alpha, beta);
-        fwd_avx512_d(m_fwd, rows, Xf, ldxf, W, out, ldo);
-    }
-#undef UPDFWD_D
-}
-
-static inline __attribute__((always_inline, target("avx512f")))
-void updfwd_group_s(const int E, int rows, int m_upd, const float *Xu, int ldxu,
-                    const float *Du, int lddu, float *W, __m512 va, __m512 vb,
-                    int scale, const float *Xf, int ldxf, float *out, int ldo)
-{
-    __m512 f[16];
-    for (int e = 0; e < E; e++) f[e] = _mm512_setzero_ps();
-    for (int r = 0; r < rows; r++) {
-        __m512 u = _mm512_setzero_ps();
-        for (int i = 0; i < m_upd; i++)
-            u = _mm512_fmadd_ps(_mm512_set1_ps(Xu[(ptrdiff_t)i * ldxu + r]),
-                                _mm512_loadu_ps(Du + (ptrdiff_t)i * lddu), u);
-        float *w = W + (ptrdiff_t)r * 16;
-        __m512 w0 = _mm512_loadu_ps(w);
-        if (scale) w0 = _mm512_mul_ps(vb, w0);
-        w0 = _mm512_fmadd_ps(va, u, w0);
-        _mm512_storeu_ps(w, w0);
-        for (int e = 0; e < E; e++)
-            f[e] = _mm512_fmadd_ps(_mm512_set1_ps(Xf[(ptrdiff_t)e * ldxf + r]), w0, f[e]);
-    }
-    for (int e = 0; e < E; e++) _mm512_storeu_ps(out + (ptrdiff_t)e * ldo, f[e]);
-}
-
-static AVX512 void updfwd_avx512_s(int rows, int m_upd, const float *Xu, int ldxu,
-                                   const float *Du, int lddu, float *W, float alpha,
-                                   float beta, int m_fwd, const float *Xf, int ldxf,
-                                   float *out, int ldo)
-{
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    const int scale = beta != 1.0f;
-#define UPDFWD_S(E) updfwd_group_s(E, rows, m_upd, Xu, ldxu, Du, lddu, W, va, vb, scale, \
-                                   Xf, ldxf, out, ldo)
-    switch (m_fwd) {
-    case 1: UPDFWD_S(1); return;
-    case 2: UPDFWD_S(2); return;
-    case 3: UPDFWD_S(3); return;
-    case 4: UPDFWD_S(4); return;
-    case 5: UPDFWD_S(5); return;
-    case 6: UPDFWD_S(6); return;
-    case 7: UPDFWD_S(7); return;
-    case 8: UPDFWD_S(8); return;
-    case 9: UPDFWD_S(9); return;
-    case 10: UPDFWD_S(10); return;
-    case 11: UPDFWD_S(11); return;
-    case 12: UPDFWD_S(12); return;
-    case 13: UPDFWD_S(13); return;
-    case 14: UPDFWD_S(14); return;
-    case 15: UPDFWD_S(15); return;
-    case 16: UPDFWD_S(16); return;
-    default:
-        upd_avx512_s(rows, m_upd, Xu, ldxu, Du, lddu, W, alpha, beta);
-        fwd_avx512_s(m_fwd, rows, Xf, ldxf, W, out, ldo);
-    }
-#undef UPDFWD_S
-}
-
 /* exp by range reduction x = n ln2 + r, |r| <= ln2/2, and a degree-12 Taylor
  * polynomial (truncation error below 2e-16 relative); 2^n applied by scalef,
  * which gives inf/0 where exp overflows/underflows, like libm. */
@@ -580,32 +462,30 @@ void nndl_convert_f2d(int n, const float *src, double *dst)
     for (int j = 0; j < n; j++) dst[j] = (double)src[j];
 }
 
-void nndl_updfwd_d(int rows, int m_upd, const double *Xu, int ldxu, const double *Du,
-                   int lddu, double *W, double alpha, double beta,
-                   int m_fwd, const double *Xf, int ldxf, double *out, int ldo)
+void nndl_spin_barrier_init(nndl_spin_barrier *b, int n_threads)
 {
-#if NNDL_HAVE_AVX512
-    if (have_avx512()) {
-        updfwd_avx512_d(rows, m_upd, Xu, ldxu, Du, lddu, W, alpha, beta, m_fwd, Xf, ldxf, out, ldo);
-        return;
-    }
-#endif
-    upd_generic_d(rows, m_upd, Xu, ldxu, Du, lddu, W, alpha, beta);
-    fwd_generic_d(m_fwd, rows, Xf, ldxf, W, out, ldo);
+    b->n_threads = n_threads;
+    b->count = n_threads;
+    b->sense = 0;
 }
 
-void nndl_updfwd_s(int rows, int m_upd, const float *Xu, int ldxu, const float *Du,
-                   int lddu, float *W, float alpha, float beta,
-                   int m_fwd, const float *Xf, int ldxf, float *out, int ldo)
+void nndl_spin_barrier_wait(nndl_spin_barrier *b, int *local_sense)
 {
-#if NNDL_HAVE_AVX512
-    if (have_avx512()) {
-        updfwd_avx512_s(rows, m_upd, Xu, ldxu, Du, lddu, W, alpha, beta, m_fwd, Xf, ldxf, out, ldo);
+    const int sense = !*local_sense;
+    *local_sense = sense;
+    if (__atomic_sub_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == 0) {
+        /* Last to arrive: re-arm, then release the others (the release store
+         * publishes every write made before the barrier). */
+        __atomic_store_n(&b->count, b->n_threads, __ATOMIC_RELAXED);
+        __atomic_store_n(&b->sense, sense, __ATOMIC_RELEASE);
         return;
     }
-#endif
-    upd_generic_s(rows, m_upd, Xu, ldxu, Du, lddu, W, alpha, beta);
-    fwd_generic_s(m_fwd, rows, Xf, ldxf, W, out, ldo);
+    for (long spins = 0; __atomic_load_n(&b->sense, __ATOMIC_ACQUIRE) != sense; spins++) {
+        if (spins < 4000)
+            nndl_pause();
+        else
+            nndl_yield();
+    }
 }
 
 void nndl_prefetch(const void *p, size_t bytes)

@@ -28,19 +28,6 @@ void nndl_upd_d(int rows, int m, const double *X, int ldx, const double *D, int 
 void nndl_upd_s(int rows, int m, const float *X, int ldx, const float *D, int ldd,
                 float *W, float alpha, float beta);
 
-/* The update of one block followed by the next mini-batch's forward pass
- * through the updated weights, in one sweep over W (its rows are used while
- * still in registers):
- *   W[r] = beta W[r] + alpha sum_i Xu[i][r] Du[i],   r < rows
- *   out[e] = sum_r Xf[e][r] W[r],                    e < m_fwd
- * (The update sum may be grouped differently from nndl_upd_*.) */
-void nndl_updfwd_d(int rows, int m_upd, const double *Xu, int ldxu, const double *Du,
-                   int lddu, double *W, double alpha, double beta,
-                   int m_fwd, const double *Xf, int ldxf, double *out, int ldo);
-void nndl_updfwd_s(int rows, int m_upd, const float *Xu, int ldxu, const float *Du,
-                   int lddu, float *W, float alpha, float beta,
-                   int m_fwd, const float *Xf, int ldxf, float *out, int ldo);
-
 /* In a block of 16 units of m examples (rows of Z, leading dimension ldz):
  * Z[i][j] = 1 / (1 + exp(-(Z[i][j] + b[j]))) for j < n_valid, 0 beyond. */
 void nndl_sigmoid_block_d(int m, double *Z, int ldz, const double *b, int n_valid);
@@ -56,6 +43,20 @@ void nndl_bwd_s(int m, int rows, int nb, const float *W, ptrdiff_t bstride,
 
 /* dst[j] = src[j] for j < n, converting float to double. */
 void nndl_convert_f2d(int n, const float *src, double *dst);
+
+/* A barrier for the threads of one epoch: spins on a shared flag (no system
+ * call per crossing, unlike a general OpenMP barrier), yielding the processor
+ * after a while so that an oversubscribed machine still makes progress. */
+typedef struct {
+    int n_threads;
+    int count;
+    int sense;
+    char pad[52];
+} nndl_spin_barrier;
+
+void nndl_spin_barrier_init(nndl_spin_barrier *b, int n_threads);
+/* *local_sense starts at 0 in every thread. */
+void nndl_spin_barrier_wait(nndl_spin_barrier *b, int *local_sense);
 
 /* Ask the memory system to start loading [p, p + bytes) into cache. */
 void nndl_prefetch(const void *p, size_t bytes);
