@@ -37,6 +37,12 @@ echo "asan_check: building in $work with -fsanitize=address"
     "$python" setup.py build_ext --inplace -j "${JOBS:-2}" > build.log 2>&1) || {
     tail -30 "$work/build.log"; echo "asan_check: build failed" >&2; exit 2; }
 
+# Make sure the sanitizer really is compiled in.
+so="$(ls "$work"/nndl_fast/_dense*.so | head -1)"
+if ! nm -D "$so" 2>/dev/null | grep -q __asan_; then
+    echo "asan_check: $so is not instrumented" >&2; exit 2
+fi
+
 if [ "$#" -eq 0 ]; then
     set -- tests/test_properties.py tests/test_validation.py tests/test_network.py \
            tests/test_reliability.py
