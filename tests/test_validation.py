@@ -422,8 +422,8 @@ def test_forward_non_contiguous_input_and_empty_batch():
 @pytest.mark.parametrize("n,exc,match", [
     (-1, ValueError, r"n must be >= 0, got -1"),
     (2 ** 33, ValueError, r"longer than 2\*\*32 - 1"),
-    (2 ** 70, OverflowError, r""),
-    ("3", TypeError, r""),
+    (2 ** 70, OverflowError, None),
+    ("3", TypeError, None),
 ])
 def test_shuffle_permutation_arguments(n, exc, match):
     with pytest.raises(exc, match=match):

@@ -39,7 +39,7 @@ echo "asan_check: building in $work with -fsanitize=address"
 
 # Make sure the sanitizer really is compiled in.
 so="$(ls "$work"/nndl_fast/_dense*.so | head -1)"
-if ! nm -D "$so" 2>/dev/null | grep -q __asan_; then
+if [ "$(nm -D "$so" 2>/dev/null | grep -c __asan_)" = 0 ]; then
     echo "asan_check: $so is not instrumented" >&2; exit 2
 fi
 
