@@ -7,6 +7,50 @@ import time
 import numpy as np
 
 
+def _layer_sizes(text):
+    """argparse type of --sizes: comma-separated positive integers."""
+    try:
+        sizes = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "expected comma-separated layer sizes such as 784,30,10, got %r" % text) from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(
+            "expected at least two positive layer sizes such as 784,30,10, got %r" % text)
+    return sizes
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a positive integer, got %r" % text) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected a positive integer, got %d" % value)
+    return value
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected an integer >= 0, got %r" % text) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("expected an integer >= 0, got %d" % value)
+    return value
+
+
+def _finite_float(text):
+    import math
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number, got %r" % text) from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError("expected a finite number, got %r" % text)
+    return value
+
+
 def _cmd_info(args):
     import nndl_fast
     if nndl_fast._config.use_compiled():
@@ -20,7 +64,7 @@ def _cmd_train(args):
     from nndl_fast import mnist_loader, network
     if args.threads is not None:
         nndl_fast.set_num_threads(args.threads)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = args.sizes
     if args.seed is not None:
         np.random.seed(args.seed)
         random.seed(args.seed)
@@ -86,7 +130,7 @@ def _cmd_vanishing(args):
     from nndl_fast import mnist_loader, vanishing
     if args.seed is not None:
         random.seed(args.seed)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = args.sizes
     training_data = list(mnist_loader.load_data_wrapper(args.data)[0][:args.train_size])
     net = vanishing.deep_network(sizes, seed=args.seed)
     history = vanishing.track_speed_of_learning(net, training_data, args.epochs, args.batch,
@@ -111,12 +155,13 @@ def build_parser():
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("train", help="train the chapter-1 network on MNIST (the main job)")
-    p.add_argument("--sizes", default="784,30,10", help="layer sizes (default 784,30,10)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch", type=int, default=10, help="mini-batch size")
-    p.add_argument("--eta", type=float, default=3.0, help="learning rate")
+    p.add_argument("--sizes", type=_layer_sizes, default=[784, 30, 10],
+                   help="layer sizes (default 784,30,10)")
+    p.add_argument("--epochs", type=_non_negative_int, default=30)
+    p.add_argument("--batch", type=_positive_int, default=10, help="mini-batch size")
+    p.add_argument("--eta", type=_finite_float, default=3.0, help="learning rate")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=_positive_int, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--data", default=None, help="directory of IDX files or mnist.pkl.gz "
                    "(default: the bundled MNIST)")
@@ -124,10 +169,10 @@ def build_parser():
 
     p = sub.add_parser("baseline", help="chapter 1's baselines: average darkness or an SVM")
     p.add_argument("method", choices=["darkness", "svm"])
-    p.add_argument("--train-size", type=int, default=None,
+    p.add_argument("--train-size", type=_positive_int, default=None,
                    help="svm: fit on a random subset of this many training images "
                    "(all 50,000 take minutes)")
-    p.add_argument("--test-size", type=int, default=None,
+    p.add_argument("--test-size", type=_positive_int, default=None,
                    help="svm: score on a random subset of this many test images")
     p.add_argument("--seed", type=int, default=0, help="svm: seed of the subsets")
     p.add_argument("--data", default=None, help="directory of IDX files or mnist.pkl.gz "
@@ -148,11 +193,11 @@ def build_parser():
 
     p = sub.add_parser("vanishing", help="per-layer speed of learning of a deep sigmoid "
                        "network (chapter 5)")
-    p.add_argument("--sizes", default="784,30,30,30,30,10")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch", type=int, default=10, help="mini-batch size")
-    p.add_argument("--eta", type=float, default=0.1, help="learning rate")
-    p.add_argument("--train-size", type=int, default=1000,
+    p.add_argument("--sizes", type=_layer_sizes, default=[784, 30, 30, 30, 30, 10])
+    p.add_argument("--epochs", type=_non_negative_int, default=30)
+    p.add_argument("--batch", type=_positive_int, default=10, help="mini-batch size")
+    p.add_argument("--eta", type=_finite_float, default=0.1, help="learning rate")
+    p.add_argument("--train-size", type=_positive_int, default=1000,
                    help="train on, and average gradients over, this many training images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="also plot to this PNG (needs matplotlib)")
@@ -168,8 +213,17 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("%s: interrupted" % parser.prog, file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, MemoryError) as exc:
+        # Bad data files, sizes or options: one line, not a traceback.
+        print("%s %s: error: %s" % (parser.prog, args.command, exc), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

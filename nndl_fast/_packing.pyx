@@ -27,8 +27,8 @@ def pack_columns(seq, int which, Py_ssize_t n_rows, cnp.ndarray out, what, pair_
     """``out[i] = seq[i][which][:, 0]`` for every pair of ``seq``; returns float32-ness.
 
     ``out`` is a C-contiguous float32 or float64 array (len(seq), n_rows). Each
-    element must be a float32/float64 ndarray of shape (n_rows, 1). Returns True
-    when every element was float32.
+    element must be a float32/float64 ndarray of shape (n_rows, 1), any strides,
+    either byte order. Returns True when every element was float32.
     """
     cdef Py_ssize_t n = len(seq), i, r
     cdef object item, obj
@@ -47,13 +47,18 @@ def pack_columns(seq, int which, Py_ssize_t n_rows, cnp.ndarray out, what, pair_
                          % (n, n_rows))
     for i in range(n):
         item = seq[i]
-        if not (type(item) is tuple or type(item) is list) or len(item) != 2:
+        # Subclasses (named tuples) are pairs too, as in the Python-level checks.
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
             raise TypeError("%s item %d must be a pair (x, y), got %s"
                             % (pair_what, i, type(item).__name__))
         obj = item[which]
         if not cnp.PyArray_Check(obj):
             raise _shape_error(what, i, obj, n_rows)
         arr = <cnp.ndarray> obj
+        if not cnp.PyArray_ISNOTSWAPPED(arr):
+            # The raw copies below assume native byte order (a '>f8' array has
+            # the same type number as a native one).
+            arr = arr.astype(arr.dtype.newbyteorder("="))
         typenum = cnp.PyArray_TYPE(arr)
         if arr.ndim != 2 or arr.shape[0] != n_rows or arr.shape[1] != 1 \
                 or typenum not in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64):

@@ -66,8 +66,13 @@ def shuffle_permutation(Py_ssize_t n, rng=None):
     if n > 0xFFFFFFFF:
         raise ValueError("lists longer than 2**32 - 1 are not supported, got %d" % n)
     version, internal, gauss = rng.getstate()
-    if version != 3 or len(internal) != MT_N + 1:
+    if version != 3 or not isinstance(internal, tuple) or len(internal) != MT_N + 1:
         raise ValueError("unsupported random generator state (version %r)" % (version,))
+    # A state not made by random.Random could index outside the table.
+    if not all(type(v) is int and 0 <= v <= 0xFFFFFFFF for v in internal) \
+            or internal[MT_N] > MT_N:
+        raise ValueError("invalid Mersenne Twister state: expected %d words in [0, 2**32) "
+                         "and a position in [0, %d]" % (MT_N, MT_N))
     cdef MT mt
     cdef int i
     for i in range(MT_N):

@@ -61,7 +61,33 @@ def check_sizes(sizes, min_layers=2):
     if total > 2 ** 31 - 1:
         raise ValueError("sizes %r need %d weights; at most %d are supported"
                          % (sizes_list, total, 2 ** 31 - 1))
+    check_memory(total + sum(int(s) for s in sizes_list[1:]), "sizes %r" % (sizes_list,))
     return sizes_list
+
+
+def physical_memory():
+    """Bytes of physical memory, or None where the platform does not say."""
+    import os
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+# Parameters are held in float64 by the constructor; training keeps the user's
+# arrays, a blocked copy and (with momentum) velocities of each: about four
+# float64 copies at the peak.
+_COPIES_AT_PEAK = 4
+
+
+def check_memory(n_params, what):
+    """Refuse, before allocating, networks whose parameters cannot fit in memory."""
+    need = int(n_params) * 8 * _COPIES_AT_PEAK
+    have = physical_memory()
+    if have is not None and need > have:
+        raise ValueError("%s need about %.1f GiB for %d parameters, more than this "
+                         "machine's %.1f GiB of memory"
+                         % (what, need / 2.0 ** 30, n_params, have / 2.0 ** 30))
 
 
 def check_dtype(dtype):
@@ -120,6 +146,36 @@ def _check_sequence(data, what):
                         "(in Python 3 wrap zip(...) in list(...))" % (what, describe(data)))
 
 
+def check_training_list(training_data, what="training"):
+    """SGD shuffles the caller's list in place, as the book's random.shuffle does."""
+    if not isinstance(training_data, list):
+        raise TypeError("%s_data must be a list of (x, y) tuples (SGD shuffles it in place), "
+                        "got %s%s" % (what, describe(training_data),
+                                      " (in Python 3 wrap zip(...) in list(...))"
+                                      if not isinstance(training_data, (tuple, np.ndarray))
+                                      else ""))
+
+
+def check_input_columns(a, n_in):
+    """A feed-forward input: (n_in, 1) or (n_in, k) columns, or an (n_in,) vector."""
+    if isinstance(a, np.ndarray):
+        arr = a
+    else:
+        try:
+            arr = np.asarray(a)
+        except (TypeError, ValueError) as exc:
+            raise TypeError("input must be an array of shape (%d, 1), got %s (%s)"
+                            % (n_in, describe(a), exc)) from None
+    if arr.dtype.kind not in "fiub":
+        raise TypeError("input has dtype %s, expected real numbers (float32 or float64)"
+                        % arr.dtype)
+    if not ((arr.ndim == 2 and arr.shape[0] == n_in) or arr.shape == (n_in,)):
+        raise ValueError("input has shape %s, expected (%d, 1)" % (arr.shape, n_in))
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError("input contains NaN or infinity")
+    return arr
+
+
 def pack_training(training_data, n_in, n_out, dtype, what="training"):
     """(X, Y) from a list of (x, y): x (n_in, 1) columns, y (n_out, 1) target columns."""
     _check_sequence(training_data, what)
@@ -144,14 +200,18 @@ def pack_labelled(data, n_in, n_out, what="test"):
     for i, item in enumerate(data):
         x, y = _pair(item, what + "_data", i)
         if isinstance(y, (numbers.Integral, np.integer)) and not isinstance(y, (bool, np.bool_)):
-            labels[i] = int(y)
-        elif isinstance(y, np.ndarray) and y.shape == (n_out, 1):
-            labels[i] = int(np.argmax(y))
+            label = int(y)
+        elif isinstance(y, np.ndarray) and y.shape == (n_out, 1) and y.dtype.kind in "fiu":
+            label = int(np.argmax(y))
         elif isinstance(y, np.ndarray) and y.shape in ((), (1,), (1, 1)) and y.dtype.kind in "iu":
-            labels[i] = int(y.reshape(()))
+            label = int(y.reshape(()))
         else:
             raise ValueError("%s label %d must be an int class label or an (%d, 1) vector, "
                              "got %s" % (what, i, n_out, describe(y)))
+        if not 0 <= label < n_out:
+            raise ValueError("%s label %d is %d, expected a class in 0..%d"
+                             % (what, i, label, n_out - 1))
+        labels[i] = label
     X = pack_pairs(data, 0, n_in, what + " input", what + "_data")
     return X, labels
 

@@ -7,8 +7,10 @@ it is distributed under the Creative Commons Attribution-Share Alike 3.0 license
 import gzip
 import hashlib
 import io
+import math
 import os
 import pickle
+import zlib
 
 import numpy as np
 
@@ -40,6 +42,10 @@ class DataFileError(ValueError):
     """A data file is missing, corrupt or not in the expected format."""
 
 
+class UnsafePickleError(DataFileError, pickle.UnpicklingError):
+    """A pickle asks for something other than numpy arrays (it is not unpickled)."""
+
+
 def parse_idx(raw, name="<bytes>"):
     """Parse the bytes of an IDX file into an ndarray (validating the header)."""
     if len(raw) < 4:
@@ -60,7 +66,8 @@ def parse_idx(raw, name="<bytes>"):
                             % (name, len(raw), header))
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     dtype = np.dtype(_IDX_DTYPES[code])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    # Python ints: a product of four 32-bit sizes can overflow int64.
+    expected = math.prod(shape) * dtype.itemsize
     if len(raw) - header != expected:
         raise DataFileError("%s: IDX header says shape %s (%d data bytes) but the file has %d"
                             % (name, shape, expected, len(raw) - header))
@@ -74,7 +81,7 @@ def _read_bytes(path):
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise DataFileError("%s: corrupt gzip data (%s)" % (path, exc)) from None
     return raw
 
@@ -140,8 +147,21 @@ _ALLOWED_GLOBALS = {
 }
 
 
+def _latin1_encode(obj, encoding="utf-8", errors="strict"):
+    """``_codecs.encode`` as protocol-2 pickles use it (str → latin-1 bytes), and no
+    other codec: the codec registry can reach modules outside numpy."""
+    if not isinstance(obj, str) or encoding not in ("latin1", "latin-1") \
+            or errors != "strict":
+        raise UnsafePickleError("refusing _codecs.encode(%s, %r) in the pickle: only "
+                                "latin-1 encoding of str is allowed"
+                                % (type(obj).__name__, encoding))
+    return obj.encode("latin-1")
+
+
 def _numpy_global(module, name):
     import importlib
+    if (module, name) == ("_codecs", "encode"):
+        return _latin1_encode
     for mod in (module.replace("numpy.core", "numpy._core"), module):
         if not mod.startswith(("numpy", "_codecs")):
             break
@@ -149,7 +169,7 @@ def _numpy_global(module, name):
             return getattr(importlib.import_module(mod), name)
         except (ImportError, AttributeError):
             continue
-    raise pickle.UnpicklingError("cannot find %s.%s" % (module, name))
+    raise UnsafePickleError("cannot find %s.%s" % (module, name))
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):
@@ -158,7 +178,7 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in _ALLOWED_GLOBALS:
             return _numpy_global(module, name)
-        raise pickle.UnpicklingError(
+        raise UnsafePickleError(
             "refusing to load %s.%s from the pickle: only numpy arrays are allowed"
             % (module, name))
 
@@ -172,9 +192,9 @@ def load_pickle(path):
     raw = _read_bytes(os.fspath(path))
     try:
         obj = _ArrayOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
-    except pickle.UnpicklingError:
+    except UnsafePickleError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # a malformed pickle can raise almost anything
         raise DataFileError("%s: not a readable pickle (%s: %s)"
                             % (path, type(exc).__name__, exc)) from None
     if not (isinstance(obj, (tuple, list)) and len(obj) == 3):
@@ -193,5 +213,8 @@ def load_pickle(path):
         if x.dtype.kind != "f" or y.dtype.kind not in "iu":
             raise DataFileError("%s: %s arrays have dtypes %s and %s, expected float and int"
                                 % (path, what, x.dtype, y.dtype))
-        out.append((np.ascontiguousarray(x, dtype=np.float32), y.astype(np.int64)))
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if not np.isfinite(x).all():
+            raise DataFileError("%s: %s images contain NaN or infinity" % (path, what))
+        out.append((x, y.astype(np.int64)))
     return tuple(out)

@@ -12,8 +12,8 @@ with the stdlib generator exactly as ``random.shuffle`` does.
 import numpy as np
 
 from . import _config
-from ._validation import (check_int, check_real, check_sizes, pack_labelled,
-                          pack_training)
+from ._validation import (check_input_columns, check_int, check_real, check_sizes,
+                          check_training_list, pack_labelled, pack_training)
 from .reference import network as _reference
 from .reference.network import sigmoid, sigmoid_prime
 
@@ -38,18 +38,23 @@ class Network(_DenseBase, _reference.Network):
         sizes = check_sizes(sizes)
         super().__init__([int(s) for s in sizes])
         self._set_dtype(dtype)
+        if num_threads is not None:
+            _config.resolve_num_threads(num_threads)
         self.num_threads = num_threads
 
     def feedforward(self, a):
         """The output column(s) for input column(s) ``a`` of shape (n_in, 1) or (n_in, k)."""
-        return self._feedforward_columns(a)
+        return self._feedforward_columns(check_input_columns(a, self.sizes[0]))
 
     def SGD(self, training_data, epochs, mini_batch_size, eta, test_data=None):
         """Mini-batch stochastic gradient descent (the book's semantics and output)."""
         epochs = check_int(epochs, "epochs", 0)
         mini_batch_size = check_int(mini_batch_size, "mini_batch_size", 1)
         eta = check_real(eta, "eta")
+        check_training_list(training_data)
         X, Y = pack_training(training_data, self.sizes[0], self.sizes[-1], self._dtype)
+        # Slicing makes larger sizes one mini-batch; the kernel takes a C int.
+        mini_batch_size = min(mini_batch_size, len(training_data))
         if test_data:
             X_test, y_test = pack_labelled(test_data, self.sizes[0], self.sizes[-1], "test")
             n_test = len(test_data)

@@ -154,3 +154,126 @@ def test_pickle_refuses_arbitrary_objects(tmp_path):
         pickle.dump(_Evil(), f, protocol=2)
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
         mnist_loader.load_data(path)
+
+
+# --- hostile pickles: nothing but numpy arrays is ever built -------------------------------
+
+class _CallsBuiltin:
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return (self.func, self.args)
+
+
+def _write_pickle(path, obj, protocol=2):
+    with gzip.open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=protocol)
+    return path
+
+
+def _hostile_objects():
+    x = np.zeros((2, 784), np.float32)
+    y = np.zeros(2, np.int64)
+    evil = _CallsBuiltin(os.system, "echo pwned")
+    return [
+        ("eval", _CallsBuiltin(eval, "1 + 1")),
+        ("exec", _CallsBuiltin(exec, "import os")),
+        ("getattr", _CallsBuiltin(getattr, "text", "upper")),
+        ("nested_in_parts", ((x, y), (x, y), ((x, evil), y))),
+        ("inside_list", [evil]),
+        ("object_array", ((np.array([evil, 1], dtype=object), y), (x, y), (x, y))),
+        ("dict_subclass", ((x, y), (x, y), collections_counter())),
+        ("numpy_load", _CallsBuiltin(np.load, "/etc/passwd")),
+        ("frombuffer", _CallsBuiltin(np.frombuffer, b"\x00" * 8)),
+    ]
+
+
+def collections_counter():
+    import collections
+    return collections.Counter("ab")
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+@pytest.mark.parametrize("case", range(len(_hostile_objects())))
+def test_pickle_refuses_hostile_variants(tmp_path, case, protocol, capfd):
+    name, obj = _hostile_objects()[case]
+    path = _write_pickle(tmp_path / (name + ".pkl.gz"), obj, protocol)
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        mnist_loader.load_data(path)
+    # The refusal is also a ValueError (a data-file error), like every other bad file.
+    with pytest.raises(datasets.DataFileError):
+        datasets.load_pickle(path)
+    assert "pwned" not in capfd.readouterr().out
+
+
+def test_pickle_refuses_codecs_beyond_latin1(tmp_path):
+    import _codecs
+
+    path = _write_pickle(tmp_path / "c.pkl.gz", _CallsBuiltin(_codecs.encode, "x", "rot13"))
+    with pytest.raises(datasets.UnsafePickleError, match="only latin-1"):
+        datasets.load_pickle(path)
+
+
+def test_pickle_benign_object_array_refused_by_dtype(tmp_path):
+    parts = tuple((np.array([[1.0] * 784], dtype=object), np.zeros(1, np.int64))
+                  for _ in range(3))
+    path = _write_pickle(tmp_path / "o.pkl.gz", parts)
+    with pytest.raises(datasets.DataFileError, match="dtypes object and int64, expected float"):
+        datasets.load_pickle(path)
+
+
+def _reconstruct_pickle(shape, data):
+    """A protocol-2 pickle of one float32 array whose header claims ``shape``."""
+    arr = np.zeros(1, np.float32)
+    cls, args, state = arr.__reduce__()
+    state = (state[0], shape, state[2], state[3], data)
+
+    class _Arr:
+        def __reduce__(self):
+            return (cls, args, state)
+
+    return _Arr()
+
+
+@pytest.mark.parametrize("shape", [(10 ** 12, 784), (2 ** 62, 2 ** 62), (-1, 784)])
+def test_pickle_huge_declared_shape(tmp_path, shape):
+    arr = _reconstruct_pickle(shape, b"\x00" * 16)
+    parts = ((arr, np.zeros(1, np.int64)),) * 3
+    path = _write_pickle(tmp_path / "huge.pkl.gz", parts)
+    with pytest.raises(datasets.DataFileError, match="not a readable pickle"):
+        datasets.load_pickle(path)
+
+
+@pytest.mark.parametrize("cut", [0.1, 0.5, 0.99])
+def test_pickle_truncated_gzip(tmp_path, cut):
+    parts = tuple((np.zeros((n, 784), np.float32), np.zeros(n, np.int64)) for n in (5, 2, 2))
+    full = _write_pickle(tmp_path / "full.pkl.gz", parts).read_bytes()
+    path = tmp_path / "cut.pkl.gz"
+    path.write_bytes(full[: int(len(full) * cut)])
+    with pytest.raises(datasets.DataFileError, match="corrupt gzip data"):
+        mnist_loader.load_data(path)
+
+
+def test_pickle_truncated_plain(tmp_path):
+    parts = tuple((np.zeros((n, 784), np.float32), np.zeros(n, np.int64)) for n in (5, 2, 2))
+    raw = pickle.dumps(parts, protocol=2)
+    path = tmp_path / "cut.pkl"
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(datasets.DataFileError, match="not a readable pickle"):
+        datasets.load_pickle(path)
+
+
+def test_pickle_wrong_structure_and_nan(tmp_path):
+    x, y = np.zeros((2, 784), np.float32), np.zeros(2, np.int64)
+    cases = [
+        ([x, y], r"expected a tuple \(training, validation, test\), got list"),
+        (((x, y), (x, y), (x,)), r"test part must be a pair"),
+        (((x, y), (x, y), (x, y[:1])), r"shapes \(2, 784\) and \(1,\)"),
+        (((x, y), (x, y), (x, x)), r"shapes"),
+        (((x, y), (x, y), (np.full((2, 784), np.nan, np.float32), y)), r"NaN or infinity"),
+    ]
+    for k, (obj, match) in enumerate(cases):
+        path = _write_pickle(tmp_path / ("s%d.pkl.gz" % k), obj)
+        with pytest.raises(datasets.DataFileError, match=match):
+            datasets.load_pickle(path)
