@@ -86,6 +86,7 @@ def plot_monitoring(evaluation_cost=None, evaluation_accuracy=None, training_cos
                     label="Accuracy on %s data" % which if panel == "accuracy"
                     else "Cost on %s data" % which)
         ax.set_xlabel("Epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel("Accuracy (%)" if panel == "accuracy" and
                       (n_training or n_evaluation) else panel.capitalize())
         ax.set_title("%s per epoch" % panel.capitalize())
