@@ -247,10 +247,9 @@ def _cmd_train(args):
 
 def _cmd_bench(args):
     import runpy
-    if args.what == "suite" or args.what.startswith("-"):
+    if args.what == "suite":
         from nndl_fast import benchmarks
-        rest = args.rest if args.what == "suite" else [args.what] + args.rest
-        return benchmarks.main(["suite"] + rest)
+        return benchmarks.main(["suite"] + args.rest)
     here = os.path.dirname(os.path.abspath(__file__))
     candidates = [os.path.join(here, "..", "bench", "bench_%s.py" % args.what)]
     for path in candidates:
@@ -396,13 +395,12 @@ def build_parser():
 
 
 def main(argv=None):
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        # bench passes its options on to the benchmark (``bench --quick``).
-        if args.command != "bench":
-            parser.error("unrecognized arguments: %s" % " ".join(extra))
-        args.rest = extra + args.rest
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"] and len(argv) > 1 and argv[1].startswith("-") \
+            and argv[1] not in ("-h", "--help"):
+        # Options straight after bench belong to the suite (``bench --quick``).
+        argv = ["bench", "suite"] + argv[1:]
+    args = build_parser().parse_args(argv)
     return args.func(args)
 
 
