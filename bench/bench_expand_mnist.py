@@ -18,27 +18,7 @@ import numpy as np
 from threadpoolctl import threadpool_info
 
 from nndl_fast import expand_mnist, mnist_loader
-
-
-def per_image_loop(x, y):
-    """One image at a time, as a plain script would: the comparison point."""
-    side = int(round(np.sqrt(x.shape[1])))
-    # (roll amount, axis, index of the row/column that wrapped): up, down, left, right
-    shifts = ((-1, 0, -1), (1, 0, 0), (-1, 1, -1), (1, 1, 0))
-    xs, ys = [], []
-    for image, label in zip(x, y):
-        xs.append(image)
-        ys.append(label)
-        img = image.reshape(side, side)
-        for amount, axis, edge in shifts:
-            moved = np.roll(img, amount, axis=axis)
-            if axis == 0:
-                moved[edge, :] = 0
-            else:
-                moved[:, edge] = 0
-            xs.append(moved.reshape(-1))
-            ys.append(label)
-    return np.array(xs, dtype=np.float32), np.array(ys, dtype=np.int64)
+from nndl_fast.benchmarks import per_image_loop
 
 
 def best_of(repeats, func):

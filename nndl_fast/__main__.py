@@ -1,5 +1,11 @@
-"""Command line: ``python -m nndl_fast {train,info,bench} ...``."""
+"""Command line: ``python -m nndl_fast {train,info,bench,baseline,expand,vanishing} ...``.
+
+``python -m nndl_fast train`` with no options is the book's chapter-1 run;
+``--net`` / ``--preset`` pick chapter 3's or chapter 6's networks.
+"""
 import argparse
+import contextlib
+import os
 import random
 import sys
 import time
@@ -59,34 +65,239 @@ def _cmd_info(args):
     return 0
 
 
-def _cmd_train(args):
-    import nndl_fast
-    from nndl_fast import mnist_loader, network
-    if args.threads is not None:
-        nndl_fast.set_num_threads(args.threads)
-    sizes = args.sizes
-    if args.seed is not None:
-        np.random.seed(args.seed)
-        random.seed(args.seed)
+#: The book's runs by name: chapter 1's and 3's networks, chapter 6's conv nets.
+PRESETS = {
+    "ch1": {"net": "network", "sizes": "784,30,10", "epochs": 30, "batch": 10, "eta": 3.0},
+    "ch1-100": {"net": "network", "sizes": "784,100,10", "epochs": 30, "batch": 10, "eta": 3.0},
+    "ch3": {"net": "network2", "sizes": "784,30,10", "epochs": 30, "batch": 10, "eta": 0.5,
+            "lmbda": 5.0},
+    "ch3-100": {"net": "network2", "sizes": "784,100,10", "epochs": 30, "batch": 10,
+                "eta": 0.5, "lmbda": 5.0},
+    "ch6-fc": {"net": "network3", "epochs": 60, "batch": 10, "eta": 0.1, "lmbda": 0.0},
+    "ch6-conv1": {"net": "network3", "epochs": 60, "batch": 10, "eta": 0.1, "lmbda": 0.0},
+    "ch6-conv2": {"net": "network3", "epochs": 60, "batch": 10, "eta": 0.1, "lmbda": 0.0},
+    "ch6-conv2-relu": {"net": "network3", "epochs": 60, "batch": 10, "eta": 0.03,
+                       "lmbda": 0.1},
+    "ch6-expanded": {"net": "network3", "epochs": 60, "batch": 10, "eta": 0.03, "lmbda": 0.1,
+                     "expanded": True},
+    "ch6-dropout": {"net": "network3", "epochs": 40, "batch": 10, "eta": 0.03, "lmbda": 0.0,
+                    "expanded": True},
+}
+DEFAULT_PRESET = {"network": "ch1", "network2": "ch3", "network3": "ch6-conv1"}
+EXPANDED_FILE = "mnist_expanded.pkl.gz"
+
+
+def _resolve_train_args(args):
+    """Fill the options the user left out from the preset (or the net's default one)."""
+    if args.preset is not None:
+        preset = PRESETS[args.preset]
+        if args.net is not None and args.net != preset["net"]:
+            raise SystemExit("error: --preset %s trains %s, not --net %s"
+                             % (args.preset, preset["net"], args.net))
+        name = args.preset
+    else:
+        name = DEFAULT_PRESET[args.net or "network"]
+        preset = PRESETS[name]
+    args.preset = name
+    args.net = preset["net"]
+    for key in ("sizes", "epochs", "batch", "eta", "lmbda"):
+        if getattr(args, key) is None:
+            setattr(args, key, preset.get(key, 0.0 if key == "lmbda" else None))
+    for key, minimum in (("epochs", 0), ("batch", 1), ("train_size", 1), ("eval_size", 1)):
+        value = getattr(args, key)
+        if value is not None and value < minimum:
+            raise SystemExit("error: --%s must be at least %d, got %d"
+                             % (key.replace("_", "-"), minimum, value))
+    if preset.get("expanded") and args.data is None:
+        if not os.path.exists(EXPANDED_FILE):
+            raise SystemExit("error: --preset %s trains on the expanded training set: run "
+                             "'python -m nndl_fast expand' first (writes %s) or pass --data"
+                             % (name, EXPANDED_FILE))
+        args.data = EXPANDED_FILE
+    return args
+
+
+def _save_json(net, path, cost_name):
+    """network2's JSON document (network2.load reads it, so does the book's code)."""
+    import json
+    with open(path, "w") as f:
+        json.dump({"sizes": [int(s) for s in net.sizes],
+                   "weights": [np.asarray(w, dtype=np.float64).tolist() for w in net.weights],
+                   "biases": [np.asarray(b, dtype=np.float64).tolist() for b in net.biases],
+                   "cost": cost_name}, f)
+
+
+def _training_block(args, epochs):
+    """A context for the SGD call: a progress bar with --progress, else nothing."""
+    if not args.progress:
+        return contextlib.nullcontext()
+    from nndl_fast.progress import epoch_progress
+    return epoch_progress(epochs)
+
+
+def _load_lists(args):
+    from nndl_fast import mnist_loader
     t0 = time.perf_counter()
     training_data, validation_data, test_data = mnist_loader.load_data_wrapper(args.data)
+    if args.train_size is not None:
+        training_data = training_data[:args.train_size]
+    if args.eval_size is not None:
+        validation_data = validation_data[:args.eval_size]
+        test_data = test_data[:args.eval_size]
     print("Loaded MNIST in %.2f s: %d training, %d test images"
           % (time.perf_counter() - t0, len(training_data), len(test_data)))
+    return training_data, validation_data, test_data
+
+
+def _train_network(args, sizes):
+    import nndl_fast
+    from nndl_fast import network
+    training_data, _, test_data = _load_lists(args)
     net = network.Network(sizes, dtype=args.dtype)
     net._print_epoch_time = True
     print("network.Network(%s), %d epochs, mini-batch %d, eta %g, %s, %d thread(s)"
           % (sizes, args.epochs, args.batch, args.eta, args.dtype, nndl_fast.get_num_threads()))
     t0 = time.perf_counter()
-    net.SGD(training_data, args.epochs, args.batch, args.eta, test_data=test_data)
+    with _training_block(args, args.epochs):
+        net.SGD(training_data, args.epochs, args.batch, args.eta, test_data=test_data)
     total = time.perf_counter() - t0
     print("Trained in %.2f s (%.3f s per epoch including evaluation)"
           % (total, total / max(args.epochs, 1)))
+    if args.save:
+        _save_json(net, args.save, "QuadraticCost")
+        print("Saved to %s (network2 JSON format; network2.load reads it)" % args.save)
+    if args.plot:
+        from nndl_fast.plot import plot_misclassified
+        fig = plot_misclassified(net, test_data, args.plot)
+        print("Wrote %s (%d misclassified test images)" % (args.plot, fig.misclassified))
+
+
+def _train_network2(args, sizes):
+    import nndl_fast
+    from nndl_fast.benchmarks import _import_optional
+    network2 = _import_optional("network2")
+    kwargs = {"dtype": args.dtype}
+    if network2 is None:
+        from nndl_fast.reference import network2
+        kwargs = {}
+        print("note: nndl_fast.network2 is not present; training with the pure-NumPy "
+              "reference (nndl_fast.reference.network2)", file=sys.stderr)
+    training_data, validation_data, _ = _load_lists(args)
+    net = network2.Network(sizes, cost=network2.CrossEntropyCost, **kwargs)
+    print("%s.Network(%s, cost=CrossEntropyCost), %d epochs, mini-batch %d, eta %g, "
+          "lmbda %g, %d thread(s)" % (network2.__name__.split(".")[-1], sizes, args.epochs,
+                                      args.batch, args.eta, args.lmbda,
+                                      nndl_fast.get_num_threads()))
+    t0 = time.perf_counter()
+    with _training_block(args, args.epochs):
+        monitors = net.SGD(training_data, args.epochs, args.batch, args.eta, lmbda=args.lmbda,
+                           evaluation_data=validation_data,
+                           monitor_evaluation_cost=True, monitor_evaluation_accuracy=True,
+                           monitor_training_cost=True, monitor_training_accuracy=True)
+    total = time.perf_counter() - t0
+    print("Trained in %.2f s (%.3f s per epoch including monitoring)"
+          % (total, total / max(args.epochs, 1)))
+    if args.save:
+        net.save(args.save)
+        print("Saved to %s" % args.save)
+    if args.plot:
+        from nndl_fast.plot import plot_monitoring
+        plot_monitoring(*monitors, filename=args.plot, n_evaluation=len(validation_data),
+                        n_training=len(training_data),
+                        title="network2 %s, lmbda %g, eta %g" % (sizes, args.lmbda, args.eta))
+        print("Wrote %s" % args.plot)
+
+
+def _train_network3(args):
+    import tempfile
+    from nndl_fast import expand_mnist, mnist_loader
+    from nndl_fast.benchmarks import (_import_optional, build_network3_layers,
+                                      chapter6_layers)
+    network3 = _import_optional("network3")
+    if network3 is None:
+        print("nndl_fast.network3 is not present in this installation: chapter-6 "
+              "training is not available", file=sys.stderr)
+        return 2
+    tr, va, te = mnist_loader.load_data(args.data)
+    if args.train_size is not None:
+        tr = (tr[0][:args.train_size], tr[1][:args.train_size])
+    if args.eval_size is not None:
+        va = (va[0][:args.eval_size], va[1][:args.eval_size])
+        te = (te[0][:args.eval_size], te[1][:args.eval_size])
+    if args.train_size is not None or args.eval_size is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "subset.pkl.gz")
+            expand_mnist.save(path, tr, va, te, compresslevel=1)
+            training, validation, test = network3.load_data_shared(path)
+    elif args.data is not None:
+        training, validation, test = network3.load_data_shared(args.data)
+    else:
+        training, validation, test = network3.load_data_shared()
+    spec = chapter6_layers(args.preset, args.batch)
+    net = network3.Network(build_network3_layers(network3, spec), args.batch)
+    print("network3 %s: %d training images, %d epochs, mini-batch %d, eta %g, lmbda %g"
+          % (args.preset, tr[0].shape[0], args.epochs, args.batch, args.eta, args.lmbda))
+    t0 = time.perf_counter()
+    with _training_block(args, args.epochs):
+        net.SGD(training, args.epochs, args.batch, args.eta, validation, test,
+                lmbda=args.lmbda)
+    total = time.perf_counter() - t0
+    print("Trained in %.2f s (%.3f s per epoch including evaluation)"
+          % (total, total / max(args.epochs, 1)))
+    if args.save:
+        if hasattr(net, "save"):
+            net.save(args.save)
+            print("Saved to %s" % args.save)
+        else:
+            print("not saved: this network3 offers no save()", file=sys.stderr)
+    if args.plot:
+        from nndl_fast import plot
+        if any(layer[0] == "conv" for layer in spec):
+            plot.plot_filters(net, args.plot)
+        else:
+            plot.plot_misclassified(net, te, args.plot)
+        print("Wrote %s" % args.plot)
+    return 0
+
+
+def _cmd_train(args):
+    import nndl_fast
+    args = _resolve_train_args(args)
+    if args.progress:
+        try:
+            import tqdm  # noqa: F401
+        except ImportError:
+            raise SystemExit("error: --progress needs tqdm: pip install tqdm "
+                             "(or nndl_fast[progress])")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise SystemExit("error: --plot needs matplotlib: pip install matplotlib "
+                             "(or nndl_fast[plot])")
+    if args.threads is not None:
+        nndl_fast.set_num_threads(args.threads)
+    if args.seed is not None:
+        np.random.seed(args.seed)
+        random.seed(args.seed)
+    if args.net == "network3":
+        return _train_network3(args)
+    try:
+        sizes = _layer_sizes(args.sizes)
+    except argparse.ArgumentTypeError as exc:
+        raise SystemExit("error: --sizes: %s" % exc) from None
+    if args.net == "network2":
+        _train_network2(args, sizes)
+    else:
+        _train_network(args, sizes)
     return 0
 
 
 def _cmd_bench(args):
     import runpy
-    import os
+    if args.what == "suite":
+        from nndl_fast import benchmarks
+        return benchmarks.main(["suite"] + args.rest)
     here = os.path.dirname(os.path.abspath(__file__))
     candidates = [os.path.join(here, "..", "bench", "bench_%s.py" % args.what)]
     for path in candidates:
@@ -154,15 +365,33 @@ def build_parser():
     p = sub.add_parser("info", help="print version, OpenMP, threads and BLAS")
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("train", help="train the chapter-1 network on MNIST (the main job)")
-    p.add_argument("--sizes", type=_layer_sizes, default=[784, 30, 10],
-                   help="layer sizes (default 784,30,10)")
-    p.add_argument("--epochs", type=_non_negative_int, default=30)
-    p.add_argument("--batch", type=_positive_int, default=10, help="mini-batch size")
-    p.add_argument("--eta", type=_finite_float, default=3.0, help="learning rate")
+    p = sub.add_parser("train", help="train one of the book's networks on MNIST (default: "
+                       "chapter 1's, the main job)")
+    p.add_argument("--net", choices=["network", "network2", "network3"], default=None,
+                   help="which chapter's module (default network, or the preset's)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="one of the book's runs by name (default: ch1, ch3 or ch6-conv1 "
+                   "for --net network, network2, network3); other options override it")
+    p.add_argument("--sizes", default=None, help="layer sizes (default 784,30,10)")
+    p.add_argument("--epochs", type=_non_negative_int, default=None)
+    p.add_argument("--batch", type=_positive_int, default=None, help="mini-batch size")
+    p.add_argument("--eta", type=_finite_float, default=None, help="learning rate")
+    p.add_argument("--lmbda", type=_finite_float, default=None,
+                   help="L2 regularisation (network2, network3)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--threads", type=_positive_int, default=None)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--train-size", type=int, default=None,
+                   help="train on the first N training images (quick runs)")
+    p.add_argument("--eval-size", type=int, default=None,
+                   help="evaluate on the first N validation/test images")
+    p.add_argument("--save", default=None, metavar="PATH",
+                   help="save the trained network (network2's JSON format)")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="plot: misclassified digits (network), monitoring curves "
+                   "(network2), learned filters (network3); needs matplotlib")
+    p.add_argument("--progress", action="store_true",
+                   help="a progress bar over epochs on stderr (needs tqdm)")
     p.add_argument("--data", default=None, help="directory of IDX files or mnist.pkl.gz "
                    "(default: the bundled MNIST)")
     p.set_defaults(func=_cmd_train)
@@ -205,14 +434,20 @@ def build_parser():
                    "(default: the bundled MNIST)")
     p.set_defaults(func=_cmd_vanishing)
 
-    p = sub.add_parser("bench", help="run a benchmark (network, ...)")
-    p.add_argument("what", nargs="?", default="network")
+    p = sub.add_parser("bench", help="run the benchmark suite, or one benchmark by name "
+                       "(network, network2, network3, expand_mnist, gradient_check)")
+    p.add_argument("what", nargs="?", default="suite")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_bench)
     return parser
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"] and len(argv) > 1 and argv[1].startswith("-") \
+            and argv[1] not in ("-h", "--help"):
+        # Options straight after bench belong to the suite (``bench --quick``).
+        argv = ["bench", "suite"] + argv[1:]
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

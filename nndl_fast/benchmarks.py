@@ -1,10 +1,15 @@
 """Benchmarks: seconds per 50,000-image epoch, as ratios to the NumPy reference
 measured in the same run.
 
-``python -m nndl_fast bench network [--quick] [--json PATH]`` (or
-``python bench/bench_network.py``) prints a Markdown table and writes JSON.
+``python -m nndl_fast bench [--quick]`` runs the whole suite (chapters 1, 3 and,
+when present, 6; evaluation throughput; expand_mnist) and prints a Markdown
+table, writes JSON and a PNG bar chart. ``python -m nndl_fast bench network``
+(or ``python bench/bench_network.py``) is chapter 1 alone, with the NumPy
+matrix-based peer.
 """
 import argparse
+import contextlib
+import io
 import json
 import os
 import platform
@@ -175,34 +180,598 @@ def format_table(result):
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------
+# The suite: every chapter's training at the book's settings and at
+# mini-batch 100, for one thread and all threads, with FLOP rates measured
+# against the machine's own GEMM peak.
+
+#: The dense training settings the suite times (the book's chapter-1 and chapter-3 runs).
+DENSE_CASES = (
+    {"case": "network", "setting": "ch1 [784, 30, 10], quadratic, eta 3.0",
+     "sizes": (784, 30, 10), "eta": 3.0, "lmbda": 0.0, "cost": "quadratic", "batches": (10, 100)},
+    {"case": "network2", "setting": "ch3 [784, 30, 10], cross-entropy, eta 0.5, lmbda 5.0",
+     "sizes": (784, 30, 10), "eta": 0.5, "lmbda": 5.0, "cost": "cross-entropy",
+     "batches": (10, 100)},
+)
+
+#: Chapter 6's first convolutional network (``--preset ch6-conv1``), per mini-batch size.
+CONV_CASE = {"case": "network3", "setting": "ch6 conv 20x5x5 + pool 2 + FC 100 + softmax, eta 0.1",
+             "eta": 0.1, "batches": (10, 100)}
+
+ALL_CASES = ("network", "network2", "network3", "feedforward", "expand_mnist")
+N_EPOCH = 50000
+
+
+def dense_flops_per_example(sizes, mini_batch_size, weight_decay=False):
+    """FLOPs one training example costs in an SGD step of a dense network.
+
+    Counted analytically, multiply-adds as two FLOPs: forward ``w·a`` is
+    2·n_in·n_out per layer; backward is 2·n_in·n_out per layer for ∇w (δ·aᵀ)
+    plus 2·n_in·n_out for every layer but the first for wᵀδ; the update is 2
+    FLOPs per parameter (3 with L2 weight decay on the weights) once per
+    mini-batch, shared by its examples. Element-wise work (bias add,
+    sigmoid, σ') is O(n_out) per layer and left out.
+
+    Returns a dict with "forward", "backward", "update" and "total".
+    """
+    from ._validation import check_int, check_sizes
+    sizes = [int(s) for s in check_sizes(sizes)]
+    mini_batch_size = check_int(mini_batch_size, "mini_batch_size", 1)
+    prods = [a * b for a, b in zip(sizes[:-1], sizes[1:])]
+    forward = 2.0 * sum(prods)
+    backward = 2.0 * sum(prods) + 2.0 * sum(prods[1:])
+    n_weights, n_biases = sum(prods), sum(sizes[1:])
+    update = ((3.0 if weight_decay else 2.0) * n_weights + 2.0 * n_biases) / mini_batch_size
+    return {"forward": forward, "backward": backward, "update": update,
+            "total": forward + backward + update}
+
+
+def conv_flops_per_example(layers, mini_batch_size):
+    """FLOPs per example of an SGD step of a chapter-6 network, counted analytically.
+
+    ``layers`` lists ``("conv", (channels, height, width), (filters, kh, kw))``
+    and ``("fc", n_in, n_out)`` in order. A 'valid' convolution's forward pass
+    is 2·filters·channels·kh·kw per output pixel; backward costs as much again
+    for ∇w and, except in the first layer, once more for the input gradient;
+    pooling and activations are left out. The update is 2 FLOPs per parameter
+    per mini-batch.
+    """
+    from ._validation import check_int
+    mini_batch_size = check_int(mini_batch_size, "mini_batch_size", 1)
+    forward = backward = 0.0
+    n_params = 0
+    for i, layer in enumerate(layers):
+        if layer[0] == "conv":
+            (c, h, w), (f, kh, kw) = layer[1], layer[2]
+            if kh > h or kw > w:
+                raise ValueError("filter %dx%d larger than its %dx%d input" % (kh, kw, h, w))
+            mults = f * c * kh * kw * (h - kh + 1) * (w - kw + 1)
+            n_params += f * c * kh * kw + f
+        elif layer[0] == "fc":
+            mults = layer[1] * layer[2]
+            n_params += mults + layer[2]
+        else:
+            raise ValueError("layer kind must be 'conv' or 'fc', got %r" % (layer[0],))
+        forward += 2.0 * mults
+        backward += 2.0 * mults * (2 if i > 0 else 1)
+    update = 2.0 * n_params / mini_batch_size
+    return {"forward": forward, "backward": backward, "update": update,
+            "total": forward + backward + update}
+
+
+def gemm_peak_gflops(dtype=np.float64, threads=1, n=2048, repeats=3):
+    """The machine's measured GEMM rate: best of ``repeats`` n×n products through
+    NumPy's BLAS limited to ``threads`` threads, in GFLOP/s."""
+    from threadpoolctl import threadpool_limits
+    from ._validation import check_dtype, check_int
+    dtype = check_dtype(dtype)
+    threads = check_int(threads, "threads", 1)
+    n = check_int(n, "n", 1)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    best = float("inf")
+    with threadpool_limits(limits=threads, user_api="blas"):
+        a @ b
+        for _ in range(max(1, repeats)):
+            t0 = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def _import_optional(name):
+    """``nndl_fast.<name>`` when that module is present, else None."""
+    import importlib
+    try:
+        return importlib.import_module("nndl_fast." + name)
+    except ModuleNotFoundError as exc:
+        if exc.name != "nndl_fast." + name:
+            raise
+        return None
+
+
+def _quietly(fn, *args, **kwargs):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn(*args, **kwargs)
+
+
+def _median_time(fn, repeats):
+    ts = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def _dense_network(module, case, dtype, num_threads):
+    """A fresh network of ``case`` from ``module`` (compiled or reference)."""
+    kwargs = {}
+    if num_threads is not None:
+        kwargs = {"dtype": dtype, "num_threads": num_threads}
+    if case["case"] == "network2":
+        return module.Network(list(case["sizes"]), cost=module.CrossEntropyCost, **kwargs)
+    return module.Network(list(case["sizes"]), **kwargs)
+
+
+def _sgd_one_epoch(net, case, data, mini_batch_size):
+    if case["case"] == "network2":
+        return net.SGD(data, 1, mini_batch_size, case["eta"], lmbda=case["lmbda"])
+    return net.SGD(data, 1, mini_batch_size, case["eta"])
+
+
+def _torch_dense_fn(case, X, Y, order, mini_batch_size, threads):
+    """One epoch of ``case`` in PyTorch (float64, same algorithm), ready to time."""
+    import torch
+    torch.set_num_threads(threads)
+    sizes = list(case["sizes"])
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [torch.nn.Linear(a, b, dtype=torch.float64), torch.nn.Sigmoid()]
+    model = torch.nn.Sequential(*layers)
+    weights = [p for name, p in model.named_parameters() if name.endswith("weight")]
+    biases = [p for name, p in model.named_parameters() if name.endswith("bias")]
+    n = float(X.shape[0])
+    # torch's weight_decay adds wd·w to the mean gradient: with wd = lmbda/n this is
+    # the book's (1 - eta·lmbda/n)·w - (eta/m)·Σ∇w.
+    opt = torch.optim.SGD([{"params": weights, "weight_decay": case["lmbda"] / n},
+                           {"params": biases, "weight_decay": 0.0}], lr=case["eta"])
+    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float64))
+    Yt = torch.from_numpy(np.ascontiguousarray(Y, dtype=np.float64))
+    idx = torch.from_numpy(np.asarray(order, dtype=np.int64))
+    cross_entropy = case["cost"] == "cross-entropy"
+
+    def run():
+        for k in range(0, len(idx), mini_batch_size):
+            b = idx[k:k + mini_batch_size]
+            opt.zero_grad()
+            out = model(Xt[b])
+            if cross_entropy:
+                loss = torch.nn.functional.binary_cross_entropy(out, Yt[b], reduction="sum")
+            else:
+                loss = 0.5 * ((out - Yt[b]) ** 2).sum()
+            (loss / len(b)).backward()
+            opt.step()
+    return run
+
+
+def _have_torch():
+    try:
+        import torch  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+class _Suite(object):
+    """Runs the cases and collects the rows; one instance per ``run_suite`` call."""
+
+    def __init__(self, quick, threads, n_train, reference_n, repeats, dtypes, use_torch,
+                 gemm_n, log):
+        from . import _config, mnist_loader
+        self.quick = quick
+        self.all_threads = threads or _config.get_num_threads()
+        self.thread_counts = sorted({1, self.all_threads})
+        self.n_train = n_train
+        self.reference_n = reference_n
+        self.repeats = repeats
+        self.dtypes = [np.dtype(d).name for d in dtypes]
+        self.use_torch = use_torch and _have_torch()
+        self.gemm_n = gemm_n
+        self.log = log
+        self.rows, self.skipped, self.notes = [], [], []
+        self.peaks = {}
+        self.training_data, _, self.test_data = mnist_loader.load_data_wrapper()
+        self.raw = mnist_loader.load_data()
+
+    def peak(self, dtype, threads):
+        key = "%s/%d" % (dtype, threads)
+        if key not in self.peaks:
+            self.peaks[key] = gemm_peak_gflops(dtype, threads, n=self.gemm_n)
+            self.log("GEMM peak %s, %d thread(s): %.1f GFLOP/s" % (dtype, threads,
+                                                                  self.peaks[key]))
+        return self.peaks[key]
+
+    def add(self, group, implementation, threads, dtype, seconds_per_epoch, flops, note="",
+            kind=None):
+        row = {"case": group["case"], "setting": group["setting"],
+               "mini_batch_size": group.get("mini_batch_size"), "implementation": implementation,
+               "kind": kind or implementation, "threads": threads, "dtype": dtype,
+               "seconds": seconds_per_epoch, "images_per_s": N_EPOCH / seconds_per_epoch,
+               "note": note}
+        if flops is not None and dtype in ("float64", "float32") and threads:
+            row["gflops"] = flops * N_EPOCH / seconds_per_epoch / 1e9
+            row["peak_fraction"] = row["gflops"] / self.peak(dtype, threads)
+        self.rows.append(row)
+        self.log("  %-9s %-38s %s thread(s) %9.4f s / 50k"
+                 % (group["case"], implementation, threads or "-", seconds_per_epoch))
+        return row
+
+    def dense(self, case):
+        from . import network
+        from ._validation import pack_training
+        from .reference import network as ref_network, network2 as ref_network2
+        ref_module = ref_network2 if case["case"] == "network2" else ref_network
+        module = network if case["case"] == "network" else _import_optional("network2")
+        if module is None:
+            self.skipped.append("nndl_fast.network2 is not present: chapter-3 rows show the "
+                                "reference only")
+        n = min(self.n_train, len(self.training_data))
+        n_ref = min(self.reference_n, n)
+        data = list(self.training_data[:n])
+        ref_data = list(self.training_data[:n_ref])
+        X, Y = pack_training(data, case["sizes"][0], case["sizes"][-1], np.float64)
+        order = np.random.RandomState(0).permutation(n).astype(np.int64)
+        for mbs in case["batches"]:
+            group = dict(case, mini_batch_size=mbs,
+                         setting="%s, mini-batch %d" % (case["setting"], mbs))
+            decay = case["lmbda"] > 0
+            flops = dense_flops_per_example(case["sizes"], mbs, weight_decay=decay)["total"]
+            self.log("%s, mini-batch %d" % (case["case"], mbs))
+            # The book's per-example backprop on a part of an epoch, scaled up.
+            from threadpoolctl import threadpool_limits
+            np.random.seed(0)
+            net = _dense_network(ref_module, case, None, None)
+            with threadpool_limits(limits=1, user_api="blas"):
+                t = _median_time(lambda: _quietly(_sgd_one_epoch, net, case, ref_data, mbs), 1)
+            self.add(group, "reference (book's per-example NumPy)", 1, "float64",
+                     t * N_EPOCH / n_ref, flops, kind="reference",
+                     note=_scaled_note(n_ref))
+            if module is not None:
+                for dtype in self.dtypes:
+                    for nt in self.thread_counts:
+                        np.random.seed(0)
+                        net = _dense_network(module, case, dtype, nt)
+                        _quietly(_sgd_one_epoch, net, case, list(data[:max(mbs, n // 20)]), mbs)
+                        t = _median_time(
+                            lambda: _quietly(_sgd_one_epoch, net, case, data, mbs), self.repeats)
+                        self.add(group, "nndl_fast", nt, dtype, t * N_EPOCH / n, flops,
+                                 note=_scaled_note(n))
+            if self.use_torch:
+                for nt in self.thread_counts:
+                    fn = _torch_dense_fn(case, X, Y, order, mbs, nt)
+                    fn()
+                    t = _median_time(fn, self.repeats)
+                    self.add(group, "PyTorch CPU", nt, "float64", t * N_EPOCH / n, flops,
+                             kind="torch", note=_scaled_note(n))
+
+    def feedforward(self):
+        from . import network
+        from .reference import network as ref_network
+        sizes = (784, 30, 10)
+        group = {"case": "feedforward", "setting": "evaluation of [784, 30, 10] "
+                 "(forward pass + argmax)"}
+        flops = 2.0 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+        self.log("feedforward")
+        test = self.test_data
+        n_ref = min(len(test), max(100, self.reference_n * 2))
+        np.random.seed(0)
+        ref = ref_network.Network(list(sizes))
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(limits=1, user_api="blas"):
+            t = _median_time(lambda: [np.argmax(ref.feedforward(x)) for x, _ in test[:n_ref]], 1)
+        self.add(group, "reference feedforward, one example at a time", 1, "float64",
+                 t * N_EPOCH / n_ref, flops, kind="reference", note=_scaled_note(n_ref))
+        X = np.ascontiguousarray(self.raw[2][0], dtype=np.float64)
+        for dtype in self.dtypes:
+            for nt in self.thread_counts:
+                np.random.seed(0)
+                net = network.Network(list(sizes), dtype=dtype)
+                Xd = X.astype(dtype)
+                net._forward_matrix(Xd[:100], num_threads=nt)
+                t = _median_time(lambda: np.argmax(net._forward_matrix(Xd, num_threads=nt),
+                                                   axis=1), max(3, self.repeats))
+                self.add(group, "nndl_fast batched forward", nt, dtype,
+                         t * N_EPOCH / X.shape[0], flops,
+                         note="10,000 test images per call, scaled to 50,000")
+
+    def expand(self):
+        from . import expand_mnist
+        n = min(self.n_train, self.raw[0][0].shape[0])
+        pair = (self.raw[0][0][:n], self.raw[0][1][:n])
+        group = {"case": "expand_mnist", "setting": "each image + 4 one-pixel shifts "
+                 "(50,000 -> 250,000)"}
+        self.log("expand_mnist")
+        t_loop = _median_time(lambda: per_image_loop(*pair), 1)
+        self.add(group, "per-image np.roll loop", None, None, t_loop * N_EPOCH / n, None,
+                 kind="reference", note=_scaled_note(n))
+        t = _median_time(lambda: expand_mnist.expand(pair), self.repeats)
+        self.add(group, "nndl_fast expand (whole-array NumPy)", None, None,
+                 t * N_EPOCH / n, None, note=_scaled_note(n))
+
+    def conv(self):
+        network3 = _import_optional("network3")
+        if network3 is None:
+            self.skipped.append("nndl_fast.network3 is not present: chapter-6 rows skipped")
+            return
+        import tempfile
+        from . import _config, expand_mnist
+        n = min(self.n_train, self.raw[0][0].shape[0])
+        if self.quick:
+            n = min(n, 1000)
+        n_eval = 1000
+        tr, va, te = self.raw
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "subset.pkl.gz")
+            expand_mnist.save(path, (tr[0][:n], tr[1][:n]), (va[0][:n_eval], va[1][:n_eval]),
+                              (te[0][:n_eval], te[1][:n_eval]))
+            training, validation, test = network3.load_data_shared(path)
+        old_threads = _config.get_num_threads()
+        try:
+            for mbs in CONV_CASE["batches"]:
+                group = dict(CONV_CASE, mini_batch_size=mbs,
+                             setting="%s, mini-batch %d" % (CONV_CASE["setting"], mbs))
+                spec = chapter6_layers("ch6-conv1", mbs)
+                flops = conv_flops_per_example(layer_flop_spec(spec), mbs)["total"]
+                self.log("network3, mini-batch %d" % mbs)
+                for nt in self.thread_counts:
+                    _config.set_num_threads(nt)
+                    np.random.seed(0)
+                    net = network3.Network(build_network3_layers(network3, spec), mbs)
+                    t = _median_time(lambda: _quietly(net.SGD, training, 1, mbs, CONV_CASE["eta"],
+                                                      validation, test), 1)
+                    self.add(group, "nndl_fast network3", nt, "float32"
+                             if getattr(net, "dtype", None) == np.float32 else "float64",
+                             t * N_EPOCH / n, flops,
+                             note=_scaled_note(n) + "; includes evaluating 2 x %d images"
+                             % n_eval)
+        finally:
+            _config.set_num_threads(old_threads)
+
+    def finish(self):
+        """Ratios within each (case, mini-batch) group, measured in this run."""
+        groups = {}
+        for r in self.rows:
+            groups.setdefault((r["case"], r["mini_batch_size"]), []).append(r)
+        for rows in groups.values():
+            ref = [r for r in rows if r["kind"] == "reference"]
+            torch_rows = {r["threads"]: r for r in rows if r["kind"] == "torch"}
+            for r in rows:
+                if ref:
+                    r["speedup_vs_reference"] = ref[0]["seconds"] / r["seconds"]
+                if r["threads"] in torch_rows:
+                    r["speedup_vs_torch"] = torch_rows[r["threads"]]["seconds"] / r["seconds"]
+
+
+def _scaled_note(n):
+    return "" if n == N_EPOCH else "timed on %s images, scaled" % format(n, ",")
+
+
+def run_suite(quick=False, threads=None, cases=ALL_CASES, n_train=None, reference_n=None,
+              repeats=None, dtypes=("float64",), use_torch=True, gemm_n=None, log=None):
+    """Run the benchmark suite; returns a JSON-ready dict (rows, GEMM peaks, environment).
+
+    Full mode times whole 50,000-image epochs of the compiled code (median of
+    ``repeats``) and 5,000 examples of the per-example reference; ``quick``
+    times 5,000 and 500 and scales every time to a 50,000-image epoch.
+    ``n_train`` and ``reference_n`` override those sizes.
+    """
+    from ._validation import check_int
+    unknown = [c for c in cases if c not in ALL_CASES]
+    if unknown:
+        raise ValueError("unknown benchmark case(s) %s; choose from %s"
+                         % (", ".join(map(repr, unknown)), ", ".join(ALL_CASES)))
+    if threads is not None:
+        threads = check_int(threads, "threads", 1)
+    n_train = check_int(n_train if n_train is not None else (5000 if quick else N_EPOCH),
+                        "n_train", 1)
+    reference_n = check_int(reference_n if reference_n is not None
+                            else (500 if quick else 5000), "reference_n", 1)
+    repeats = check_int(repeats if repeats is not None else (1 if quick else 3), "repeats", 1)
+    gemm_n = check_int(gemm_n if gemm_n is not None else (1024 if quick else 2048),
+                       "gemm_n", 16)
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    t0 = time.perf_counter()
+    suite = _Suite(quick, threads, n_train, reference_n, repeats, dtypes, use_torch, gemm_n,
+                   log)
+    if use_torch and not suite.use_torch:
+        suite.skipped.append("PyTorch is not installed: no PyTorch rows")
+    for case in cases:
+        if case in ("network", "network2"):
+            suite.dense([c for c in DENSE_CASES if c["case"] == case][0])
+        elif case == "network3":
+            suite.conv()
+        elif case == "feedforward":
+            suite.feedforward()
+        else:
+            suite.expand()
+    suite.finish()
+    if quick:
+        suite.notes.append("quick mode: fractions of an epoch (compiled %s images, reference "
+                           "%s), times scaled to 50,000 images; noisy"
+                           % (format(n_train, ","), format(reference_n, ",")))
+    return {"benchmark": "suite", "quick": quick, "rows": suite.rows,
+            "gemm_peak_gflops": suite.peaks, "skipped": suite.skipped, "notes": suite.notes,
+            "threads": suite.thread_counts, "wall_seconds": time.perf_counter() - t0,
+            "environment": _environment()}
+
+
+def format_suite_table(result):
+    """The suite's rows as a Markdown table, followed by its notes."""
+    def num(v, fmt):
+        return "" if v is None else fmt % v
+    lines = ["| case | implementation | threads | dtype | s / 50k images | images/s | "
+             "x reference | x PyTorch | GFLOP/s | % of GEMM peak | note |",
+             "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in result["rows"]:
+        case = r["case"] if r.get("mini_batch_size") is None \
+            else "%s, batch %d" % (r["case"], r["mini_batch_size"])
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            case, r["implementation"], r["threads"] or "-", r["dtype"] or "-",
+            num(r["seconds"], "%.3f"), num(r["images_per_s"], "%.0f"),
+            num(r.get("speedup_vs_reference"), "%.1f"), num(r.get("speedup_vs_torch"), "%.2f"),
+            num(r.get("gflops"), "%.2f"), num(r.get("peak_fraction") and
+                                              100 * r["peak_fraction"], "%.1f%%"),
+            r["note"]))
+    lines.append("")
+    settings = []
+    for r in result["rows"]:
+        if r["setting"] not in settings:
+            settings.append(r["setting"])
+    lines.append("Settings: " + "; ".join(settings) + ".")
+    if result.get("gemm_peak_gflops"):
+        lines.append("GEMM peak (NumPy's BLAS, measured in this run): " + ", ".join(
+            "%s %s threads %.1f GFLOP/s" % (k.split("/")[0], k.split("/")[1], v)
+            for k, v in sorted(result["gemm_peak_gflops"].items())) + ".")
+    for note in result.get("notes", []) + result.get("skipped", []):
+        lines.append("Note: %s." % note)
+    return "\n".join(lines)
+
+
+def per_image_loop(x, y):
+    """expand_mnist one image at a time, as a plain script would: the comparison point."""
+    side = int(round(np.sqrt(x.shape[1])))
+    # (roll amount, axis, index of the row/column that wrapped): up, down, left, right
+    shifts = ((-1, 0, -1), (1, 0, 0), (-1, 1, -1), (1, 1, 0))
+    xs, ys = [], []
+    for image, label in zip(x, y):
+        xs.append(image)
+        ys.append(label)
+        img = image.reshape(side, side)
+        for amount, axis, edge in shifts:
+            moved = np.roll(img, amount, axis=axis)
+            if axis == 0:
+                moved[edge, :] = 0
+            else:
+                moved[:, edge] = 0
+            xs.append(moved.reshape(-1))
+            ys.append(label)
+    return np.array(xs, dtype=np.float32), np.array(ys, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------
+# Chapter 6's networks, described as data so the benchmarks, the FLOP count and
+# the command line build the same layers.
+
+def chapter6_layers(name, mini_batch_size):
+    """Layer specs of the book's chapter-6 network ``name`` (e.g. "ch6-conv2-relu")."""
+    mbs = mini_batch_size
+    relu = name in ("ch6-conv2-relu", "ch6-expanded", "ch6-dropout")
+    act = "ReLU" if relu else "sigmoid"
+    conv1 = ("conv", (mbs, 1, 28, 28), (20, 1, 5, 5), act)
+    conv2 = ("conv", (mbs, 20, 12, 12), (40, 20, 5, 5), act)
+    if name == "ch6-fc":
+        return [("fc", 784, 100, "sigmoid", 0.0), ("softmax", 100, 10, 0.0)]
+    if name == "ch6-conv1":
+        return [conv1, ("fc", 20 * 12 * 12, 100, act, 0.0), ("softmax", 100, 10, 0.0)]
+    if name in ("ch6-conv2", "ch6-conv2-relu", "ch6-expanded"):
+        return [conv1, conv2, ("fc", 40 * 4 * 4, 100, act, 0.0), ("softmax", 100, 10, 0.0)]
+    if name == "ch6-dropout":
+        return [conv1, conv2, ("fc", 40 * 4 * 4, 1000, act, 0.5),
+                ("fc", 1000, 1000, act, 0.5), ("softmax", 1000, 10, 0.5)]
+    raise ValueError("unknown chapter-6 network %r" % (name,))
+
+
+def layer_flop_spec(spec):
+    """``chapter6_layers`` specs in the form ``conv_flops_per_example`` takes."""
+    out = []
+    for layer in spec:
+        if layer[0] == "conv":
+            image, filt = layer[1], layer[2]
+            out.append(("conv", tuple(image[1:]), (filt[0], filt[2], filt[3])))
+        else:
+            out.append(("fc", layer[1], layer[2]))
+    return out
+
+
+def build_network3_layers(network3, spec):
+    """network3 layer objects for ``chapter6_layers`` specs."""
+    layers = []
+    for layer in spec:
+        if layer[0] == "conv":
+            layers.append(network3.ConvPoolLayer(image_shape=layer[1], filter_shape=layer[2],
+                                                 poolsize=(2, 2),
+                                                 activation_fn=getattr(network3, layer[3])))
+        elif layer[0] == "fc":
+            layers.append(network3.FullyConnectedLayer(
+                n_in=layer[1], n_out=layer[2], activation_fn=getattr(network3, layer[3]),
+                p_dropout=layer[4]))
+        else:
+            layers.append(network3.SoftmaxLayer(n_in=layer[1], n_out=layer[2],
+                                                p_dropout=layer[3]))
+    return layers
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m nndl_fast bench")
-    parser.add_argument("what", nargs="?", default="network", choices=["network"])
-    parser.add_argument("--sizes", default="784,30,10")
-    parser.add_argument("--batch", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--quick", action="store_true", help="small samples, one repeat")
+    parser = argparse.ArgumentParser(prog="python -m nndl_fast bench",
+                                     description="Benchmarks; with no name, the whole suite.")
+    parser.add_argument("what", nargs="?", default="suite", choices=["suite", "network"])
+    parser.add_argument("--sizes", default="784,30,10", help="network: layer sizes")
+    parser.add_argument("--batch", type=int, default=10, help="network: mini-batch size")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="the 'all threads' count (default: all available)")
+    parser.add_argument("--quick", action="store_true",
+                        help="fractions of epochs, scaled; finishes in under a minute")
+    parser.add_argument("--cases", default=",".join(ALL_CASES),
+                        help="suite: comma-separated subset of %s" % ",".join(ALL_CASES))
+    parser.add_argument("--dtypes", default="float64",
+                        help="suite: compute dtypes of the compiled rows (float64,float32)")
+    parser.add_argument("--train-size", type=int, default=None,
+                        help="suite: images timed per compiled epoch (scaled to 50,000)")
+    parser.add_argument("--reference-size", type=int, default=None,
+                        help="suite: images timed for the per-example reference")
+    parser.add_argument("--no-torch", action="store_true", help="suite: skip PyTorch rows")
     parser.add_argument("--json", default=None, help="write results as JSON here")
+    parser.add_argument("--png", default=None,
+                        help="suite: bar chart here (default bench/results/suite.png)")
     args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")]
-    result = bench_network(sizes, args.batch, quick=args.quick, threads=args.threads)
-    result["environment"] = _environment()
-    print(format_table(result))
+    if args.what == "network":
+        sizes = [int(s) for s in args.sizes.split(",")]
+        result = bench_network(sizes, args.batch, quick=args.quick, threads=args.threads)
+        result["environment"] = _environment()
+        print(format_table(result))
+        default_json = os.path.join("bench", "results", "network.json")
+    else:
+        result = run_suite(quick=args.quick, threads=args.threads,
+                           cases=[c for c in args.cases.split(",") if c],
+                           n_train=args.train_size, reference_n=args.reference_size,
+                           dtypes=[d for d in args.dtypes.split(",") if d],
+                           use_torch=not args.no_torch)
+        print(format_suite_table(result))
+        default_json = os.path.join("bench", "results", "suite.json")
     print()
     print("threadpool_info:")
     for info in result["environment"]["threadpool_info"]:
         print("  %s %s %s threads=%s %s" % (info.get("user_api"), info.get("internal_api"),
                                             info.get("version"), info.get("num_threads"),
                                             info.get("architecture", "")))
-    path = args.json or os.path.join("bench", "results", "network.json")
+    path = args.json or default_json
     d = os.path.dirname(path)
     if d:
         os.makedirs(d, exist_ok=True)
     with open(path, "w") as f:
         json.dump(result, f, indent=1, default=str)
     print("wrote %s" % path)
+    if args.what == "suite":
+        png = args.png or os.path.join(os.path.dirname(path) or ".", "suite.png")
+        try:
+            from .plot import plot_benchmark
+            plot_benchmark(result, png)
+            print("wrote %s" % png)
+        except ImportError as exc:
+            print("no chart: %s" % exc)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
