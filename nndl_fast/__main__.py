@@ -282,10 +282,7 @@ def _cmd_train(args):
         random.seed(args.seed)
     if args.net == "network3":
         return _train_network3(args)
-    try:
-        sizes = _layer_sizes(args.sizes)
-    except argparse.ArgumentTypeError as exc:
-        raise SystemExit("error: --sizes: %s" % exc) from None
+    sizes = args.sizes if isinstance(args.sizes, list) else _layer_sizes(args.sizes)
     if args.net == "network2":
         _train_network2(args, sizes)
     else:
@@ -372,7 +369,8 @@ def build_parser():
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="one of the book's runs by name (default: ch1, ch3 or ch6-conv1 "
                    "for --net network, network2, network3); other options override it")
-    p.add_argument("--sizes", default=None, help="layer sizes (default 784,30,10)")
+    p.add_argument("--sizes", type=_layer_sizes, default=None,
+                   help="layer sizes (default 784,30,10)")
     p.add_argument("--epochs", type=_non_negative_int, default=None)
     p.add_argument("--batch", type=_positive_int, default=None, help="mini-batch size")
     p.add_argument("--eta", type=_finite_float, default=None, help="learning rate")

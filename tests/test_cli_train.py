@@ -73,7 +73,7 @@ def test_train_network3_absent_or_present():
 
 @pytest.mark.parametrize("args, message", [
     (["--preset", "ch3", "--net", "network"], "trains network2"),
-    (["--epochs", "-1"], "--epochs must be at least 0"),
+    (["--epochs", "-1"], "expected an integer >= 0, got -1"),
     (["--train-size", "0"], "--train-size must be at least 1"),
     (["--preset", "ch6-dropout", "--data", None], None),
 ])

@@ -201,7 +201,7 @@ def _bad_training():
         (_replace(good, 5, (nan_x, _target())), ValueError, r"training input 5 contains NaN"),
         (_replace(good, 6, (_col(), inf_y)), ValueError, r"training target 6 contains NaN"),
         (_replace(good, 0, (_col(), 2)), ValueError,
-         r"training target 0 is an int label; training targets must be \(3, 1\) vectors"),
+         r"training target 0 is an int label, expected an array of shape \(3, 1\)"),
         (_replace(good, 2, (_col(), np.zeros((N_OUT + 1, 1)))), ValueError,
          r"training target 2 has shape \(4, 1\), expected \(3, 1\)"),
         (_replace(good, 2, (_col(), np.zeros((N_OUT, 1), dtype=np.int64))), TypeError,
