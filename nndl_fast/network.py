@@ -46,9 +46,18 @@ class Network(_DenseBase, _reference.Network):
         """The output column(s) for input column(s) ``a`` of shape (n_in, 1) or (n_in, k)."""
         return self._feedforward_columns(check_input_columns(a, self.sizes[0]))
 
-    def SGD(self, training_data, epochs, mini_batch_size, eta, test_data=None):
-        """Mini-batch stochastic gradient descent (the book's semantics and output)."""
+    def SGD(self, training_data, epochs, mini_batch_size, eta, test_data=None,
+            progress=False):
+        """Mini-batch stochastic gradient descent (the book's semantics and output).
+
+        ``progress=True`` shows a progress bar over epochs on stderr (tqdm); the
+        printed lines stay the book's.
+        """
         epochs = check_int(epochs, "epochs", 0)
+        if progress:
+            from .progress import epoch_progress
+            with epoch_progress(epochs):
+                return self.SGD(training_data, epochs, mini_batch_size, eta, test_data)
         mini_batch_size = check_int(mini_batch_size, "mini_batch_size", 1)
         eta = check_real(eta, "eta")
         check_training_list(training_data)

@@ -291,7 +291,8 @@ class Network(_DenseBase, _reference.Network):
             regularization="L2",
             momentum=0.0,
             eta_decay_n=0,
-            eta_stop_ratio=1.0 / 1024):
+            eta_stop_ratio=1.0 / 1024,
+            progress=False):
         """Mini-batch SGD with the book's monitoring; returns the four per-epoch lists.
 
         Returns ``(evaluation_cost, evaluation_accuracy, training_cost,
@@ -300,9 +301,18 @@ class Network(_DenseBase, _reference.Network):
         n epochs; ``eta_decay_n`` halves eta whenever it has not improved for n
         epochs and stops once eta falls below ``eta_stop_ratio`` of its first
         value (both need ``monitor_evaluation_accuracy``); ``regularization``
-        is "L2" (the book's) or "L1"; ``momentum`` is the coefficient μ.
+        is "L2" (the book's) or "L1"; ``momentum`` is the coefficient μ;
+        ``progress=True`` shows a progress bar over epochs on stderr (tqdm).
         """
         epochs = check_int(epochs, "epochs", 0)
+        if progress:
+            from .progress import epoch_progress
+            with epoch_progress(epochs):
+                return self.SGD(training_data, epochs, mini_batch_size, eta, lmbda,
+                                evaluation_data, monitor_evaluation_cost,
+                                monitor_evaluation_accuracy, monitor_training_cost,
+                                monitor_training_accuracy, early_stopping_n, regularization,
+                                momentum, eta_decay_n, eta_stop_ratio)
         mini_batch_size = check_int(mini_batch_size, "mini_batch_size", 1)
         eta = check_real(eta, "eta")
         lmbda = check_real(lmbda, "lmbda", 0.0)

@@ -115,3 +115,26 @@ def test_benchmark_chart(tmp_path):
     assert [p.get_width() for p in fig.axes[0].patches] == [1.0, 30.0]
     with pytest.raises(ValueError, match="no benchmark rows"):
         plot.plot_benchmark({"rows": []})
+
+
+@pytest.mark.parametrize("module", ["network", "network2"])
+def test_sgd_progress_keyword_keeps_the_books_lines(module, small_training, capsys):
+    pytest.importorskip("tqdm")
+    import importlib
+    import random
+
+    import numpy as np
+    mod = importlib.import_module("nndl_fast." + module)
+    outs = []
+    for progress in (False, True):
+        np.random.seed(0)
+        random.seed(0)
+        net = mod.Network([784, 10, 10])
+        net.SGD(list(small_training[:200]), 2, 10, 0.5, progress=progress)
+        captured = capsys.readouterr()
+        outs.append((captured.out, [w.copy() for w in net.weights]))
+        if progress:
+            assert "2/2" in captured.err
+    assert outs[0][0] == outs[1][0]
+    for a, b in zip(outs[0][1], outs[1][1]):
+        np.testing.assert_array_equal(a, b)
