@@ -117,6 +117,51 @@ def _finite_or_raise(M, what):
         raise ValueError("%s %d contains NaN or infinity" % (what, bad))
 
 
+def _column_error(what, index, obj, n_rows):
+    if not isinstance(obj, np.ndarray):
+        return TypeError("%s %d must be a numpy array of shape (%d, 1), got %s"
+                         % (what, index, n_rows, type(obj).__name__))
+    if obj.shape != (n_rows, 1):
+        return ValueError("%s %d has shape %s, expected (%d, 1)"
+                          % (what, index, obj.shape, n_rows))
+    return TypeError("%s %d has dtype %s, expected float32 or float64"
+                     % (what, index, obj.dtype))
+
+
+class _PythonPacking(object):
+    """``_packing``'s checks and copies in Python (pure-Python mode; much slower)."""
+
+    @staticmethod
+    def first_dtype(seq, which):
+        if len(seq) and isinstance(seq[0], (tuple, list)) and len(seq[0]) == 2 \
+                and isinstance(seq[0][which], np.ndarray):
+            return seq[0][which].dtype
+        return None
+
+    @staticmethod
+    def pack_columns(seq, which, n_rows, out, what, pair_what):
+        all_f32 = True
+        for i, item in enumerate(seq):
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise TypeError("%s item %d must be a pair (x, y), got %s"
+                                % (pair_what, i, type(item).__name__))
+            obj = item[which]
+            if not isinstance(obj, np.ndarray) or obj.shape != (n_rows, 1) \
+                    or obj.dtype.kind != "f" or obj.dtype.itemsize not in (4, 8):
+                raise _column_error(what, i, obj, n_rows)
+            out[i] = obj[:, 0]
+            all_f32 = all_f32 and obj.dtype.itemsize == 4
+        return all_f32
+
+
+def _packing_module():
+    from . import _config
+    if _config.use_compiled("_packing"):
+        from . import _packing
+        return _packing
+    return _PythonPacking
+
+
 def pack_pairs(data, which, n_rows, what, pair_what, dtype=None):
     """Stack element ``which`` of each (x, y) pair — (n_rows, 1) columns — into an
     (n, n_rows) C-contiguous matrix, checking every item; rejects NaN/inf.
@@ -124,7 +169,7 @@ def pack_pairs(data, which, n_rows, what, pair_what, dtype=None):
     With ``dtype=None`` the matrix keeps float32 when the first item is float32
     (exact; re-packed as float64 if a later item is not), else float64.
     """
-    from . import _packing
+    _packing = _packing_module()
     n = len(data)
     auto = dtype is None
     if auto:

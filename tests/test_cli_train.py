@@ -2,19 +2,26 @@
 import json
 import os
 import subprocess
+import tempfile
 import sys
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import nndl_fast
+
+# The folder the package under test was imported from (the checkout with an
+# in-place build, or site-packages when installed): subprocesses import the same.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(nndl_fast.__file__)))
 
 
-def run_cli(*args, timeout=120):
+def run_cli(*args, timeout=120, cwd=None):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
                OMP_NUM_THREADS="1")
+    # Not from the checkout's root: "python -m" would import the source tree there.
     return subprocess.run([sys.executable, "-m", "nndl_fast"] + list(args),
-                          capture_output=True, text=True, timeout=timeout, env=env)
+                          capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=cwd or tempfile.gettempdir())
 
 
 def test_train_network_tiny_saves_a_loadable_network(tmp_path):
