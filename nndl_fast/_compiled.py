@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from . import _config, _dense, _shuffle
-from ._validation import check_dtype, check_params
+from ._dense_common import DenseParamsMixin
 
 _controller = None
 
@@ -25,26 +25,8 @@ def blas_single_thread():
         yield
 
 
-class CompiledDenseMixin(object):
+class CompiledDenseMixin(DenseParamsMixin):
     """Adds compiled training and inference to a reference Network class."""
-
-    _dtype = np.dtype(np.float64)
-
-    @property
-    def dtype(self):
-        """Compute dtype of the compiled paths (float64 is the book's)."""
-        return self._dtype
-
-    def _set_dtype(self, dtype):
-        self._dtype = check_dtype(dtype)
-        if self._dtype != np.float64:
-            self.weights = [w.astype(self._dtype) for w in self.weights]
-            self.biases = [b.astype(self._dtype) for b in self.biases]
-
-    def _sync_params(self):
-        """Make weights/biases C-contiguous arrays of the compute dtype, in place."""
-        self.weights, self.biases = check_params(self.weights, self.biases, self.sizes,
-                                                 self._dtype)
 
     def _epoch_threads(self, num_threads):
         """Threads for the training kernel.
@@ -59,9 +41,6 @@ class CompiledDenseMixin(object):
         n_blocks = -(-self.sizes[1] // 16)
         return max(1, min(_config.get_num_threads(), n_blocks // 3))
 
-    def _softmax_output(self):
-        return False
-
     def _forward_matrix(self, X, num_threads=None):
         """Outputs (n, n_out) for inputs X (n, n_in), through the compiled kernel."""
         self._sync_params()
@@ -70,24 +49,6 @@ class CompiledDenseMixin(object):
         with blas_single_thread():
             return _dense.forward(X, self.weights, self.biases,
                                   softmax=self._softmax_output(), num_threads=nt)
-
-    def _predict_labels(self, X):
-        out = self._forward_matrix(X)
-        return np.argmax(out, axis=1)
-
-    def _feedforward_columns(self, a):
-        """Book-style feedforward: a (n_in, 1) column or (n_in, k) columns in, columns out."""
-        a_arr = np.asarray(a)
-        if a_arr.ndim == 1 and a_arr.shape[0] == self.sizes[0]:
-            return self._forward_matrix(a_arr.reshape(1, -1))[0]
-        if a_arr.ndim != 2 or a_arr.shape[0] != self.sizes[0]:
-            raise ValueError("input has shape %s, expected (%d, 1)"
-                             % (a_arr.shape, self.sizes[0]))
-        if a_arr.dtype.kind not in "fiub":
-            raise TypeError("input has dtype %s, expected a real dtype" % a_arr.dtype)
-        if not np.isfinite(a_arr).all():
-            raise ValueError("input contains NaN or infinity")
-        return self._forward_matrix(a_arr.T).T.copy()
 
     def _run_epochs(self, X, Y, training_data, epochs, mini_batch_size, eta, after_epoch,
                     lmbda=0.0, cost=_dense.CostKind.QUADRATIC, reg=_dense.Regularization.L2, momentum=0.0,

@@ -28,7 +28,8 @@ import time
 
 import numpy as np
 
-from ._validation import check_dtype, check_params, pack_training
+from ._dense_common import DenseParamsMixin
+from ._validation import pack_training
 
 __all__ = ["CostKind", "Regularization", "ReferenceDenseMixin", "blas_single_thread",
            "forward", "train_epoch"]
@@ -114,31 +115,12 @@ def train_epoch(X, Y, order, weights, biases, mini_batch_size, eta, lmbda=0.0, n
                 delta = next_delta
 
 
-class ReferenceDenseMixin(object):
+class ReferenceDenseMixin(DenseParamsMixin):
     """``CompiledDenseMixin``'s hooks, computed by the NumPy reference class it is mixed with.
 
     Must come before the reference class in the bases, which supplies
     ``backprop``, ``feedforward``, ``weights``, ``biases`` and ``sizes``.
     """
-
-    _dtype = np.dtype(np.float64)
-
-    @property
-    def dtype(self):
-        """Dtype of the parameters (float64 is the book's)."""
-        return self._dtype
-
-    def _set_dtype(self, dtype):
-        self._dtype = check_dtype(dtype)
-        self._sync_params()
-
-    def _sync_params(self):
-        """Weights/biases as C-contiguous arrays of the chosen dtype, in place."""
-        self.weights, self.biases = check_params(self.weights, self.biases, self.sizes,
-                                                 self._dtype)
-
-    def _softmax_output(self):
-        return False
 
     def _forward_matrix(self, X, num_threads=None):
         """Outputs (n, n_out) for inputs X (n, n_in): the reference feedforward on columns."""
@@ -146,23 +128,6 @@ class ReferenceDenseMixin(object):
         X = np.asarray(X, dtype=self._dtype)
         out = super(ReferenceDenseMixin, self).feedforward(X.T)
         return np.ascontiguousarray(np.asarray(out).T)
-
-    def _predict_labels(self, X):
-        return np.argmax(self._forward_matrix(X), axis=1)
-
-    def _feedforward_columns(self, a):
-        """Book-style feedforward: a (n_in, 1) column or (n_in, k) columns in, columns out."""
-        a_arr = np.asarray(a)
-        if a_arr.ndim == 1 and a_arr.shape[0] == self.sizes[0]:
-            return self._forward_matrix(a_arr.reshape(1, -1))[0]
-        if a_arr.ndim != 2 or a_arr.shape[0] != self.sizes[0]:
-            raise ValueError("input has shape %s, expected (%d, 1)"
-                             % (a_arr.shape, self.sizes[0]))
-        if a_arr.dtype.kind not in "fiub":
-            raise TypeError("input has dtype %s, expected a real dtype" % a_arr.dtype)
-        if not np.isfinite(a_arr).all():
-            raise ValueError("input contains NaN or infinity")
-        return self._forward_matrix(a_arr.T).T.copy()
 
     def _step(self, X, Y, rows, eta, lmbda, n_total, reg, momentum, velocities):
         """One gradient step on the examples ``X[rows]``, ``Y[rows]`` (rows of the packed data)."""

@@ -12,15 +12,8 @@ from libc.string cimport memcpy
 cnp.import_array()
 
 
-def _shape_error(what, Py_ssize_t index, obj, Py_ssize_t n_rows):
-    if not isinstance(obj, np.ndarray):
-        return TypeError("%s %d must be a numpy array of shape (%d, 1), got %s"
-                         % (what, index, n_rows, type(obj).__name__))
-    if obj.shape != (n_rows, 1):
-        return ValueError("%s %d has shape %s, expected (%d, 1)"
-                          % (what, index, obj.shape, n_rows))
-    return TypeError("%s %d has dtype %s, expected float32 or float64"
-                     % (what, index, obj.dtype))
+# One wording of the errors for this loop and for the pure-Python one.
+from nndl_fast._validation import _column_error as _shape_error
 
 
 def pack_columns(seq, int which, Py_ssize_t n_rows, cnp.ndarray out, what, pair_what):

@@ -1,0 +1,46 @@
+"""What the compiled and the pure-Python dense mixins share: the parameters'
+dtype and layout, and the book-style column interface over ``_forward_matrix``.
+"""
+import numpy as np
+
+from ._validation import check_dtype, check_params
+
+
+class DenseParamsMixin(object):
+    """Parameters in one dtype, and feedforward/argmax on top of ``_forward_matrix``."""
+
+    _dtype = np.dtype(np.float64)
+
+    @property
+    def dtype(self):
+        """Dtype of the parameters and of the arithmetic (float64 is the book's)."""
+        return self._dtype
+
+    def _set_dtype(self, dtype):
+        self._dtype = check_dtype(dtype)
+        self._sync_params()
+
+    def _sync_params(self):
+        """Make weights/biases C-contiguous arrays of the chosen dtype, in place."""
+        self.weights, self.biases = check_params(self.weights, self.biases, self.sizes,
+                                                 self._dtype)
+
+    def _softmax_output(self):
+        return False
+
+    def _predict_labels(self, X):
+        return np.argmax(self._forward_matrix(X), axis=1)
+
+    def _feedforward_columns(self, a):
+        """Book-style feedforward: a (n_in, 1) column or (n_in, k) columns in, columns out."""
+        a_arr = np.asarray(a)
+        if a_arr.ndim == 1 and a_arr.shape[0] == self.sizes[0]:
+            return self._forward_matrix(a_arr.reshape(1, -1))[0]
+        if a_arr.ndim != 2 or a_arr.shape[0] != self.sizes[0]:
+            raise ValueError("input has shape %s, expected (%d, 1)"
+                             % (a_arr.shape, self.sizes[0]))
+        if a_arr.dtype.kind not in "fiub":
+            raise TypeError("input has dtype %s, expected a real dtype" % a_arr.dtype)
+        if not np.isfinite(a_arr).all():
+            raise ValueError("input contains NaN or infinity")
+        return self._forward_matrix(a_arr.T).T.copy()
