@@ -44,7 +44,9 @@ class CompiledDenseMixin(DenseParamsMixin):
     def _forward_matrix(self, X, num_threads=None):
         """Outputs (n, n_out) for inputs X (n, n_in), through the compiled kernel."""
         self._sync_params()
-        X = np.ascontiguousarray(X, dtype=self._dtype)
+        X = np.asarray(X)
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(self._dtype)
         nt = _config.resolve_num_threads(num_threads)
         with blas_single_thread():
             return _dense.forward(X, self.weights, self.biases,

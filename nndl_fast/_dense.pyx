@@ -672,36 +672,68 @@ cdef void _forward_chunk(const Plan *p, floating **W, floating **B, const floati
             out[<Py_ssize_t> i * p.sizes[L] + j] = cur[<Py_ssize_t> i * p.padded[L] + j]
 
 
+cdef void _convert_rows(const void *src, bint src_f32, Py_ssize_t n_values,
+                        floating *dst) noexcept nogil:
+    """Inputs of another float type into the compute type (exact for float → double)."""
+    cdef Py_ssize_t j
+    if src_f32:
+        if floating is double:
+            nndl_convert_f2d(<int> n_values, <const float *> src, dst)
+        else:
+            for j in range(n_values):
+                dst[j] = (<const float *> src)[j]
+    else:
+        for j in range(n_values):
+            dst[j] = <floating> (<const double *> src)[j]
+
+
 cdef int _forward_impl(Plan *p, list weights, list biases, cnp.ndarray X,
                        cnp.ndarray out, int chunk, int num_threads,
                        floating dummy) except -1:
     cdef int L = p.n_layers
+    cdef int n_in = p.sizes[0]
     cdef floating **W = <floating **> malloc(sizeof(floating *) * 2 * (L + 1))
     if W == NULL:
         raise MemoryError()
     cdef floating **B = W + (L + 1)
-    cdef int l, max_pad = 1
+    cdef int l, max_pad = 1, tid
     cdef Py_ssize_t n = X.shape[0], n_chunks, c, c0
     cdef int m
-    cdef const floating *xp = <const floating *> cnp.PyArray_DATA(X)
+    cdef bint x_f32 = X.dtype == np.float32
+    cdef bint convert = X.dtype != out.dtype
+    cdef const char *xp = <const char *> cnp.PyArray_DATA(X)
+    cdef Py_ssize_t x_row_bytes = n_in * X.dtype.itemsize
     cdef floating *op = <floating *> cnp.PyArray_DATA(out)
+    cdef const floating *x_chunk
+    cdef floating *buf
     for l in range(1, L + 1):
         W[l] = <floating *> cnp.PyArray_DATA(weights[l - 1])
         B[l] = <floating *> cnp.PyArray_DATA(biases[l - 1])
         if p.padded[l] > max_pad:
             max_pad = p.padded[l]
     n_chunks = (n + chunk - 1) // chunk
-    cdef Py_ssize_t per_chunk = 2 * max_pad * chunk
-    scratch_arr = np.empty((n_chunks, per_chunk), dtype=X.dtype)
+    if num_threads > n_chunks:
+        num_threads = <int> n_chunks
+    # Scratch per thread (not per chunk): activations, and the chunk's inputs
+    # converted to the compute dtype when they come in the other one.
+    cdef Py_ssize_t per_thread = 2 * max_pad * chunk + (<Py_ssize_t> chunk * n_in if convert else 0)
+    scratch_arr = np.empty((num_threads, per_thread), dtype=out.dtype)
     cdef floating *scratch = <floating *> cnp.PyArray_DATA(scratch_arr)
     from cython.parallel import prange
     try:
         with nogil:
             for c in prange(n_chunks, num_threads=num_threads, schedule="static"):
+                tid = omp_get_thread_num()
+                buf = scratch + tid * per_thread
                 c0 = c * chunk
                 m = <int> min(<Py_ssize_t> chunk, n - c0)
-                _forward_chunk(p, W, B, xp + c0 * p.sizes[0], m,
-                               scratch + c * per_chunk, op + c0 * p.sizes[L])
+                if convert:
+                    x_chunk = buf + 2 * max_pad * chunk
+                    _convert_rows(xp + c0 * x_row_bytes, x_f32, <Py_ssize_t> m * n_in,
+                                  <floating *> x_chunk)
+                else:
+                    x_chunk = <const floating *> (xp + c0 * x_row_bytes)
+                _forward_chunk(p, W, B, x_chunk, m, buf, op + c0 * p.sizes[L])
     finally:
         free(W)
     return 0
@@ -711,11 +743,12 @@ def forward(X, list weights, list biases, bint softmax=False, int num_threads=1,
             int chunk=256):
     """Network outputs for every row of ``X``: (n, n_in) → (n, n_out).
 
-    X, weights and biases share one dtype (float32 or float64); weights are
-    C-contiguous (n_out, n_in), biases (n_out, 1). Hidden layers are sigmoid,
-    the output sigmoid or softmax. Examples are processed in chunks of
-    ``chunk``, chunks in parallel; each output row depends only on its own
-    example, so results do not depend on the thread count.
+    Weights and biases share one dtype (float32 or float64), the compute
+    dtype; weights are (n_out, n_in), biases (n_out, 1). ``X`` may be float32 or
+    float64 (converted chunk by chunk, no copy of the whole matrix). Hidden
+    layers are sigmoid, the output sigmoid or softmax. Examples are processed
+    in chunks of ``chunk``, chunks in parallel; each output row depends only on
+    its own example, so results do not depend on the thread count.
     """
     cdef Plan p
     cdef int L = len(weights)
@@ -723,9 +756,12 @@ def forward(X, list weights, list biases, bint softmax=False, int num_threads=1,
     if not isinstance(X, np.ndarray) or X.ndim != 2 or X.dtype not in (np.float32, np.float64):
         raise ValueError("X: expected a 2-D float32/float64 array, got %s"
                          % getattr(X, "dtype", type(X).__name__))
-    dtype = X.dtype
     X = np.ascontiguousarray(X)
-    sizes, _ = _check_layers(weights, biases, dtype)
+    if not X.dtype.isnative:
+        X = X.astype(X.dtype.newbyteorder("="))
+    if L < 1 or not isinstance(weights[0], np.ndarray):
+        raise ValueError("expected a list of weight arrays, got %r" % (weights[:1],))
+    sizes, dtype = _check_layers(weights, biases)
     if sizes[0] != X.shape[1]:
         raise ValueError("X has %d columns, expected %d" % (X.shape[1], sizes[0]))
     if chunk < 1 or num_threads < 1:
@@ -740,6 +776,13 @@ def forward(X, list weights, list biases, bint softmax=False, int num_threads=1,
     cdef cnp.ndarray X_arr = X
     if X.shape[0] == 0:
         return out
+    packed_w = [pack_weights(w) for w in weights]
+    packed_b = [pack_bias(b) for b in biases]
+    if dtype == np.float64:
+        _forward_impl(&p, packed_w, packed_b, X_arr, out, chunk, num_threads, <double> 0)
+    else:
+        _forward_impl(&p, packed_w, packed_b, X_arr, out, chunk, num_threads, <float> 0)
+    return out
     packed_w = [pack_weights(w) for w in weights]
     packed_b = [pack_bias(b) for b in biases]
     if dtype == np.float64:
