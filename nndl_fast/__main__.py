@@ -155,8 +155,9 @@ def _train_network(args, sizes):
     training_data, _, test_data = _load_lists(args)
     net = network.Network(sizes, dtype=args.dtype)
     net._print_epoch_time = True
-    print("network.Network(%s), %d epochs, mini-batch %d, eta %g, %s, %d thread(s)"
-          % (sizes, args.epochs, args.batch, args.eta, args.dtype, nndl_fast.get_num_threads()))
+    threads = net._epoch_threads(args.threads) if nndl_fast._config.use_compiled() else 1
+    print("network.Network(%s), %d epochs, mini-batch %d, eta %g, %s, %d training thread(s)"
+          % (sizes, args.epochs, args.batch, args.eta, args.dtype, threads))
     t0 = time.perf_counter()
     with _training_block(args, args.epochs):
         net.SGD(training_data, args.epochs, args.batch, args.eta, test_data=test_data)
