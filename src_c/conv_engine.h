@@ -1,0 +1,472 @@
+/* Training (a chunk of mini-batches in one OpenMP team) and inference, written
+ * once for REAL = float/double (included twice by convnet.c).
+ *
+ * Parallel scheme of one mini-batch (m examples); every step is an `omp for`
+ * with a static schedule whose work items do not depend on the thread count,
+ * and every reduction runs in a fixed order, so the results are bitwise the
+ * same for 1 and N threads:
+ *
+ *  1. conv forward, per image (all conv layers of image i in one work item):
+ *     im2col, z = W·col (GEMM), max-pool, act(pooled + b).           | barrier
+ *  2. per dense layer, per block of input rows r0..r1 (fixed size):
+ *     finish the previous dense layer's outputs for columns r0..r1 (sum of its
+ *     partial products in block order, + b, act), dropout, then the partial
+ *     product x[:, r0:r1]·W[r0:r1, :].                                 | barrier
+ *  3. softmax: every thread sums the last partials, softmax, dz (privately).
+ *  4. per dense layer from the top, per row block: dx[:, r0:r1] = dz·W[r0:r1]^T
+ *     (old weights), then W[r0:r1] ← (1 − η·reg)·W[r0:r1] − η·x[:, r0:r1]^T·dz.
+ *     A thread reads and writes only its own rows of W, so no one updates
+ *     what another still reads; the row blocks stay in the same thread's cache
+ *     for forward and backward.                                           | barrier
+ *  5. conv backward, per image, from the top conv layer down: pool gradient,
+ *     the image's filter gradient (GEMM dz·col^T), input gradient (W^T·dz,
+ *     col2im).                                                             | barrier
+ *  6. conv updates by parameter elements, summing the per-image gradients in
+ *     image order.                                                         | barrier
+ */
+
+typedef struct {
+    REAL *col, *z, *pm, *a, *delta, *gwp, *gbp;   /* conv */
+    REAL *xd, *mask, *part;                       /* dense */
+    int block, n_blocks;
+} SFX(nf_buf);
+
+#define NF_GEMM(net) (SFX_GEMM(net))
+
+static int SFX(alloc_all)(REAL **p, size_t n, int *ok)
+{
+    *p = NULL;
+    if (n == 0)
+        return 1;
+    *p = (REAL *)malloc(n * sizeof(REAL));
+    if (!*p)
+        *ok = 0;
+    return *ok;
+}
+
+static void SFX(free_bufs)(SFX(nf_buf) *B, int L)
+{
+    for (int l = 0; l < L; l++) {
+        free(B[l].col); free(B[l].z); free(B[l].pm); free(B[l].a); free(B[l].delta);
+        free(B[l].gwp); free(B[l].gbp); free(B[l].xd); free(B[l].mask); free(B[l].part);
+    }
+}
+
+/* Conv layer forward for one image: col, z, pm, a (all of that image). */
+static void SFX(conv_image_forward)(const nf_net *net, const nf_layer *ly, const REAL *in,
+                                    REAL *col, REAL *z, REAL *pm, REAL *a)
+{
+    const int K = ly->c_in * ly->kh * ly->kw, P = ly->hc * ly->wc, F = ly->n_filt;
+    const int Q = ly->ho * ly->wo;
+    const REAL *w = (const REAL *)ly->w, *b = (const REAL *)ly->b;
+    SFX(im2col)(in, col, ly->c_in, ly->h_in, ly->w_in, ly->kh, ly->kw);
+    NF_GEMM(net)(0, 0, F, P, K, (REAL)1, w, K, col, P, (REAL)0, z, P);
+    SFX(pool_max)(z, pm, F, ly->hc, ly->wc, ly->ph, ly->pw);
+    for (int f = 0; f < F; f++)
+        for (int q = 0; q < Q; q++)
+            a[f * Q + q] = SFX(act)(ly->act, pm[f * Q + q] + b[f]);
+}
+
+int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_batches,
+                  int m, double eta, double reg, int64_t first_step)
+{
+    const int L = net->n_layers, NC = net->n_conv;
+    const int nt = net->n_threads > 0 ? net->n_threads : 1;
+    const int n_in0 = net->layers[0].n_in;
+    const nf_layer *last = &net->layers[L - 1];
+    const int n_cls = last->n_out;
+    SFX(nf_buf) B[NF_MAX_LAYERS];
+    int ok = 1, max_out = 1;
+    REAL *priv = NULL;
+    size_t priv_size;
+
+    memset(B, 0, sizeof(B));
+    for (int l = 0; l < L; l++) {
+        const nf_layer *ly = &net->layers[l];
+        if (ly->kind == NF_CONV) {
+            const size_t K = (size_t)ly->c_in * ly->kh * ly->kw, P = (size_t)ly->hc * ly->wc;
+            SFX(alloc_all)(&B[l].col, m * K * P, &ok);
+            SFX(alloc_all)(&B[l].z, (size_t)m * ly->n_filt * P, &ok);
+            SFX(alloc_all)(&B[l].pm, (size_t)m * ly->n_out, &ok);
+            SFX(alloc_all)(&B[l].a, (size_t)m * ly->n_out, &ok);
+            SFX(alloc_all)(&B[l].delta, (size_t)m * ly->n_out, &ok);
+            SFX(alloc_all)(&B[l].gwp, (size_t)m * ly->n_filt * K, &ok);
+            SFX(alloc_all)(&B[l].gbp, (size_t)m * ly->n_filt, &ok);
+        } else {
+            B[l].block = nf_dense_block(ly->n_in);
+            B[l].n_blocks = (ly->n_in + B[l].block - 1) / B[l].block;
+            SFX(alloc_all)(&B[l].part, (size_t)B[l].n_blocks * m * ly->n_out, &ok);
+            if (ly->p_dropout > 0) {
+                SFX(alloc_all)(&B[l].xd, (size_t)m * ly->n_in, &ok);
+                SFX(alloc_all)(&B[l].mask, (size_t)m * ly->n_in, &ok);
+            }
+            if (l < L - 1) {
+                SFX(alloc_all)(&B[l].a, (size_t)m * ly->n_out, &ok);
+                SFX(alloc_all)(&B[l].delta, (size_t)m * ly->n_out, &ok);
+            }
+            if (ly->n_out > max_out)
+                max_out = ly->n_out;
+        }
+    }
+    /* per thread: dz (m, max_out), softmax logits and probabilities (m, n_cls) */
+    priv_size = (size_t)m * max_out + 2 * (size_t)m * n_cls;
+    SFX(alloc_all)(&priv, priv_size * nt, &ok);
+    if (!ok) {
+        SFX(free_bufs)(B, L);
+        free(priv);
+        return -1;
+    }
+
+#pragma omp parallel num_threads(nt)
+    {
+        const int tid = nf_thread_num();
+        REAL *dz = priv + priv_size * tid;
+        REAL *zs = dz + (size_t)m * max_out;
+        REAL *ps = zs + (size_t)m * n_cls;
+
+        for (int64_t batch = 0; batch < n_batches; batch++) {
+            const REAL *xb = x + (size_t)batch * m * n_in0;
+            const int64_t *yb = y + (size_t)batch * m;
+            const int64_t step = first_step + batch;
+
+            /* 1. conv forward, per image */
+            if (NC > 0) {
+#pragma omp for schedule(static)
+                for (int i = 0; i < m; i++) {
+                    const REAL *in = xb + (size_t)i * n_in0;
+                    for (int l = 0; l < NC; l++) {
+                        const nf_layer *ly = &net->layers[l];
+                        const size_t K = (size_t)ly->c_in * ly->kh * ly->kw;
+                        const size_t P = (size_t)ly->hc * ly->wc;
+                        REAL *a = B[l].a + (size_t)i * ly->n_out;
+                        SFX(conv_image_forward)(net, ly, in, B[l].col + i * K * P,
+                                                B[l].z + i * ly->n_filt * P,
+                                                B[l].pm + (size_t)i * ly->n_out, a);
+                        in = a;
+                    }
+                }
+            }
+
+            /* 2. dense forward, per block of input rows */
+            for (int l = NC; l < L; l++) {
+                const nf_layer *ly = &net->layers[l];
+                const int n_in = ly->n_in, n_out = ly->n_out, nb = B[l].n_blocks;
+                const REAL *in = l == 0 ? xb : B[l - 1].a;
+                const REAL *w = (const REAL *)ly->w;
+#pragma omp for schedule(static)
+                for (int blk = 0; blk < nb; blk++) {
+                    const int r0 = blk * B[l].block;
+                    const int r1 = r0 + B[l].block < n_in ? r0 + B[l].block : n_in;
+                    const REAL *src = in;
+                    if (l > NC) {   /* finish the previous dense layer's columns r0..r1 */
+                        const nf_layer *pl = &net->layers[l - 1];
+                        const REAL *pb = (const REAL *)pl->b, *part = B[l - 1].part;
+                        const size_t stride = (size_t)m * n_in;
+                        for (int i = 0; i < m; i++)
+                            for (int j = r0; j < r1; j++) {
+                                const size_t e = (size_t)i * n_in + j;
+                                REAL s = part[e];
+                                for (int q = 1; q < B[l - 1].n_blocks; q++)
+                                    s += part[q * stride + e];
+                                B[l - 1].a[e] = SFX(act)(pl->act, s + pb[j]);
+                            }
+                    }
+                    if (ly->p_dropout > 0) {
+                        SFX(dropout_rows)(net->dropout_seed, l, step, ly->p_dropout, m, n_in,
+                                          r0, r1, in, B[l].mask, B[l].xd);
+                        src = B[l].xd;
+                    }
+                    NF_GEMM(net)(0, 0, m, n_out, r1 - r0, (REAL)1, src + r0, n_in,
+                                 w + (size_t)r0 * n_out, n_out, (REAL)0,
+                                 B[l].part + (size_t)blk * m * n_out, n_out);
+                }
+            }
+
+            /* 3. softmax and its delta, privately in every thread */
+            {
+                const size_t stride = (size_t)m * n_cls;
+                const REAL *lb = (const REAL *)last->b;
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n_cls; j++) {
+                        const size_t e = (size_t)i * n_cls + j;
+                        REAL s = B[L - 1].part[e];
+                        for (int q = 1; q < B[L - 1].n_blocks; q++)
+                            s += B[L - 1].part[q * stride + e];
+                        zs[e] = s + lb[j];
+                    }
+                SFX(softmax_nll)(zs, yb, ps, dz, m, n_cls);
+            }
+            /* everyone has read the softmax bias before its owner updates it */
+#pragma omp barrier
+
+            /* 4. dense backward, from the top */
+            for (int l = L - 1; l >= NC; l--) {
+                const nf_layer *ly = &net->layers[l];
+                const int n_in = ly->n_in, n_out = ly->n_out, nb = B[l].n_blocks;
+                REAL *w = (REAL *)ly->w, *b = (REAL *)ly->b;
+                const REAL *xin = ly->p_dropout > 0 ? B[l].xd : (l == 0 ? xb : B[l - 1].a);
+                REAL *din = l > 0 ? B[l - 1].delta : NULL;
+                if (l < L - 1) {
+                    for (int i = 0; i < m; i++)
+                        for (int j = 0; j < n_out; j++) {
+                            const size_t e = (size_t)i * n_out + j;
+                            dz[e] = B[l].delta[e] * SFX(act_prime)(ly->act, B[l].a[e]);
+                        }
+                }
+#pragma omp for schedule(static)
+                for (int blk = 0; blk < nb; blk++) {
+                    const int r0 = blk * B[l].block;
+                    const int r1 = r0 + B[l].block < n_in ? r0 + B[l].block : n_in;
+                    if (din) {
+                        NF_GEMM(net)(0, 1, m, r1 - r0, n_out, (REAL)1, dz, n_out,
+                                     w + (size_t)r0 * n_out, n_out, (REAL)0, din + r0, n_in);
+                        if (ly->p_dropout > 0)
+                            for (int i = 0; i < m; i++)
+                                for (int j = r0; j < r1; j++)
+                                    din[(size_t)i * n_in + j] *= B[l].mask[(size_t)i * n_in + j];
+                    }
+                    NF_GEMM(net)(1, 0, r1 - r0, n_out, m, (REAL)(-eta), xin + r0, n_in, dz,
+                                 n_out, (REAL)(1.0 - eta * reg), w + (size_t)r0 * n_out, n_out);
+                    if (blk == 0)
+                        for (int j = 0; j < n_out; j++) {
+                            REAL s = 0;
+                            for (int i = 0; i < m; i++)
+                                s += dz[(size_t)i * n_out + j];
+                            b[j] -= (REAL)eta * s;
+                        }
+                }
+            }
+
+            if (NC > 0) {
+                /* 5. conv backward, per image */
+#pragma omp for schedule(static)
+                for (int i = 0; i < m; i++) {
+                    for (int l = NC - 1; l >= 0; l--) {
+                        const nf_layer *ly = &net->layers[l];
+                        const int K = ly->c_in * ly->kh * ly->kw, P = ly->hc * ly->wc;
+                        const int F = ly->n_filt, Q = ly->ho * ly->wo;
+                        REAL *col = B[l].col + (size_t)i * K * P;
+                        REAL *zi = B[l].z + (size_t)i * F * P;
+                        REAL *g = B[l].delta + (size_t)i * ly->n_out;
+                        const REAL *a = B[l].a + (size_t)i * ly->n_out;
+                        REAL *gb = B[l].gbp + (size_t)i * F;
+                        for (int f = 0; f < F; f++) {
+                            REAL s = 0;
+                            for (int q = 0; q < Q; q++) {
+                                g[f * Q + q] *= SFX(act_prime)(ly->act, a[f * Q + q]);
+                                s += g[f * Q + q];
+                            }
+                            gb[f] = s;
+                        }
+                        SFX(pool_max_grad)(zi, B[l].pm + (size_t)i * ly->n_out, g, zi, F,
+                                           ly->hc, ly->wc, ly->ph, ly->pw);
+                        NF_GEMM(net)(0, 1, F, K, P, (REAL)1, zi, P, col, P, (REAL)0,
+                                     B[l].gwp + (size_t)i * F * K, K);
+                        if (l > 0) {
+                            NF_GEMM(net)(1, 0, K, P, F, (REAL)1, (const REAL *)ly->w, K, zi, P,
+                                         (REAL)0, col, P);
+                            SFX(col2im)(col, B[l - 1].delta + (size_t)i * net->layers[l - 1].n_out,
+                                        ly->c_in, ly->h_in, ly->w_in, ly->kh, ly->kw);
+                        }
+                    }
+                }
+                /* 6. conv updates */
+                for (int l = 0; l < NC; l++) {
+                    const nf_layer *ly = &net->layers[l];
+                    const int F = ly->n_filt, K = ly->c_in * ly->kh * ly->kw;
+                    REAL *w = (REAL *)ly->w, *b = (REAL *)ly->b;
+                    const REAL *gwp = B[l].gwp, *gbp = B[l].gbp;
+#pragma omp for schedule(static)
+                    for (int e = 0; e < F * K + F; e++) {
+                        if (e < F * K) {
+                            REAL s = gwp[e];
+                            for (int i = 1; i < m; i++)
+                                s += gwp[(size_t)i * F * K + e];
+                            w[e] -= (REAL)eta * (s + (REAL)reg * w[e]);
+                        } else {
+                            const int f = e - F * K;
+                            REAL s = gbp[f];
+                            for (int i = 1; i < m; i++)
+                                s += gbp[(size_t)i * F + f];
+                            b[f] -= (REAL)eta * s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    SFX(free_bufs)(B, L);
+    free(priv);
+    return 0;
+}
+
+/* Inference: chunks of NF_CHUNK images, each chunk through the whole network by
+ * one thread (conv per image, dense layers as one GEMM per chunk). */
+#ifndef NF_CHUNK
+#define NF_CHUNK 64
+#endif
+
+int SFX(nf_predict)(const nf_net *net, const REAL *x, int64_t n, REAL *out)
+{
+    const int L = net->n_layers, NC = net->n_conv;
+    const int nt = net->n_threads > 0 ? net->n_threads : 1;
+    const int n_in0 = net->layers[0].n_in, n_cls = net->layers[L - 1].n_out;
+    const int64_t n_chunks = (n + NF_CHUNK - 1) / NF_CHUNK;
+    size_t off[NF_MAX_LAYERS + 1], col_size = 0, z_size = 0, pm_size = 0, per_thread;
+    REAL *scratch = NULL;
+    int ok = 1;
+
+    /* per thread: col, z, pm of one image (largest layer), then each layer's
+     * outputs for a chunk */
+    off[0] = 0;
+    for (int l = 0; l < L; l++) {
+        const nf_layer *ly = &net->layers[l];
+        if (ly->kind == NF_CONV) {
+            const size_t K = (size_t)ly->c_in * ly->kh * ly->kw, P = (size_t)ly->hc * ly->wc;
+            if (K * P > col_size) col_size = K * P;
+            if ((size_t)ly->n_filt * P > z_size) z_size = (size_t)ly->n_filt * P;
+            if ((size_t)ly->n_out > pm_size) pm_size = ly->n_out;
+        }
+        off[l + 1] = off[l] + (size_t)NF_CHUNK * ly->n_out;
+    }
+    per_thread = col_size + z_size + pm_size + off[L];
+    SFX(alloc_all)(&scratch, per_thread * nt, &ok);
+    if (!ok)
+        return -1;
+
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int64_t ch = 0; ch < n_chunks; ch++) {
+        REAL *col = scratch + per_thread * nf_thread_num();
+        REAL *z = col + col_size, *pm = z + z_size, *outs = pm + pm_size;
+        const int64_t start = ch * NF_CHUNK;
+        const int cnt = (int)(n - start < NF_CHUNK ? n - start : NF_CHUNK);
+        const REAL *xc = x + (size_t)start * n_in0;
+        for (int i = 0; i < cnt; i++) {
+            const REAL *in = xc + (size_t)i * n_in0;
+            for (int l = 0; l < NC; l++) {
+                const nf_layer *ly = &net->layers[l];
+                REAL *a = outs + off[l] + (size_t)i * ly->n_out;
+                SFX(conv_image_forward)(net, ly, in, col, z, pm, a);
+                in = a;
+            }
+        }
+        for (int l = NC; l < L; l++) {
+            const nf_layer *ly = &net->layers[l];
+            const REAL *in = l == 0 ? xc : outs + off[l - 1];
+            REAL *o = l == L - 1 ? out + (size_t)start * n_cls : outs + off[l];
+            const REAL *b = (const REAL *)ly->b;
+            NF_GEMM(net)(0, 0, cnt, ly->n_out, ly->n_in, (REAL)(1.0 - ly->p_dropout), in,
+                         ly->n_in, (const REAL *)ly->w, ly->n_out, (REAL)0, o, ly->n_out);
+            for (int i = 0; i < cnt; i++) {
+                REAL *oi = o + (size_t)i * ly->n_out;
+                if (ly->kind == NF_SOFTMAX) {
+                    REAL mx, s = 0;
+                    for (int j = 0; j < ly->n_out; j++)
+                        oi[j] += b[j];
+                    mx = oi[0];
+                    for (int j = 1; j < ly->n_out; j++)
+                        if (oi[j] > mx) mx = oi[j];
+                    for (int j = 0; j < ly->n_out; j++) {
+                        oi[j] = EXP(oi[j] - mx);
+                        s += oi[j];
+                    }
+                    for (int j = 0; j < ly->n_out; j++)
+                        oi[j] /= s;
+                } else {
+                    for (int j = 0; j < ly->n_out; j++)
+                        oi[j] = SFX(act)(ly->act, oi[j] + b[j]);
+                }
+            }
+        }
+    }
+    free(scratch);
+    return 0;
+}
+
+/* ------------------------------------------------------------ test hooks */
+void SFX(nf_conv_forward)(SFX_GEMM_T g, const REAL *x, const REAL *w, REAL *z, int m, int c,
+                          int h, int wd, int f, int kh, int kw, int nt)
+{
+    const int hc = h - kh + 1, wc = wd - kw + 1, K = c * kh * kw, P = hc * wc;
+#pragma omp parallel num_threads(nt)
+    {
+        REAL *col = (REAL *)malloc((size_t)K * P * sizeof(REAL));
+#pragma omp for schedule(static)
+        for (int i = 0; i < m; i++) {
+            if (!col) continue;
+            SFX(im2col)(x + (size_t)i * c * h * wd, col, c, h, wd, kh, kw);
+            g(0, 0, f, P, K, (REAL)1, w, K, col, P, (REAL)0, z + (size_t)i * f * P, P);
+        }
+        free(col);
+    }
+}
+
+/* gw (F, K) = Σ_i dz_i·col_i^T (images in order); dx (m, C, h, w) when not NULL. */
+int SFX(nf_conv_grad)(SFX_GEMM_T g, const REAL *x, const REAL *w, const REAL *dz, REAL *gw,
+                      REAL *dx, int m, int c, int h, int wd, int f, int kh, int kw, int nt)
+{
+    const int hc = h - kh + 1, wc = wd - kw + 1, K = c * kh * kw, P = hc * wc;
+    REAL *gwp = (REAL *)malloc(((size_t)m * f * K + 1) * sizeof(REAL));
+    int ok = gwp != NULL;
+    if (!ok)
+        return -1;
+#pragma omp parallel num_threads(nt)
+    {
+        REAL *col = (REAL *)malloc((size_t)K * P * sizeof(REAL));
+        if (!col) {
+#pragma omp atomic write
+            ok = 0;
+        }
+#pragma omp for schedule(static)
+        for (int i = 0; i < m; i++) {
+            if (!col) continue;
+            const REAL *dzi = dz + (size_t)i * f * P;
+            SFX(im2col)(x + (size_t)i * c * h * wd, col, c, h, wd, kh, kw);
+            g(0, 1, f, K, P, (REAL)1, dzi, P, col, P, (REAL)0, gwp + (size_t)i * f * K, K);
+            if (dx) {
+                g(1, 0, K, P, f, (REAL)1, w, K, dzi, P, (REAL)0, col, P);
+                SFX(col2im)(col, dx + (size_t)i * c * h * wd, c, h, wd, kh, kw);
+            }
+        }
+#pragma omp for schedule(static)
+        for (int e = 0; e < f * K; e++) {
+            REAL s = 0;
+            for (int i = 0; i < m; i++)
+                s += gwp[(size_t)i * f * K + e];
+            gw[e] = s;
+        }
+        free(col);
+    }
+    free(gwp);
+    return ok ? 0 : -1;
+}
+
+void SFX(nf_pool_forward)(const REAL *z, REAL *pooled, int n, int hc, int wc, int ph, int pw,
+                          int nt)
+{
+    const int ho = hc / ph, wo = wc / pw;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int i = 0; i < n; i++)
+        SFX(pool_max)(z + (size_t)i * hc * wc, pooled + (size_t)i * ho * wo, 1, hc, wc, ph, pw);
+}
+
+void SFX(nf_pool_backward)(const REAL *z, const REAL *pooled, const REAL *dpooled, REAL *dz,
+                           int n, int hc, int wc, int ph, int pw, int nt)
+{
+    const int ho = hc / ph, wo = wc / pw;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int i = 0; i < n; i++)
+        SFX(pool_max_grad)(z + (size_t)i * hc * wc, pooled + (size_t)i * ho * wo,
+                           dpooled + (size_t)i * ho * wo, dz + (size_t)i * hc * wc, 1, hc, wc,
+                           ph, pw);
+}
+
+double SFX(nf_softmax_nll)(const REAL *z, const int64_t *y, REAL *p, REAL *dz, int m, int k)
+{
+    return SFX(softmax_nll)(z, y, p, dz, m, k);
+}
+
+void SFX(nf_dropout_mask)(uint64_t seed, int layer, int64_t step, int64_t n, double p, REAL *out)
+{
+    SFX(dropout_rows)(seed, layer, step, p, 1, (int)n, 0, (int)n, NULL, out, NULL);
+}

@@ -1,0 +1,158 @@
+/* Per-image kernels of the conv family, written once for REAL = float/double
+ * (convnet.c includes this file twice; SFX(name) appends _f or _d).
+ *
+ * Convolution layout: the image's im2col matrix col (K, P), K = C*kh*kw,
+ * P = hc*wc, holds in row  c*kh*kw + (kh-1-u)*kw + (kw-1-v)  the inputs
+ * x[c, y+u, x+v]; the row order is flipped so that the filters, read as an
+ * (F, K) matrix without any copy, perform Theano's true convolution:
+ *     z (F, P) = W (F, K) · col (K, P).
+ */
+
+static inline REAL SFX(act)(int act, REAL z)
+{
+    switch (act) {
+    case NF_SIGMOID: return (REAL)1 / ((REAL)1 + EXP(-z));
+    case NF_TANH:    return TANH(z);
+    case NF_RELU:    return z > 0 ? z : (REAL)0;
+    default:         return z;
+    }
+}
+
+/* The activation's derivative, from its output a. */
+static inline REAL SFX(act_prime)(int act, REAL a)
+{
+    switch (act) {
+    case NF_SIGMOID: return a * ((REAL)1 - a);
+    case NF_TANH:    return (REAL)1 - a * a;
+    case NF_RELU:    return a > 0 ? (REAL)1 : (REAL)0;
+    default:         return (REAL)1;
+    }
+}
+
+static void SFX(im2col)(const REAL *in, REAL *col, int c_in, int h, int w, int kh, int kw)
+{
+    const int hc = h - kh + 1, wc = w - kw + 1, P = hc * wc;
+    for (int c = 0; c < c_in; c++)
+        for (int u = 0; u < kh; u++)
+            for (int v = 0; v < kw; v++) {
+                REAL *dst = col + (size_t)(c * kh * kw + (kh - 1 - u) * kw + (kw - 1 - v)) * P;
+                const REAL *src = in + (size_t)c * h * w + (size_t)u * w + v;
+                for (int y = 0; y < hc; y++)
+                    memcpy(dst + (size_t)y * wc, src + (size_t)y * w, wc * sizeof(REAL));
+            }
+}
+
+/* dx (C, h, w) = the col2im scatter-add of dcol (K, P); dx is overwritten. */
+static void SFX(col2im)(const REAL *dcol, REAL *dx, int c_in, int h, int w, int kh, int kw)
+{
+    const int hc = h - kh + 1, wc = w - kw + 1, P = hc * wc;
+    memset(dx, 0, (size_t)c_in * h * w * sizeof(REAL));
+    for (int c = 0; c < c_in; c++)
+        for (int u = 0; u < kh; u++)
+            for (int v = 0; v < kw; v++) {
+                const REAL *src = dcol + (size_t)(c * kh * kw + (kh - 1 - u) * kw + (kw - 1 - v)) * P;
+                REAL *dst = dx + (size_t)c * h * w + (size_t)u * w + v;
+                for (int y = 0; y < hc; y++) {
+                    const REAL *s = src + (size_t)y * wc;
+                    REAL *d = dst + (size_t)y * w;
+                    for (int x = 0; x < wc; x++)
+                        d[x] += s[x];
+                }
+            }
+}
+
+/* pooled (n, ho, wo) = max over ph x pw windows of z (n, hc, wc), border ignored. */
+static void SFX(pool_max)(const REAL *z, REAL *pooled, int n, int hc, int wc, int ph, int pw)
+{
+    const int ho = hc / ph, wo = wc / pw;
+    for (int f = 0; f < n; f++) {
+        const REAL *zf = z + (size_t)f * hc * wc;
+        REAL *pf = pooled + (size_t)f * ho * wo;
+        for (int oy = 0; oy < ho; oy++) {
+            for (int ox = 0; ox < wo; ox++) {
+                const REAL *win = zf + (size_t)oy * ph * wc + (size_t)ox * pw;
+                REAL mx = win[0];
+                for (int dy = 0; dy < ph; dy++)
+                    for (int dx = 0; dx < pw; dx++) {
+                        REAL v = win[(size_t)dy * wc + dx];
+                        if (v > mx)
+                            mx = v;
+                    }
+                pf[oy * wo + ox] = mx;
+            }
+        }
+    }
+}
+
+/* dz (n, hc, wc) from d pooled: every input equal to its window's max receives
+ * the window's gradient (Theano's rule); the ignored border gets zero. dz may be z. */
+static void SFX(pool_max_grad)(const REAL *z, const REAL *pooled, const REAL *dpooled, REAL *dz,
+                               int n, int hc, int wc, int ph, int pw)
+{
+    const int ho = hc / ph, wo = wc / pw;
+    for (int f = 0; f < n; f++) {
+        const REAL *zf = z + (size_t)f * hc * wc;
+        REAL *df = dz + (size_t)f * hc * wc;
+        const REAL *pf = pooled + (size_t)f * ho * wo;
+        const REAL *gf = dpooled + (size_t)f * ho * wo;
+        for (int y = 0; y < hc; y++) {
+            const int oy = y / ph;
+            for (int x = 0; x < wc; x++) {
+                const size_t i = (size_t)y * wc + x;
+                if (oy < ho && x < wo * pw) {
+                    const int o = oy * wo + x / pw;
+                    df[i] = zf[i] == pf[o] ? gf[o] : (REAL)0;
+                } else {
+                    df[i] = 0;
+                }
+            }
+        }
+    }
+}
+
+/* Softmax of rows z (m, k) into p; dz = (p - onehot(y)) / m; returns the mean NLL. */
+static double SFX(softmax_nll)(const REAL *z, const int64_t *y, REAL *p, REAL *dz, int m, int k)
+{
+    double cost = 0;
+    for (int i = 0; i < m; i++) {
+        const REAL *zi = z + (size_t)i * k;
+        REAL *pi = p + (size_t)i * k;
+        REAL mx = zi[0], s = 0;
+        for (int j = 1; j < k; j++)
+            if (zi[j] > mx)
+                mx = zi[j];
+        for (int j = 0; j < k; j++) {
+            pi[j] = EXP(zi[j] - mx);
+            s += pi[j];
+        }
+        for (int j = 0; j < k; j++)
+            pi[j] /= s;
+        cost -= log((double)pi[y[i]]);
+        if (dz) {
+            REAL *di = dz + (size_t)i * k;
+            for (int j = 0; j < k; j++)
+                di[j] = (pi[j] - (j == y[i] ? (REAL)1 : (REAL)0)) / (REAL)m;
+        }
+    }
+    return cost / m;
+}
+
+/* The keep-mask of elements [e0, e0 + n) of layer `layer` at `step` (see
+ * reference.network3.dropout_mask): out[e] = 1 keeps, 0 drops; scaled by `scale_in`
+ * (the inputs) into xd when xd is not NULL. */
+static void SFX(dropout_rows)(uint64_t seed, int layer, int64_t step, double p, int m,
+                              int n_in, int r0, int r1, const REAL *in, REAL *mask, REAL *xd)
+{
+    const uint64_t base = nf_mix(nf_mix(seed + (uint64_t)layer) ^ (uint64_t)step);
+    const double keep = 1.0 - p;
+    for (int i = 0; i < m; i++) {
+        for (int j = r0; j < r1; j++) {
+            const size_t e = (size_t)i * n_in + j;
+            const uint64_t h = nf_mix(base ^ (uint64_t)e);
+            const REAL k = ((double)(h >> 11) * (1.0 / 9007199254740992.0)) < keep ? (REAL)1 : (REAL)0;
+            mask[e] = k;
+            if (xd)
+                xd[e] = in[e] * k;
+        }
+    }
+}
