@@ -63,8 +63,7 @@ static void SFX(conv_image_forward)(const nf_net *net, const nf_layer *ly, const
     NF_GEMM(net)(0, 0, F, P, K, (REAL)1, w, K, col, P, (REAL)0, z, P);
     SFX(pool_max)(z, pm, F, ly->hc, ly->wc, ly->ph, ly->pw);
     for (int f = 0; f < F; f++)
-        for (int q = 0; q < Q; q++)
-            a[f * Q + q] = SFX(act)(ly->act, pm[f * Q + q] + b[f]);
+        SFX(act_rows)(ly->act, pm + (size_t)f * Q, b[f], a + (size_t)f * Q, Q);
 }
 
 int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_batches,
@@ -250,12 +249,11 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
                         REAL *g = B[l].delta + (size_t)i * ly->n_out;
                         const REAL *a = B[l].a + (size_t)i * ly->n_out;
                         REAL *gb = B[l].gbp + (size_t)i * F;
+                        SFX(mul_act_prime)(ly->act, a, g, F * Q);
                         for (int f = 0; f < F; f++) {
                             REAL s = 0;
-                            for (int q = 0; q < Q; q++) {
-                                g[f * Q + q] *= SFX(act_prime)(ly->act, a[f * Q + q]);
+                            for (int q = 0; q < Q; q++)
                                 s += g[f * Q + q];
-                            }
                             gb[f] = s;
                         }
                         SFX(pool_max_grad)(zi, B[l].pm + (size_t)i * ly->n_out, g, zi, F,

@@ -29,6 +29,50 @@ static inline REAL SFX(act_prime)(int act, REAL a)
     }
 }
 
+/* out[j] = act(in[j] + bias) for n values: the loops GCC vectorises (VEXP is a
+ * branch-free exp for float, libm's exp for double). */
+static void SFX(act_rows)(int act, const REAL *in, REAL bias, REAL *out, int n)
+{
+    switch (act) {
+    case NF_SIGMOID:
+#pragma omp simd
+        for (int j = 0; j < n; j++)
+            out[j] = (REAL)1 / ((REAL)1 + VEXP(-(in[j] + bias)));
+        break;
+    case NF_TANH:
+        for (int j = 0; j < n; j++)
+            out[j] = TANH(in[j] + bias);
+        break;
+    case NF_RELU:
+        for (int j = 0; j < n; j++) {
+            const REAL z = in[j] + bias;
+            out[j] = z > 0 ? z : (REAL)0;
+        }
+        break;
+    default:
+        for (int j = 0; j < n; j++)
+            out[j] = in[j] + bias;
+    }
+}
+
+/* g[j] *= act'(a[j]), the derivative from the output a. */
+static void SFX(mul_act_prime)(int act, const REAL *a, REAL *g, int n)
+{
+    switch (act) {
+    case NF_SIGMOID:
+        for (int j = 0; j < n; j++) g[j] *= a[j] * ((REAL)1 - a[j]);
+        break;
+    case NF_TANH:
+        for (int j = 0; j < n; j++) g[j] *= (REAL)1 - a[j] * a[j];
+        break;
+    case NF_RELU:
+        for (int j = 0; j < n; j++) g[j] = a[j] > 0 ? g[j] : (REAL)0;
+        break;
+    default:
+        break;
+    }
+}
+
 static void SFX(im2col)(const REAL *in, REAL *col, int c_in, int h, int w, int kh, int kw)
 {
     const int hc = h - kh + 1, wc = w - kw + 1, P = hc * wc;
@@ -66,19 +110,27 @@ static void SFX(pool_max)(const REAL *z, REAL *pooled, int n, int hc, int wc, in
 {
     const int ho = hc / ph, wo = wc / pw;
     for (int f = 0; f < n; f++) {
-        const REAL *zf = z + (size_t)f * hc * wc;
-        REAL *pf = pooled + (size_t)f * ho * wo;
         for (int oy = 0; oy < ho; oy++) {
-            for (int ox = 0; ox < wo; ox++) {
-                const REAL *win = zf + (size_t)oy * ph * wc + (size_t)ox * pw;
-                REAL mx = win[0];
-                for (int dy = 0; dy < ph; dy++)
-                    for (int dx = 0; dx < pw; dx++) {
-                        REAL v = win[(size_t)dy * wc + dx];
-                        if (v > mx)
-                            mx = v;
+            const REAL *row = z + ((size_t)f * hc + (size_t)oy * ph) * wc;
+            REAL *pr = pooled + ((size_t)f * ho + oy) * wo;
+            if (ph == 2 && pw == 2) {
+                const REAL *r2 = row + wc;
+                for (int ox = 0; ox < wo; ox++) {
+                    REAL m0 = row[2 * ox] > row[2 * ox + 1] ? row[2 * ox] : row[2 * ox + 1];
+                    REAL m1 = r2[2 * ox] > r2[2 * ox + 1] ? r2[2 * ox] : r2[2 * ox + 1];
+                    pr[ox] = m1 > m0 ? m1 : m0;
+                }
+                continue;
+            }
+            for (int ox = 0; ox < wo; ox++)
+                pr[ox] = row[(size_t)ox * pw];
+            for (int dy = 0; dy < ph; dy++) {
+                const REAL *r = row + (size_t)dy * wc;
+                for (int dx = 0; dx < pw; dx++)
+                    for (int ox = 0; ox < wo; ox++) {
+                        const REAL v = r[(size_t)ox * pw + dx];
+                        pr[ox] = v > pr[ox] ? v : pr[ox];
                     }
-                pf[oy * wo + ox] = mx;
             }
         }
     }
@@ -90,23 +142,39 @@ static void SFX(pool_max_grad)(const REAL *z, const REAL *pooled, const REAL *dp
                                int n, int hc, int wc, int ph, int pw)
 {
     const int ho = hc / ph, wo = wc / pw;
+    REAL pe[wc], ge[wc];
     for (int f = 0; f < n; f++) {
-        const REAL *zf = z + (size_t)f * hc * wc;
-        REAL *df = dz + (size_t)f * hc * wc;
-        const REAL *pf = pooled + (size_t)f * ho * wo;
-        const REAL *gf = dpooled + (size_t)f * ho * wo;
-        for (int y = 0; y < hc; y++) {
-            const int oy = y / ph;
-            for (int x = 0; x < wc; x++) {
-                const size_t i = (size_t)y * wc + x;
-                if (oy < ho && x < wo * pw) {
-                    const int o = oy * wo + x / pw;
-                    df[i] = zf[i] == pf[o] ? gf[o] : (REAL)0;
+        for (int oy = 0; oy < ho; oy++) {
+            const REAL *pr = pooled + ((size_t)f * ho + oy) * wo;
+            const REAL *gr = dpooled + ((size_t)f * ho + oy) * wo;
+            for (int dy = 0; dy < ph; dy++) {
+                const size_t r = ((size_t)f * hc + (size_t)oy * ph + dy) * wc;
+                const REAL *zr = z + r;
+                REAL *dr = dz + r;
+                if (pw == 2) {
+                    /* windows' max and gradient spread over the row, then one
+                     * branch-free (vectorised) comparison */
+                    for (int ox = 0; ox < wo; ox++) {
+                        pe[2 * ox] = pe[2 * ox + 1] = pr[ox];
+                        ge[2 * ox] = ge[2 * ox + 1] = gr[ox];
+                    }
+                    for (int x = 0; x < 2 * wo; x++) {
+                        const REAL gv = ge[x], zv = zr[x];   /* unconditional loads */
+                        dr[x] = zv == pe[x] ? gv : (REAL)0;
+                    }
                 } else {
-                    df[i] = 0;
+                    for (int ox = 0; ox < wo; ox++)
+                        for (int dx = 0; dx < pw; dx++) {
+                            const size_t i = (size_t)ox * pw + dx;
+                            dr[i] = zr[i] == pr[ox] ? gr[ox] : (REAL)0;
+                        }
                 }
+                for (int x = wo * pw; x < wc; x++)
+                    dr[x] = 0;
             }
         }
+        for (int y = ho * ph; y < hc; y++)
+            memset(dz + ((size_t)f * hc + y) * wc, 0, (size_t)wc * sizeof(REAL));
     }
 }
 
