@@ -25,6 +25,10 @@
  *     image order.                                                         | barrier
  */
 
+#ifndef NF_GW_SLICE
+#define NF_GW_SLICE 192
+#endif
+
 typedef struct {
     REAL *col, *z, *pm, *a, *delta, *gwp, *gbp;   /* conv */
     REAL *xd, *mask, *part;                       /* dense */
@@ -258,8 +262,12 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
                         }
                         SFX(pool_max_grad)(zi, B[l].pm + (size_t)i * ly->n_out, g, zi, F,
                                            ly->hc, ly->wc, ly->ph, ly->pw);
-                        NF_GEMM(net)(0, 1, F, K, P, (REAL)1, zi, P, col, P, (REAL)0,
-                                     B[l].gwp + (size_t)i * F * K, K);
+                        /* in slices of P: OpenBLAS's small-matrix kernels skip the packing */
+                        for (int p0 = 0; p0 < P; p0 += NF_GW_SLICE) {
+                            const int np = P - p0 < NF_GW_SLICE ? P - p0 : NF_GW_SLICE;
+                            NF_GEMM(net)(0, 1, F, K, np, (REAL)1, zi + p0, P, col + p0, P,
+                                         (REAL)(p0 > 0), B[l].gwp + (size_t)i * F * K, K);
+                        }
                         if (l > 0) {
                             NF_GEMM(net)(1, 0, K, P, F, (REAL)1, (const REAL *)ly->w, K, zi, P,
                                          (REAL)0, col, P);

@@ -81,8 +81,12 @@ static void SFX(im2col)(const REAL *in, REAL *col, int c_in, int h, int w, int k
             for (int v = 0; v < kw; v++) {
                 REAL *dst = col + (size_t)(c * kh * kw + (kh - 1 - u) * kw + (kw - 1 - v)) * P;
                 const REAL *src = in + (size_t)c * h * w + (size_t)u * w + v;
-                for (int y = 0; y < hc; y++)
-                    memcpy(dst + (size_t)y * wc, src + (size_t)y * w, wc * sizeof(REAL));
+                for (int y = 0; y < hc; y++) {
+                    REAL *d = dst + (size_t)y * wc;
+                    const REAL *sr = src + (size_t)y * w;
+                    for (int x = 0; x < wc; x++)   /* rows are short: no memcpy call */
+                        d[x] = sr[x];
+                }
             }
 }
 
