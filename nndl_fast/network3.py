@@ -69,8 +69,19 @@ _blas_ctx = None
 
 
 class _SingleThreadBlas(object):
+    """BLAS held to one thread while our OpenMP team (of n_threads) runs.
+
+    With one thread of our own there is nothing to fight over, and the limit
+    (which costs milliseconds to set) is skipped.
+    """
+
+    def __init__(self, n_threads=2):
+        self.active = n_threads > 1
+
     def __enter__(self):
         global _blas_users, _blas_ctx
+        if not self.active:
+            return
         with _blas_lock:
             if _blas_users == 0:
                 from ._compiled import blas_single_thread
@@ -80,6 +91,8 @@ class _SingleThreadBlas(object):
 
     def __exit__(self, *exc):
         global _blas_users, _blas_ctx
+        if not self.active:
+            return False
         with _blas_lock:
             _blas_users -= 1
             if _blas_users == 0:
@@ -157,13 +170,19 @@ class Network(_ref.Network):
     # --- compiled paths -------------------------------------------------
     def _train_batches(self, x, y, first, count, eta, lmbda, num_training_batches):
         spec = self._spec()
-        if spec is None:
-            return super(Network, self)._train_batches(x, y, first, count, eta, lmbda,
-                                                       num_training_batches)
-        with _SingleThreadBlas():
-            _convnet().train(spec, x, y, first, count, self.mini_batch_size, float(eta),
+        m = self.mini_batch_size
+        if spec is None:   # an activation we have no kernel for: the NumPy reference
+            for k in range(first, first + count):
+                _ref.Network.train_mini_batch(self, x[k * m:(k + 1) * m], y[k * m:(k + 1) * m],
+                                              eta, lmbda, num_training_batches)
+            return
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        y = np.ascontiguousarray(y, dtype=np.int64)
+        nt = self._threads()
+        with _SingleThreadBlas(nt):
+            _convnet().train(spec, x, y, first, count, m, float(eta),
                              float(lmbda) / num_training_batches, self.step,
-                             self.dropout_seed & 0xFFFFFFFFFFFFFFFF, self._threads())
+                             self.dropout_seed & 0xFFFFFFFFFFFFFFFF, nt)
         self.step += count
 
     def train_mini_batch(self, x, y, eta, lmbda=0.0, num_training_batches=1):
@@ -182,10 +201,14 @@ class Network(_ref.Network):
             return super(Network, self).predict_proba(x)
         x = _ref._value(x)
         x = np.ascontiguousarray(x.reshape(len(x), -1), dtype=self.dtype)
-        with _SingleThreadBlas():
-            return _convnet().predict(spec, x, self._threads())
+        nt = self._threads()
+        with _SingleThreadBlas(nt):
+            return _convnet().predict(spec, x, nt)
 
     def feedforward(self, x):
+        """Outputs of the last layer for inputs x (n, n_in)."""
+        if self._spec() is None:
+            return super(Network, self).feedforward(x)
         return self.predict_proba(x)
 
     def SGD(self, training_data, epochs, mini_batch_size, eta,
