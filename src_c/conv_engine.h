@@ -6,6 +6,9 @@
  * and every reduction runs in a fixed order, so the results are bitwise the
  * same for 1 and N threads:
  *
+ * (`omp for nowait` + our own barrier, see convnet.c; the static schedule gives
+ * every thread the same iterations in every loop of the same length):
+ *
  *  1. conv forward, per image (all conv layers of image i in one work item):
  *     im2col, z = W·col (GEMM), max-pool, act(pooled + b).           | barrier
  *  2. per dense layer, per block of input rows r0..r1 (fixed size):
@@ -120,9 +123,13 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
         return -1;
     }
 
-#pragma omp parallel num_threads(nt)
+    nf_barrier_t nf_bar = {0, 0};
+#pragma omp parallel num_threads(nt) shared(nf_bar)
     {
         const int tid = nf_thread_num();
+        const int nf_team = nf_num_threads();
+        int nf_sense = 0;
+        (void)nf_team; (void)nf_sense;
         REAL *dz = priv + priv_size * tid;
         REAL *zs = dz + (size_t)m * max_out;
         REAL *ps = zs + (size_t)m * n_cls;
@@ -134,7 +141,7 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
 
             /* 1. conv forward, per image */
             if (NC > 0) {
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
                 for (int i = 0; i < m; i++) {
                     const REAL *in = xb + (size_t)i * n_in0;
                     for (int l = 0; l < NC; l++) {
@@ -148,6 +155,7 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
                         in = a;
                     }
                 }
+                NF_BARRIER();
             }
 
             /* 2. dense forward, per block of input rows */
@@ -156,7 +164,7 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
                 const int n_in = ly->n_in, n_out = ly->n_out, nb = B[l].n_blocks;
                 const REAL *in = l == 0 ? xb : B[l - 1].a;
                 const REAL *w = (const REAL *)ly->w;
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
                 for (int blk = 0; blk < nb; blk++) {
                     const int r0 = blk * B[l].block;
                     const int r1 = r0 + B[l].block < n_in ? r0 + B[l].block : n_in;
@@ -183,6 +191,7 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
                                  w + (size_t)r0 * n_out, n_out, (REAL)0,
                                  B[l].part + (size_t)blk * m * n_out, n_out);
                 }
+                NF_BARRIER();
             }
 
             /* 3. softmax and its delta, privately in every thread */
@@ -200,7 +209,7 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
                 SFX(softmax_nll)(zs, yb, ps, dz, m, n_cls);
             }
             /* everyone has read the softmax bias before its owner updates it */
-#pragma omp barrier
+NF_BARRIER();
 
             /* 4. dense backward, from the top */
             for (int l = L - 1; l >= NC; l--) {
@@ -216,7 +225,7 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
                             dz[e] = B[l].delta[e] * SFX(act_prime)(ly->act, B[l].a[e]);
                         }
                 }
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
                 for (int blk = 0; blk < nb; blk++) {
                     const int r0 = blk * B[l].block;
                     const int r1 = r0 + B[l].block < n_in ? r0 + B[l].block : n_in;
@@ -238,11 +247,12 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
                             b[j] -= (REAL)eta * s;
                         }
                 }
+                NF_BARRIER();
             }
 
             if (NC > 0) {
                 /* 5. conv backward, per image */
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
                 for (int i = 0; i < m; i++) {
                     for (int l = NC - 1; l >= 0; l--) {
                         const nf_layer *ly = &net->layers[l];
@@ -276,13 +286,14 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
                         }
                     }
                 }
+                NF_BARRIER();
                 /* 6. conv updates */
                 for (int l = 0; l < NC; l++) {
                     const nf_layer *ly = &net->layers[l];
                     const int F = ly->n_filt, K = ly->c_in * ly->kh * ly->kw;
                     REAL *w = (REAL *)ly->w, *b = (REAL *)ly->b;
                     const REAL *gwp = B[l].gwp, *gbp = B[l].gbp;
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
                     for (int e = 0; e < F * K + F; e++) {
                         if (e < F * K) {
                             REAL s = gwp[e];
@@ -297,6 +308,7 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
                             b[f] -= (REAL)eta * s;
                         }
                     }
+                    NF_BARRIER();
                 }
             }
         }
