@@ -57,7 +57,8 @@ from .reference.network3 import (ConvPoolLayer, FullyConnectedLayer, ReLU, Share
 
 __all__ = ["linear", "ReLU", "sigmoid", "tanh", "load_data_shared", "size", "SharedArray",
            "ConvPoolLayer", "FullyConnectedLayer", "SoftmaxLayer", "Network",
-           "ensemble_predict", "ensemble_accuracy", "vote", "dropout_mask"]
+           "ensemble_predict", "ensemble_accuracy", "vote", "dropout_mask",
+           "single_thread_blas"]
 
 _ACT_CODES = {id(linear): 0, id(sigmoid): 1, id(tanh): 2, id(ReLU): 3}
 
@@ -69,36 +70,38 @@ _blas_ctx = None
 
 
 class _SingleThreadBlas(object):
-    """BLAS held to one thread while our OpenMP team (of n_threads) runs.
+    """BLAS held to one thread while our kernels run (they parallelise themselves,
+    and a single-threaded team must not let OpenBLAS spawn threads either).
 
-    With one thread of our own there is nothing to fight over, and the limit
-    (which costs milliseconds to set) is skipped.
+    Re-entrant and shared by all Python threads: the first entry sets the limit
+    (which costs about a millisecond), nested or concurrent entries only count.
     """
-
-    def __init__(self, n_threads=2):
-        self.active = n_threads > 1
 
     def __enter__(self):
         global _blas_users, _blas_ctx
-        if not self.active:
-            return
         with _blas_lock:
             if _blas_users == 0:
                 from ._compiled import blas_single_thread
-                _blas_ctx = blas_single_thread()
-                _blas_ctx.__enter__()
+                ctx = blas_single_thread()
+                ctx.__enter__()
+                _blas_ctx = ctx
             _blas_users += 1
+        return self
 
     def __exit__(self, *exc):
         global _blas_users, _blas_ctx
-        if not self.active:
-            return False
         with _blas_lock:
             _blas_users -= 1
             if _blas_users == 0:
                 ctx, _blas_ctx = _blas_ctx, None
                 ctx.__exit__(None, None, None)
         return False
+
+
+def single_thread_blas():
+    """Context manager: BLAS limited to one thread for a whole block of calls
+    (``net.predict`` in a loop, say); the networks' methods take it anyway."""
+    return _SingleThreadBlas()
 
 
 def _convnet():
@@ -179,7 +182,7 @@ class Network(_ref.Network):
         x = np.ascontiguousarray(x, dtype=self.dtype)
         y = np.ascontiguousarray(y, dtype=np.int64)
         nt = self._threads()
-        with _SingleThreadBlas(nt):
+        with _SingleThreadBlas():
             _convnet().train(spec, x, y, first, count, m, float(eta),
                              float(lmbda) / num_training_batches, self.step,
                              self.dropout_seed & 0xFFFFFFFFFFFFFFFF, nt)
@@ -202,7 +205,7 @@ class Network(_ref.Network):
         x = _ref._value(x)
         x = np.ascontiguousarray(x.reshape(len(x), -1), dtype=self.dtype)
         nt = self._threads()
-        with _SingleThreadBlas(nt):
+        with _SingleThreadBlas():
             return _convnet().predict(spec, x, nt)
 
     def feedforward(self, x):
@@ -214,8 +217,9 @@ class Network(_ref.Network):
     def SGD(self, training_data, epochs, mini_batch_size, eta,
             validation_data, test_data, lmbda=0.0):
         """Train by mini-batch SGD, printing the book's lines (see the module docstring)."""
-        return super(Network, self).SGD(training_data, epochs, mini_batch_size, eta,
-                                        validation_data, test_data, lmbda=lmbda)
+        with _SingleThreadBlas():
+            return super(Network, self).SGD(training_data, epochs, mini_batch_size, eta,
+                                            validation_data, test_data, lmbda=lmbda)
 
 
 def _inputs(data):

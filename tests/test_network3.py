@@ -55,6 +55,15 @@ def test_gradient_check_compiled(act):
         return -np.mean(np.log(p[np.arange(4), y])) + 0.5 * reg * sum(
             np.sum(l.w.get_value() ** 2) for l in net.layers)
 
+    guard = N.single_thread_blas()   # one BLAS limit for the many calls below
+    guard.__enter__()
+    try:
+        _check_gradients(net, x, y, lmbda, nb, cost)
+    finally:
+        guard.__exit__(None, None, None)
+
+
+def _check_gradients(net, x, y, lmbda, nb, cost):
     before = params(net)
     net.train_mini_batch(x, y, 1.0, lmbda, nb)
     analytic = [b - a for b, a in zip(before, params(net))]
