@@ -109,6 +109,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--skip-reference", action="store_true")
     p.add_argument("--skip-torch", action="store_true")
+    p.add_argument("--scaling", default=None, metavar="T1,T2,...",
+                   help="also time nndl_fast at these thread counts (speed-up table)")
     p.add_argument("--json", default=os.path.join(HERE, "results", "bench_network3.json"))
     args = p.parse_args(argv)
     if args.quick:
@@ -142,6 +144,18 @@ def main(argv=None):
         print("%-28s %14.3f %12d %16.1f" % (name, t, n, t / fast))
     if torch_note != "skipped" and not any(r[0].startswith("PyTorch") for r in rows):
         print("PyTorch: %s" % torch_note)
+    scaling = []
+    if args.scaling:
+        counts = [int(t) for t in args.scaling.split(",") if t.strip()]
+        for t in counts:
+            scaling.append((t, time_nndl_fast(x[:args.images], y[:args.images], dtype, t,
+                                              args.repeats)))
+        base = dict(scaling).get(1, scaling[0][1])
+        print("nndl_fast thread scaling (mini-batch %d, %d images, best of %d):"
+              % (M, args.images, args.repeats))
+        print("%8s %12s %10s" % ("threads", "s / epoch", "speed-up"))
+        for t, sec in scaling:
+            print("%8d %12.3f %10.2f" % (t, sec, base / sec))
     info = threadpool_info()
     print("threadpoolctl.threadpool_info():")
     for lib in info:
@@ -154,6 +168,7 @@ def main(argv=None):
         "threads": threads, "cpus": os.cpu_count(), "platform": platform.platform(),
         "rows": [{"name": n, "seconds_per_50k_epoch": t, "images_timed": k,
                   "ratio_to_nndl_fast": t / fast} for n, t, k in rows],
+        "scaling": [{"threads": t, "seconds_per_50k_epoch": sec} for t, sec in scaling],
         "threadpool_info": info,
     }
     if args.json:

@@ -30,8 +30,9 @@ static inline REAL SFX(act_prime)(int act, REAL a)
 }
 
 /* out[j] = act(in[j] + bias) for n values: the loops GCC vectorises (VEXP is a
- * branch-free exp for float, libm's exp for double). */
-static void SFX(act_rows)(int act, const REAL *in, REAL bias, REAL *out, int n)
+ * branch-free exp for float, libm's exp for double); compiled for AVX-512, AVX2
+ * and the baseline, chosen at load time where the toolchain can (NF_CLONES). */
+NF_CLONES static void SFX(act_rows)(int act, const REAL *in, REAL bias, REAL *out, int n)
 {
     switch (act) {
     case NF_SIGMOID:

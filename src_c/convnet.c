@@ -93,6 +93,12 @@ static inline float nf_expf(float x)
     return y * scale.f;
 }
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define NF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NF_CLONES
+#endif
+
 int nf_dense_block(int n_in)
 {
     /* About 96 rows a block, at most 32 blocks, multiples of 8 rows. */
