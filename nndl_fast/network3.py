@@ -104,9 +104,27 @@ def single_thread_blas():
     return _SingleThreadBlas()
 
 
+_convnet_module = None
+
+
 def _convnet():
-    from . import _convnet as mod
-    return mod
+    """The compiled module, or None in the pure-Python mode or when it is missing
+    (then the NumPy reference computes everything, with the same results)."""
+    global _convnet_module
+    use_compiled = getattr(_config, "use_compiled", None)
+    if use_compiled is not None and not use_compiled():
+        return None
+    if _convnet_module is None:
+        try:
+            from . import _convnet as mod
+        except ImportError as exc:  # an incomplete build
+            import warnings
+            warnings.warn("nndl_fast._convnet is not available (%s): network3 runs the "
+                          "pure-NumPy reference" % exc, RuntimeWarning, stacklevel=3)
+            _convnet_module = False
+        else:
+            _convnet_module = mod
+    return _convnet_module or None
 
 
 class Network(_ref.Network):
@@ -137,7 +155,10 @@ class Network(_ref.Network):
 
     # --- the layer description the compiled kernels read -----------------
     def _spec(self):
-        """Layer tuples for _convnet, or None when some activation is not compiled."""
+        """Layer tuples for _convnet, or None when the reference must compute (an
+        activation without a kernel, the pure-Python mode)."""
+        if _convnet() is None:
+            return None
         spec = []
         for layer in self.layers:
             w = layer.w.get_value(borrow=True)

@@ -279,3 +279,33 @@ def test_bad_networks_are_rejected():
     net = N.Network([N.FullyConnectedLayer(10, 5), N.SoftmaxLayer(5, 2)], 2)
     with pytest.raises(ValueError):
         net.SGD((np.zeros((4, 10)), np.zeros(4)), 1, 3, 0.1, None, None)
+
+
+def test_load_data_shared_reads_the_books_pickle(tmp_path):
+    import gzip
+    import pickle
+    rng = np.random.default_rng(0)
+    parts = tuple((rng.random((n, 784)).astype(np.float32), rng.integers(0, 10, n))
+                  for n in (30, 20, 10))   # e.g. an expanded-data file has the same layout
+    path = tmp_path / "mnist_expanded.pkl.gz"
+    with gzip.open(path, "wb") as f:
+        pickle.dump(parts, f, protocol=2)
+    data = N.load_data_shared(str(path))
+    assert [N.size(d) for d in data] == [30, 20, 10]
+    np.testing.assert_array_equal(data[0][0].get_value(borrow=True), parts[0][0])
+    np.testing.assert_array_equal(data[2][1].eval(), parts[2][1])
+    with pytest.raises(FileNotFoundError):
+        N.load_data_shared(str(tmp_path / "missing.pkl.gz"))
+
+
+def test_reference_fallback_gives_the_same_results(monkeypatch):
+    x, y = small_data(40)
+    a = small_net(N, "ReLU", p=0.2)
+    b = small_net(N, "ReLU", p=0.2)
+    monkeypatch.setattr(N, "_convnet", lambda: None)   # as in the pure-Python mode
+    assert b._spec() is None
+    b._train_batches(x, y, 0, 4, 0.3, 0.1, 4)
+    pb = b.predict_proba(x)
+    monkeypatch.undo()
+    a._train_batches(x, y, 0, 4, 0.3, 0.1, 4)
+    np.testing.assert_allclose(a.predict_proba(x), pb, rtol=1e-10, atol=1e-12)
