@@ -9,8 +9,10 @@
  * (`omp for nowait` + our own barrier, see convnet.c; the static schedule gives
  * every thread the same iterations in every loop of the same length):
  *
- *  1. conv forward, per image (all conv layers of image i in one work item):
- *     im2col, z = W·col (GEMM), max-pool, act(pooled + b).           | barrier
+ *  1. conv forward, per conv layer, per (image, part): a part is a band of
+ *     pooled rows (nf_conv_parts: a fixed number per layer, so that there is
+ *     work for more threads than a mini-batch has images): im2col of the band,
+ *     z = W·col (GEMM), max-pool, act(pooled + b).                        | barrier
  *  2. per dense layer, per block of input rows r0..r1 (fixed size):
  *     finish the previous dense layer's outputs for columns r0..r1 (sum of its
  *     partial products in block order, + b, act), dropout, then the partial
@@ -21,11 +23,12 @@
  *     A thread reads and writes only its own rows of W, so no one updates
  *     what another still reads; the row blocks stay in the same thread's cache
  *     for forward and backward.                                           | barrier
- *  5. conv backward, per image, from the top conv layer down: pool gradient,
- *     the image's filter gradient (GEMM dz·col^T), input gradient (W^T·dz,
- *     col2im).                                                             | barrier
- *  6. conv updates by parameter elements, summing the per-image gradients in
- *     image order.                                                         | barrier
+ *  5. conv backward, from the top conv layer down, per (image, part): pool
+ *     gradient, the part's filter gradient (GEMM dz·col^T), dcol = W^T·dz;
+ *     | barrier; then per image the input gradient's col2im (bands overlap
+ *     there).                                                              | barrier
+ *  6. conv updates by parameter elements, summing the partial gradients in
+ *     (image, part) order.                                                 | barrier
  */
 
 #ifndef NF_GW_SLICE
@@ -35,7 +38,8 @@
 typedef struct {
     REAL *col, *z, *pm, *a, *delta, *gwp, *gbp;   /* conv */
     REAL *xd, *mask, *part;                       /* dense */
-    int block, n_blocks;
+    int block, n_blocks;                          /* dense: rows per block */
+    int n_parts;                                  /* conv: parts of each image */
 } SFX(nf_buf);
 
 #define NF_GEMM(net) (SFX_GEMM(net))
@@ -59,18 +63,28 @@ static void SFX(free_bufs)(SFX(nf_buf) *B, int L)
     }
 }
 
-/* Conv layer forward for one image: col, z, pm, a (all of that image). */
-static void SFX(conv_image_forward)(const nf_net *net, const nf_layer *ly, const REAL *in,
-                                    REAL *col, REAL *z, REAL *pm, REAL *a)
+/* Conv layer forward for pooled rows oy0..oy1 of one image (col, z, pm and a of
+ * those rows; the last part, oy1 == ho, also covers the ignored border rows). */
+static void SFX(conv_part_forward)(const nf_net *net, const nf_layer *ly, const REAL *in,
+                                   REAL *col, REAL *z, REAL *pm, REAL *a, int oy0, int oy1)
 {
     const int K = ly->c_in * ly->kh * ly->kw, P = ly->hc * ly->wc, F = ly->n_filt;
     const int Q = ly->ho * ly->wo;
+    const int y0 = oy0 * ly->ph, y1 = oy1 == ly->ho ? ly->hc : oy1 * ly->ph;
+    const int c0 = y0 * ly->wc, c1 = y1 * ly->wc;
     const REAL *w = (const REAL *)ly->w, *b = (const REAL *)ly->b;
-    SFX(im2col)(in, col, ly->c_in, ly->h_in, ly->w_in, ly->kh, ly->kw);
-    NF_GEMM(net)(0, 0, F, P, K, (REAL)1, w, K, col, P, (REAL)0, z, P);
-    SFX(pool_max)(z, pm, F, ly->hc, ly->wc, ly->ph, ly->pw);
+    SFX(im2col_rows)(in, col, ly->c_in, ly->h_in, ly->w_in, ly->kh, ly->kw, y0, y1);
+    NF_GEMM(net)(0, 0, F, c1 - c0, K, (REAL)1, w, K, col + c0, P, (REAL)0, z + c0, P);
+    SFX(pool_max)(z, pm, F, ly->hc, ly->wc, ly->ph, ly->pw, oy0, oy1);
     for (int f = 0; f < F; f++)
-        SFX(act_rows)(ly->act, pm + (size_t)f * Q, b[f], a + (size_t)f * Q, Q);
+        SFX(act_rows)(ly->act, pm + (size_t)f * Q + oy0 * ly->wo, b[f],
+                      a + (size_t)f * Q + oy0 * ly->wo, (oy1 - oy0) * ly->wo);
+}
+
+static void SFX(conv_image_forward)(const nf_net *net, const nf_layer *ly, const REAL *in,
+                                    REAL *col, REAL *z, REAL *pm, REAL *a)
+{
+    SFX(conv_part_forward)(net, ly, in, col, z, pm, a, 0, ly->ho);
 }
 
 int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_batches,
@@ -96,8 +110,9 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
             SFX(alloc_all)(&B[l].pm, (size_t)m * ly->n_out, &ok);
             SFX(alloc_all)(&B[l].a, (size_t)m * ly->n_out, &ok);
             SFX(alloc_all)(&B[l].delta, (size_t)m * ly->n_out, &ok);
-            SFX(alloc_all)(&B[l].gwp, (size_t)m * ly->n_filt * K, &ok);
-            SFX(alloc_all)(&B[l].gbp, (size_t)m * ly->n_filt, &ok);
+            B[l].n_parts = nf_conv_parts(ly);
+            SFX(alloc_all)(&B[l].gwp, (size_t)m * B[l].n_parts * ly->n_filt * K, &ok);
+            SFX(alloc_all)(&B[l].gbp, (size_t)m * B[l].n_parts * ly->n_filt, &ok);
         } else {
             B[l].block = nf_dense_block(ly->n_in);
             B[l].n_blocks = (ly->n_in + B[l].block - 1) / B[l].block;
@@ -139,21 +154,22 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
             const int64_t *yb = y + (size_t)batch * m;
             const int64_t step = first_step + batch;
 
-            /* 1. conv forward, per image */
-            if (NC > 0) {
+            /* 1. conv forward, per (image, part), layer by layer */
+            for (int l = 0; l < NC; l++) {
+                const nf_layer *ly = &net->layers[l];
+                const int np = B[l].n_parts;
+                const size_t K = (size_t)ly->c_in * ly->kh * ly->kw;
+                const size_t P = (size_t)ly->hc * ly->wc;
 #pragma omp for schedule(static) nowait
-                for (int i = 0; i < m; i++) {
-                    const REAL *in = xb + (size_t)i * n_in0;
-                    for (int l = 0; l < NC; l++) {
-                        const nf_layer *ly = &net->layers[l];
-                        const size_t K = (size_t)ly->c_in * ly->kh * ly->kw;
-                        const size_t P = (size_t)ly->hc * ly->wc;
-                        REAL *a = B[l].a + (size_t)i * ly->n_out;
-                        SFX(conv_image_forward)(net, ly, in, B[l].col + i * K * P,
-                                                B[l].z + i * ly->n_filt * P,
-                                                B[l].pm + (size_t)i * ly->n_out, a);
-                        in = a;
-                    }
+                for (int t = 0; t < m * np; t++) {
+                    const int i = t / np, q = t % np;
+                    const REAL *in = l == 0 ? xb + (size_t)i * n_in0
+                                            : B[l - 1].a + (size_t)i * ly->n_in;
+                    SFX(conv_part_forward)(net, ly, in, B[l].col + i * K * P,
+                                           B[l].z + i * ly->n_filt * P,
+                                           B[l].pm + (size_t)i * ly->n_out,
+                                           B[l].a + (size_t)i * ly->n_out,
+                                           q * ly->ho / np, (q + 1) * ly->ho / np);
                 }
                 NF_BARRIER();
             }
@@ -251,60 +267,74 @@ NF_BARRIER();
             }
 
             if (NC > 0) {
-                /* 5. conv backward, per image */
+                /* 5. conv backward, per (image, part), from the top conv layer;
+                 * the input gradient's col2im per image (parts overlap there) */
+                for (int l = NC - 1; l >= 0; l--) {
+                    const nf_layer *ly = &net->layers[l];
+                    const int K = ly->c_in * ly->kh * ly->kw, P = ly->hc * ly->wc;
+                    const int F = ly->n_filt, Q = ly->ho * ly->wo, np = B[l].n_parts;
 #pragma omp for schedule(static) nowait
-                for (int i = 0; i < m; i++) {
-                    for (int l = NC - 1; l >= 0; l--) {
-                        const nf_layer *ly = &net->layers[l];
-                        const int K = ly->c_in * ly->kh * ly->kw, P = ly->hc * ly->wc;
-                        const int F = ly->n_filt, Q = ly->ho * ly->wo;
+                    for (int t = 0; t < m * np; t++) {
+                        const int i = t / np, q = t % np;
+                        const int oy0 = q * ly->ho / np, oy1 = (q + 1) * ly->ho / np;
+                        const int y0 = oy0 * ly->ph, y1 = oy1 == ly->ho ? ly->hc : oy1 * ly->ph;
+                        const int c0 = y0 * ly->wc, c1 = y1 * ly->wc;
                         REAL *col = B[l].col + (size_t)i * K * P;
                         REAL *zi = B[l].z + (size_t)i * F * P;
                         REAL *g = B[l].delta + (size_t)i * ly->n_out;
                         const REAL *a = B[l].a + (size_t)i * ly->n_out;
-                        REAL *gb = B[l].gbp + (size_t)i * F;
-                        SFX(mul_act_prime)(ly->act, a, g, F * Q);
+                        REAL *gb = B[l].gbp + (size_t)t * F;
+                        REAL *gw = B[l].gwp + (size_t)t * F * K;
+                        const int r0 = oy0 * ly->wo, nr = (oy1 - oy0) * ly->wo;
                         for (int f = 0; f < F; f++) {
                             REAL s = 0;
-                            for (int q = 0; q < Q; q++)
-                                s += g[f * Q + q];
+                            SFX(mul_act_prime)(ly->act, a + (size_t)f * Q + r0,
+                                               g + (size_t)f * Q + r0, nr);
+                            for (int j = 0; j < nr; j++)
+                                s += g[(size_t)f * Q + r0 + j];
                             gb[f] = s;
                         }
                         SFX(pool_max_grad)(zi, B[l].pm + (size_t)i * ly->n_out, g, zi, F,
-                                           ly->hc, ly->wc, ly->ph, ly->pw);
-                        /* in slices of P: OpenBLAS's small-matrix kernels skip the packing */
-                        for (int p0 = 0; p0 < P; p0 += NF_GW_SLICE) {
-                            const int np = P - p0 < NF_GW_SLICE ? P - p0 : NF_GW_SLICE;
-                            NF_GEMM(net)(0, 1, F, K, np, (REAL)1, zi + p0, P, col + p0, P,
-                                         (REAL)(p0 > 0), B[l].gwp + (size_t)i * F * K, K);
+                                           ly->hc, ly->wc, ly->ph, ly->pw, oy0, oy1);
+                        /* in slices: OpenBLAS's small-matrix kernels skip the packing */
+                        for (int p0 = c0; p0 < c1; p0 += NF_GW_SLICE) {
+                            const int ns = c1 - p0 < NF_GW_SLICE ? c1 - p0 : NF_GW_SLICE;
+                            NF_GEMM(net)(0, 1, F, K, ns, (REAL)1, zi + p0, P, col + p0, P,
+                                         (REAL)(p0 > c0), gw, K);
                         }
-                        if (l > 0) {
-                            NF_GEMM(net)(1, 0, K, P, F, (REAL)1, (const REAL *)ly->w, K, zi, P,
-                                         (REAL)0, col, P);
-                            SFX(col2im)(col, B[l - 1].delta + (size_t)i * net->layers[l - 1].n_out,
+                        if (l > 0)   /* dcol = W^T dz, in place of the columns just used */
+                            NF_GEMM(net)(1, 0, K, c1 - c0, F, (REAL)1, (const REAL *)ly->w, K,
+                                         zi + c0, P, (REAL)0, col + c0, P);
+                    }
+                    NF_BARRIER();
+                    if (l > 0) {
+#pragma omp for schedule(static) nowait
+                        for (int i = 0; i < m; i++)
+                            SFX(col2im)(B[l].col + (size_t)i * K * P,
+                                        B[l - 1].delta + (size_t)i * ly->n_in,
                                         ly->c_in, ly->h_in, ly->w_in, ly->kh, ly->kw);
-                        }
+                        NF_BARRIER();
                     }
                 }
-                NF_BARRIER();
                 /* 6. conv updates */
                 for (int l = 0; l < NC; l++) {
                     const nf_layer *ly = &net->layers[l];
                     const int F = ly->n_filt, K = ly->c_in * ly->kh * ly->kw;
                     REAL *w = (REAL *)ly->w, *b = (REAL *)ly->b;
                     const REAL *gwp = B[l].gwp, *gbp = B[l].gbp;
+                    const int n_part = m * B[l].n_parts;   /* partials, summed in order */
 #pragma omp for schedule(static) nowait
                     for (int e = 0; e < F * K + F; e++) {
                         if (e < F * K) {
                             REAL s = gwp[e];
-                            for (int i = 1; i < m; i++)
-                                s += gwp[(size_t)i * F * K + e];
+                            for (int t = 1; t < n_part; t++)
+                                s += gwp[(size_t)t * F * K + e];
                             w[e] -= (REAL)eta * (s + (REAL)reg * w[e]);
                         } else {
                             const int f = e - F * K;
                             REAL s = gbp[f];
-                            for (int i = 1; i < m; i++)
-                                s += gbp[(size_t)i * F + f];
+                            for (int t = 1; t < n_part; t++)
+                                s += gbp[(size_t)t * F + f];
                             b[f] -= (REAL)eta * s;
                         }
                     }
@@ -465,7 +495,8 @@ void SFX(nf_pool_forward)(const REAL *z, REAL *pooled, int n, int hc, int wc, in
     const int ho = hc / ph, wo = wc / pw;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int i = 0; i < n; i++)
-        SFX(pool_max)(z + (size_t)i * hc * wc, pooled + (size_t)i * ho * wo, 1, hc, wc, ph, pw);
+        SFX(pool_max)(z + (size_t)i * hc * wc, pooled + (size_t)i * ho * wo, 1, hc, wc, ph, pw, 0,
+                      ho);
 }
 
 void SFX(nf_pool_backward)(const REAL *z, const REAL *pooled, const REAL *dpooled, REAL *dz,
@@ -476,7 +507,7 @@ void SFX(nf_pool_backward)(const REAL *z, const REAL *pooled, const REAL *dpoole
     for (int i = 0; i < n; i++)
         SFX(pool_max_grad)(z + (size_t)i * hc * wc, pooled + (size_t)i * ho * wo,
                            dpooled + (size_t)i * ho * wo, dz + (size_t)i * hc * wc, 1, hc, wc,
-                           ph, pw);
+                           ph, pw, 0, ho);
 }
 
 double SFX(nf_softmax_nll)(const REAL *z, const int64_t *y, REAL *p, REAL *dz, int m, int k)

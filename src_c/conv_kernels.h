@@ -74,7 +74,9 @@ static void SFX(mul_act_prime)(int act, const REAL *a, REAL *g, int n)
     }
 }
 
-static void SFX(im2col)(const REAL *in, REAL *col, int c_in, int h, int w, int kh, int kw)
+/* Columns of output rows y0 <= y < y1 only (a part of the image's matrix). */
+static void SFX(im2col_rows)(const REAL *in, REAL *col, int c_in, int h, int w, int kh, int kw,
+                             int y0, int y1)
 {
     const int hc = h - kh + 1, wc = w - kw + 1, P = hc * wc;
     for (int c = 0; c < c_in; c++)
@@ -82,13 +84,18 @@ static void SFX(im2col)(const REAL *in, REAL *col, int c_in, int h, int w, int k
             for (int v = 0; v < kw; v++) {
                 REAL *dst = col + (size_t)(c * kh * kw + (kh - 1 - u) * kw + (kw - 1 - v)) * P;
                 const REAL *src = in + (size_t)c * h * w + (size_t)u * w + v;
-                for (int y = 0; y < hc; y++) {
+                for (int y = y0; y < y1; y++) {
                     REAL *d = dst + (size_t)y * wc;
                     const REAL *sr = src + (size_t)y * w;
                     for (int x = 0; x < wc; x++)   /* rows are short: no memcpy call */
                         d[x] = sr[x];
                 }
             }
+}
+
+static void SFX(im2col)(const REAL *in, REAL *col, int c_in, int h, int w, int kh, int kw)
+{
+    SFX(im2col_rows)(in, col, c_in, h, w, kh, kw, 0, h - kh + 1);
 }
 
 /* dx (C, h, w) = the col2im scatter-add of dcol (K, P); dx is overwritten. */
@@ -110,12 +117,14 @@ static void SFX(col2im)(const REAL *dcol, REAL *dx, int c_in, int h, int w, int 
             }
 }
 
-/* pooled (n, ho, wo) = max over ph x pw windows of z (n, hc, wc), border ignored. */
-static void SFX(pool_max)(const REAL *z, REAL *pooled, int n, int hc, int wc, int ph, int pw)
+/* pooled (n, ho, wo) = max over ph x pw windows of z (n, hc, wc), border ignored;
+ * pooled rows oy0 <= oy < oy1 only. */
+static void SFX(pool_max)(const REAL *z, REAL *pooled, int n, int hc, int wc, int ph, int pw,
+                          int oy0, int oy1)
 {
     const int ho = hc / ph, wo = wc / pw;
     for (int f = 0; f < n; f++) {
-        for (int oy = 0; oy < ho; oy++) {
+        for (int oy = oy0; oy < oy1; oy++) {
             const REAL *row = z + ((size_t)f * hc + (size_t)oy * ph) * wc;
             REAL *pr = pooled + ((size_t)f * ho + oy) * wo;
             if (ph == 2 && pw == 2) {
@@ -142,14 +151,15 @@ static void SFX(pool_max)(const REAL *z, REAL *pooled, int n, int hc, int wc, in
 }
 
 /* dz (n, hc, wc) from d pooled: every input equal to its window's max receives
- * the window's gradient (Theano's rule); the ignored border gets zero. dz may be z. */
+ * the window's gradient (Theano's rule); the ignored border gets zero. dz may be z.
+ * Only the rows of pooled rows oy0 <= oy < oy1, and the border rows when oy1 == ho. */
 static void SFX(pool_max_grad)(const REAL *z, const REAL *pooled, const REAL *dpooled, REAL *dz,
-                               int n, int hc, int wc, int ph, int pw)
+                               int n, int hc, int wc, int ph, int pw, int oy0, int oy1)
 {
     const int ho = hc / ph, wo = wc / pw;
     REAL pe[wc], ge[wc];
     for (int f = 0; f < n; f++) {
-        for (int oy = 0; oy < ho; oy++) {
+        for (int oy = oy0; oy < oy1; oy++) {
             const REAL *pr = pooled + ((size_t)f * ho + oy) * wo;
             const REAL *gr = dpooled + ((size_t)f * ho + oy) * wo;
             for (int dy = 0; dy < ph; dy++) {
@@ -178,8 +188,9 @@ static void SFX(pool_max_grad)(const REAL *z, const REAL *pooled, const REAL *dp
                     dr[x] = 0;
             }
         }
-        for (int y = ho * ph; y < hc; y++)
-            memset(dz + ((size_t)f * hc + y) * wc, 0, (size_t)wc * sizeof(REAL));
+        if (oy1 == ho)
+            for (int y = ho * ph; y < hc; y++)
+                memset(dz + ((size_t)f * hc + y) * wc, 0, (size_t)wc * sizeof(REAL));
     }
 }
 

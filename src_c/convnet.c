@@ -99,6 +99,17 @@ static inline float nf_expf(float x)
 #define NF_CLONES
 #endif
 
+/* Parts (bands of pooled rows) a conv layer's image is cut into for training:
+ * a function of the layer's shape only (results never depend on the threads). */
+static int nf_conv_parts(const nf_layer *ly)
+{
+    const double work = (double)ly->n_filt * ly->c_in * ly->kh * ly->kw * ly->hc * ly->wc;
+    int parts = (int)(work / 80000.0);
+    const int cap = ly->ho < 4 ? ly->ho : 4;
+    if (parts > cap) parts = cap;
+    return parts < 1 ? 1 : parts;
+}
+
 int nf_dense_block(int n_in)
 {
     /* About 96 rows a block, at most 32 blocks, multiples of 8 rows. */

@@ -309,3 +309,29 @@ def test_reference_fallback_gives_the_same_results(monkeypatch):
     monkeypatch.undo()
     a._train_batches(x, y, 0, 4, 0.3, 0.1, 4)
     np.testing.assert_allclose(a.predict_proba(x), pb, rtol=1e-10, atol=1e-12)
+
+
+def banded_net(mod, m=3, dtype=np.float64, seed=11, **kw):
+    """Conv layers big enough to be cut into bands of pooled rows (odd borders too)."""
+    np.random.seed(seed)
+    layers = [mod.ConvPoolLayer((8, 2, 5, 5), (m, 2, 25, 24), (2, 2), mod.tanh),    # 2 bands
+              mod.ConvPoolLayer((40, 8, 3, 3), (m, 8, 10, 10), (2, 3), mod.ReLU),  # 2 bands
+              mod.FullyConnectedLayer(40 * 4 * 2, 10, mod.sigmoid),
+              mod.SoftmaxLayer(10, 3)]
+    return (N.Network if mod is N else R.Network)(layers, m, dtype=dtype, **kw)
+
+
+def test_banded_conv_layers_equal_reference_and_any_thread_count():
+    rng = np.random.default_rng(2)
+    x, y = rng.random((30, 2 * 25 * 24)), rng.integers(0, 3, 30)
+    a, b = banded_net(N), banded_net(R)
+    a._train_batches(x, y, 0, 10, 0.1, 0.1, 10)
+    b._train_batches(x, y, 0, 10, 0.1, 0.1, 10)
+    for pa, pb in zip(a.params, b.params):
+        np.testing.assert_allclose(pa.get_value(), pb.get_value(), rtol=1e-9, atol=1e-11)
+    nets = [banded_net(N, dtype=np.float32, num_threads=t) for t in (1, 2, 3)]
+    for net in nets:
+        net._train_batches(x, y, 0, 10, 0.1, 0.1, 10)
+    for other in nets[1:]:
+        for pa, pb in zip(nets[0].params, other.params):
+            np.testing.assert_array_equal(pa.get_value(), pb.get_value())
