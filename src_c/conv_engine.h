@@ -180,12 +180,35 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
                 const int n_in = ly->n_in, n_out = ly->n_out, nb = B[l].n_blocks;
                 const REAL *in = l == 0 ? xb : B[l - 1].a;
                 const REAL *w = (const REAL *)ly->w;
+                /* With few row blocks here (the softmax after a hidden layer), finishing
+                 * the previous layer inside them would leave the other threads idle:
+                 * finish it first, in column chunks (same sums, same order). */
+                const int finish_apart = l > NC && nb < 4;
+                if (finish_apart) {
+                    const nf_layer *pl = &net->layers[l - 1];
+                    const REAL *pb = (const REAL *)pl->b, *part = B[l - 1].part;
+                    const size_t stride = (size_t)m * n_in;
+                    const int n_chunks = (n_in + 15) / 16;
+#pragma omp for schedule(static) nowait
+                    for (int c = 0; c < n_chunks; c++) {
+                        const int j0 = c * 16, j1 = j0 + 16 < n_in ? j0 + 16 : n_in;
+                        for (int i = 0; i < m; i++)
+                            for (int j = j0; j < j1; j++) {
+                                const size_t e = (size_t)i * n_in + j;
+                                REAL s = part[e];
+                                for (int q = 1; q < B[l - 1].n_blocks; q++)
+                                    s += part[q * stride + e];
+                                B[l - 1].a[e] = SFX(act)(pl->act, s + pb[j]);
+                            }
+                    }
+                    NF_BARRIER();
+                }
 #pragma omp for schedule(static) nowait
                 for (int blk = 0; blk < nb; blk++) {
                     const int r0 = blk * B[l].block;
                     const int r1 = r0 + B[l].block < n_in ? r0 + B[l].block : n_in;
                     const REAL *src = in;
-                    if (l > NC) {   /* finish the previous dense layer's columns r0..r1 */
+                    if (l > NC && !finish_apart) {   /* finish the previous layer's columns r0..r1 */
                         const nf_layer *pl = &net->layers[l - 1];
                         const REAL *pb = (const REAL *)pl->b, *part = B[l - 1].part;
                         const size_t stride = (size_t)m * n_in;
