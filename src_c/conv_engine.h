@@ -192,14 +192,13 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
 #pragma omp for schedule(static) nowait
                     for (int c = 0; c < n_chunks; c++) {
                         const int j0 = c * 16, j1 = j0 + 16 < n_in ? j0 + 16 : n_in;
-                        for (int i = 0; i < m; i++)
-                            for (int j = j0; j < j1; j++) {
-                                const size_t e = (size_t)i * n_in + j;
-                                REAL s = part[e];
-                                for (int q = 1; q < B[l - 1].n_blocks; q++)
-                                    s += part[q * stride + e];
-                                B[l - 1].a[e] = SFX(act)(pl->act, s + pb[j]);
-                            }
+                        for (int i = 0; i < m; i++) {
+                            REAL *ai = B[l - 1].a + (size_t)i * n_in;
+                            SFX(sum_parts)(part + (size_t)i * n_in + j0, stride,
+                                           B[l - 1].n_blocks, j1 - j0, ai + j0);
+                            for (int j = j0; j < j1; j++)
+                                ai[j] = SFX(act)(pl->act, ai[j] + pb[j]);
+                        }
                     }
                     NF_BARRIER();
                 }
@@ -212,14 +211,13 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
                         const nf_layer *pl = &net->layers[l - 1];
                         const REAL *pb = (const REAL *)pl->b, *part = B[l - 1].part;
                         const size_t stride = (size_t)m * n_in;
-                        for (int i = 0; i < m; i++)
-                            for (int j = r0; j < r1; j++) {
-                                const size_t e = (size_t)i * n_in + j;
-                                REAL s = part[e];
-                                for (int q = 1; q < B[l - 1].n_blocks; q++)
-                                    s += part[q * stride + e];
-                                B[l - 1].a[e] = SFX(act)(pl->act, s + pb[j]);
-                            }
+                        for (int i = 0; i < m; i++) {
+                            REAL *ai = B[l - 1].a + (size_t)i * n_in;
+                            SFX(sum_parts)(part + (size_t)i * n_in + r0, stride,
+                                           B[l - 1].n_blocks, r1 - r0, ai + r0);
+                            for (int j = r0; j < r1; j++)
+                                ai[j] = SFX(act)(pl->act, ai[j] + pb[j]);
+                        }
                     }
                     if (ly->p_dropout > 0) {
                         SFX(dropout_rows)(net->dropout_seed, l, step, ly->p_dropout, m, n_in,
@@ -237,14 +235,10 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
             {
                 const size_t stride = (size_t)m * n_cls;
                 const REAL *lb = (const REAL *)last->b;
+                SFX(sum_parts)(B[L - 1].part, stride, B[L - 1].n_blocks, m * n_cls, zs);
                 for (int i = 0; i < m; i++)
-                    for (int j = 0; j < n_cls; j++) {
-                        const size_t e = (size_t)i * n_cls + j;
-                        REAL s = B[L - 1].part[e];
-                        for (int q = 1; q < B[L - 1].n_blocks; q++)
-                            s += B[L - 1].part[q * stride + e];
-                        zs[e] = s + lb[j];
-                    }
+                    for (int j = 0; j < n_cls; j++)
+                        zs[(size_t)i * n_cls + j] += lb[j];
                 SFX(softmax_nll)(zs, yb, ps, dz, m, n_cls);
             }
             /* everyone has read the softmax bias before its owner updates it */
@@ -310,12 +304,9 @@ NF_BARRIER();
                         REAL *gw = B[l].gwp + (size_t)t * F * K;
                         const int r0 = oy0 * ly->wo, nr = (oy1 - oy0) * ly->wo;
                         for (int f = 0; f < F; f++) {
-                            REAL s = 0;
                             SFX(mul_act_prime)(ly->act, a + (size_t)f * Q + r0,
                                                g + (size_t)f * Q + r0, nr);
-                            for (int j = 0; j < nr; j++)
-                                s += g[(size_t)f * Q + r0 + j];
-                            gb[f] = s;
+                            gb[f] = SFX(sum8)(g + (size_t)f * Q + r0, nr);
                         }
                         SFX(pool_max_grad)(zi, B[l].pm + (size_t)i * ly->n_out, g, zi, F,
                                            ly->hc, ly->wc, ly->ph, ly->pw, oy0, oy1);
@@ -346,19 +337,22 @@ NF_BARRIER();
                     REAL *w = (REAL *)ly->w, *b = (REAL *)ly->b;
                     const REAL *gwp = B[l].gwp, *gbp = B[l].gbp;
                     const int n_part = m * B[l].n_parts;   /* partials, summed in order */
+                    const int n_chunks = (F * K + 63) / 64;
 #pragma omp for schedule(static) nowait
-                    for (int e = 0; e < F * K + F; e++) {
-                        if (e < F * K) {
-                            REAL s = gwp[e];
-                            for (int t = 1; t < n_part; t++)
-                                s += gwp[(size_t)t * F * K + e];
-                            w[e] -= (REAL)eta * (s + (REAL)reg * w[e]);
-                        } else {
-                            const int f = e - F * K;
-                            REAL s = gbp[f];
-                            for (int t = 1; t < n_part; t++)
-                                s += gbp[(size_t)t * F + f];
-                            b[f] -= (REAL)eta * s;
+                    for (int c = 0; c <= n_chunks; c++) {
+                        if (c < n_chunks) {   /* 64 filter weights */
+                            REAL s[64];
+                            const int e0 = c * 64, n = F * K - e0 < 64 ? F * K - e0 : 64;
+                            SFX(sum_parts)(gwp + e0, (size_t)F * K, n_part, n, s);
+                            for (int j = 0; j < n; j++)
+                                w[e0 + j] -= (REAL)eta * (s[j] + (REAL)reg * w[e0 + j]);
+                        } else {              /* the biases */
+                            for (int f = 0; f < F; f++) {
+                                REAL s = gbp[f];
+                                for (int t = 1; t < n_part; t++)
+                                    s += gbp[(size_t)t * F + f];
+                                b[f] -= (REAL)eta * s;
+                            }
                         }
                     }
                     NF_BARRIER();

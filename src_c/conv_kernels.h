@@ -157,7 +157,6 @@ static void SFX(pool_max_grad)(const REAL *z, const REAL *pooled, const REAL *dp
                                int n, int hc, int wc, int ph, int pw, int oy0, int oy1)
 {
     const int ho = hc / ph, wo = wc / pw;
-    REAL pe[wc], ge[wc];
     for (int f = 0; f < n; f++) {
         for (int oy = oy0; oy < oy1; oy++) {
             const REAL *pr = pooled + ((size_t)f * ho + oy) * wo;
@@ -167,15 +166,12 @@ static void SFX(pool_max_grad)(const REAL *z, const REAL *pooled, const REAL *dp
                 const REAL *zr = z + r;
                 REAL *dr = dz + r;
                 if (pw == 2) {
-                    /* windows' max and gradient spread over the row, then one
-                     * branch-free (vectorised) comparison */
+                    /* unconditional loads, so that GCC vectorises the selects */
                     for (int ox = 0; ox < wo; ox++) {
-                        pe[2 * ox] = pe[2 * ox + 1] = pr[ox];
-                        ge[2 * ox] = ge[2 * ox + 1] = gr[ox];
-                    }
-                    for (int x = 0; x < 2 * wo; x++) {
-                        const REAL gv = ge[x], zv = zr[x];   /* unconditional loads */
-                        dr[x] = zv == pe[x] ? gv : (REAL)0;
+                        const REAL p = pr[ox], gv = gr[ox];
+                        const REAL z0 = zr[2 * ox], z1 = zr[2 * ox + 1];
+                        dr[2 * ox] = z0 == p ? gv : (REAL)0;
+                        dr[2 * ox + 1] = z1 == p ? gv : (REAL)0;
                     }
                 } else {
                     for (int ox = 0; ox < wo; ox++)
@@ -191,6 +187,35 @@ static void SFX(pool_max_grad)(const REAL *z, const REAL *pooled, const REAL *dp
         if (oy1 == ho)
             for (int y = ho * ph; y < hc; y++)
                 memset(dz + ((size_t)f * hc + y) * wc, 0, (size_t)wc * sizeof(REAL));
+    }
+}
+
+/* Sum of n values in 8 interleaved partial sums (vectorisable without
+ * reassociation; the order is fixed, whatever the threads). */
+static inline REAL SFX(sum8)(const REAL *g, int n)
+{
+    REAL acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0;
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++)
+            acc[k] += g[j + k];
+    for (int k = 0; k < 8; k++)
+        s += acc[k];
+    for (; j < n; j++)
+        s += g[j];
+    return s;
+}
+
+/* out[j] = Σ_q parts[q*stride + j] for j < n, q = 0, 1, ... in order: the same
+ * sum per element as a loop over q, but vectorised over j. */
+static inline void SFX(sum_parts)(const REAL *parts, size_t stride, int n_parts, int n, REAL *out)
+{
+    for (int j = 0; j < n; j++)
+        out[j] = parts[j];
+    for (int q = 1; q < n_parts; q++) {
+        const REAL *src = parts + q * stride;
+        for (int j = 0; j < n; j++)
+            out[j] += src[j];
     }
 }
 
