@@ -244,6 +244,9 @@ def test_predict_and_ensemble_vote():
     assert probs.shape == (60, 4)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0)
     np.testing.assert_array_equal(nets[0].predict(x), probs.argmax(axis=1))
+    last = nets[0].layers[-1]
+    np.testing.assert_array_equal(last.y_out, probs.argmax(axis=1))
+    assert last.accuracy(y) == pytest.approx(np.mean(probs.argmax(axis=1) == y))
     votes = np.stack([n.predict(x) for n in nets])
     got = N.ensemble_predict(nets, (x, y))
     for j in range(60):

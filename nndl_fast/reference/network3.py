@@ -348,6 +348,12 @@ class SoftmaxLayer(FullyConnectedLayer):
         p = e / e.sum(axis=1, keepdims=True)
         return p, (xd, mask, p)
 
+    def accuracy(self, y):
+        """Fraction of y that the last ``Network.predict`` got right (the book's accuracy)."""
+        if getattr(self, "y_out", None) is None:
+            raise ValueError("no predictions yet: call the network's predict(x) first")
+        return float(np.mean(np.asarray(_value(y)) == self.y_out))
+
     def cost(self, p, y):
         """Mean negative log-likelihood of the labels y."""
         return -np.mean(np.log(p[np.arange(len(y)), y]))
@@ -407,8 +413,16 @@ class Network(object):
             np.zeros((0, self.layers[-1].n_out), self.dtype)
 
     def predict(self, x):
-        """Predicted labels (n,) for inputs x (n, n_in) — the book's y_out."""
-        return np.argmax(self.predict_proba(x), axis=1)
+        """Predicted labels (n,) for inputs x (n, n_in) — the book's y_out.
+
+        Also leaves the probabilities and labels in the last layer's ``output``
+        and ``y_out`` (the book's attributes), so ``layers[-1].accuracy(y)`` works.
+        """
+        probs = self.predict_proba(x)
+        labels = np.argmax(probs, axis=1)
+        last = self.layers[-1]
+        last.output, last.y_out = probs, labels
+        return labels
 
     def accuracy(self, data, mini_batch_size=None):
         """The book's accuracy: mean over whole mini-batches of each batch's accuracy."""
