@@ -1,0 +1,285 @@
+"""network3 — the book's chapter-6 conv nets, without Theano, on compiled kernels.
+
+Change one import line (``import network3`` → ``from nndl_fast import network3``)
+and the book's commands run::
+
+    from nndl_fast import network3
+    from nndl_fast.network3 import Network, ConvPoolLayer, FullyConnectedLayer, SoftmaxLayer
+    training_data, validation_data, test_data = network3.load_data_shared()
+    mini_batch_size = 10
+    net = Network([
+        ConvPoolLayer(image_shape=(mini_batch_size, 1, 28, 28),
+                      filter_shape=(20, 1, 5, 5), poolsize=(2, 2)),
+        FullyConnectedLayer(n_in=20*12*12, n_out=100),
+        SoftmaxLayer(n_in=100, n_out=10)], mini_batch_size)
+    net.SGD(training_data, 60, mini_batch_size, 0.1, validation_data, test_data)
+
+Semantics are the book's (see ``nndl_fast.reference.network3``, the NumPy
+specification this module must agree with): no shuffling, the remainder of the
+data dropped, L2 over all layers' weights divided by the number of training
+mini-batches, accuracies as the mean over whole mini-batches, the book's
+printed lines.
+
+What is compiled (``nndl_fast._convnet`` + ``src_c/convnet.c``): training runs
+up to 1000 mini-batches per call in one OpenMP team with the GIL released
+(Python only prints the ``Training mini-batch number`` lines between calls),
+and inference runs over a whole data set in one call. Results do not depend on
+the number of threads. Several networks may train at once in Python threads.
+
+Extra behaviour, only through keyword arguments:
+
+* ``Network(layers, mini_batch_size, dtype=np.float32)``: the compute dtype
+  (float32 as the book's Theano runs; ``np.float64`` for exact checks).
+* ``dropout_seed=``: dropout masks come from a counter-based generator; the mask
+  of layer l at training step t is a pure function of (seed, l, t). The default
+  seed is the book's ``np.random.RandomState(0).randint(999999)``, so training
+  is reproducible from ``np.random.seed`` (which fixes the initial weights).
+  ``net.step`` counts the mini-batches trained so far.
+* ``num_threads=``: threads of the compiled kernels (default: the package's
+  policy, ``nndl_fast.set_num_threads`` / ``OMP_NUM_THREADS``).
+* ``net.predict(x)`` / ``net.predict_proba(x)``: labels / class probabilities for
+  a whole data set; ``ensemble_predict(nets, data)`` majority-votes several nets
+  (the book's ensemble of five).
+
+Activation functions other than ``linear``, ``ReLU``, ``sigmoid`` and ``tanh``
+are run by the NumPy reference (slow, but correct) if their derivative is
+known; otherwise ``ValueError``. The pure-Python mode (or a build without the
+extension) runs the reference too.
+
+Threads. Each network trains with one OpenMP team; networks trained side by
+side in Python threads (an ensemble) should share the cores:
+``Network(..., num_threads=cores // n_networks)``. Results are the same for
+every thread count and with or without other threads training.
+
+Speed (the book's first conv net, mini-batch 10, float32, one 50,000-image
+epoch, ``bench/bench_network3.py``): about 1.2 s on 2 threads of a 16-core
+Xeon (2.3 s on 1), against about 34 s for the NumPy reference and 7.7 s for
+PyTorch on the CPU in the same run.
+"""
+import threading
+
+import numpy as np
+
+from . import _config
+from .reference import network3 as _ref
+from .reference.network3 import (ConvPoolLayer, FullyConnectedLayer, ReLU, SharedArray,
+                                  SoftmaxLayer, dropout_mask, linear, load_data_shared,
+                                  sigmoid, size, tanh)
+
+__all__ = ["linear", "ReLU", "sigmoid", "tanh", "load_data_shared", "size", "SharedArray",
+           "ConvPoolLayer", "FullyConnectedLayer", "SoftmaxLayer", "Network",
+           "ensemble_predict", "ensemble_accuracy", "vote", "dropout_mask",
+           "single_thread_blas"]
+
+_ACT_CODES = {id(linear): 0, id(sigmoid): 1, id(tanh): 2, id(ReLU): 3}
+
+# threadpoolctl's BLAS limit is process-wide: networks training in several
+# Python threads share one limit, held while any of them is inside a kernel.
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_ctx = None
+
+
+class _SingleThreadBlas(object):
+    """BLAS held to one thread while our kernels run (they parallelise themselves,
+    and a single-threaded team must not let OpenBLAS spawn threads either).
+
+    Re-entrant and shared by all Python threads: the first entry sets the limit
+    (which costs about a millisecond), nested or concurrent entries only count.
+    """
+
+    def __enter__(self):
+        global _blas_users, _blas_ctx
+        with _blas_lock:
+            if _blas_users == 0:
+                from ._compiled import blas_single_thread
+                ctx = blas_single_thread()
+                ctx.__enter__()
+                _blas_ctx = ctx
+            _blas_users += 1
+        return self
+
+    def __exit__(self, *exc):
+        global _blas_users, _blas_ctx
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                ctx, _blas_ctx = _blas_ctx, None
+                ctx.__exit__(None, None, None)
+        return False
+
+
+def single_thread_blas():
+    """Context manager: BLAS limited to one thread for a whole block of calls
+    (``net.predict`` in a loop, say); the networks' methods take it anyway."""
+    return _SingleThreadBlas()
+
+
+_convnet_module = None
+
+
+def _convnet():
+    """The compiled module, or None in the pure-Python mode or when it is missing
+    (then the NumPy reference computes everything, with the same results)."""
+    global _convnet_module
+    use_compiled = getattr(_config, "use_compiled", None)
+    if use_compiled is not None and not use_compiled():
+        return None
+    if _convnet_module is None:
+        try:
+            from . import _convnet as mod
+        except ImportError as exc:  # an incomplete build
+            import warnings
+            warnings.warn("nndl_fast._convnet is not available (%s): network3 runs the "
+                          "pure-NumPy reference" % exc, RuntimeWarning, stacklevel=3)
+            _convnet_module = False
+        else:
+            _convnet_module = mod
+    return _convnet_module or None
+
+
+class Network(_ref.Network):
+    """The book's Network(layers, mini_batch_size), trained by compiled kernels."""
+
+    def __init__(self, layers, mini_batch_size, dtype=np.float32, dropout_seed=None,
+                 num_threads=None):
+        super(Network, self).__init__(layers, mini_batch_size, dtype=dtype,
+                                      dropout_seed=dropout_seed)
+        self.num_threads = num_threads
+        for layer in self.layers:
+            if not isinstance(layer, (ConvPoolLayer, FullyConnectedLayer)):
+                raise TypeError("layers must be ConvPoolLayer, FullyConnectedLayer or "
+                                "SoftmaxLayer, got %r" % (layer,))
+        seen_dense = False
+        for layer in self.layers:
+            if isinstance(layer, ConvPoolLayer):
+                if seen_dense:
+                    raise ValueError("a ConvPoolLayer must not follow a fully connected layer")
+            else:
+                seen_dense = True
+        for prev, layer in zip(self.layers, self.layers[1:]):
+            if isinstance(prev, ConvPoolLayer) and isinstance(layer, ConvPoolLayer) \
+                    and tuple(layer.image_shape[1:]) != tuple(prev.output_shape):
+                raise ValueError("ConvPoolLayer image_shape %s does not match the previous "
+                                 "layer's output %s" % (layer.image_shape[1:],
+                                                        prev.output_shape))
+
+    # --- the layer description the compiled kernels read -----------------
+    def _spec(self):
+        """Layer tuples for _convnet, or None when the reference must compute (an
+        activation without a kernel, the pure-Python mode)."""
+        if _convnet() is None:
+            return None
+        spec = []
+        for layer in self.layers:
+            w = layer.w.get_value(borrow=True)
+            b = layer.b.get_value(borrow=True)
+            if w.dtype != self.dtype or not w.flags.c_contiguous or not w.flags.writeable:
+                w = np.array(w, dtype=self.dtype, order="C")
+                layer.w.set_value(w, borrow=True)
+            if b.dtype != self.dtype or not b.flags.c_contiguous or not b.flags.writeable:
+                b = np.array(b, dtype=self.dtype, order="C")
+                layer.b.set_value(b, borrow=True)
+            if isinstance(layer, SoftmaxLayer):
+                act = 0
+                kind = 2
+            else:
+                act = _ACT_CODES.get(id(layer.activation_fn))
+                if act is None:
+                    return None
+                kind = 0 if isinstance(layer, ConvPoolLayer) else 1
+            if kind == 0:
+                f, c, kh, kw = layer.filter_shape
+                _, _, h, wd = layer.image_shape
+                ph, pw = layer.poolsize
+                spec.append((0, act, c, h, wd, f, kh, kw, ph, pw, layer.n_in, layer.n_out,
+                             0.0, w, b))
+            else:
+                spec.append((kind, act, 0, 0, 0, 0, 0, 0, 0, 0, layer.n_in, layer.n_out,
+                             float(layer.p_dropout), w, b))
+        return spec
+
+    def _threads(self):
+        return _config.resolve_num_threads(self.num_threads)
+
+    # --- compiled paths -------------------------------------------------
+    def _train_batches(self, x, y, first, count, eta, lmbda, num_training_batches):
+        spec = self._spec()
+        m = self.mini_batch_size
+        if spec is None:   # an activation we have no kernel for: the NumPy reference
+            for k in range(first, first + count):
+                _ref.Network.train_mini_batch(self, x[k * m:(k + 1) * m], y[k * m:(k + 1) * m],
+                                              eta, lmbda, num_training_batches)
+            return
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        y = np.ascontiguousarray(y, dtype=np.int64)
+        nt = self._threads()
+        with _SingleThreadBlas():
+            _convnet().train(spec, x, y, first, count, m, float(eta),
+                             float(lmbda) / num_training_batches, self.step,
+                             self.dropout_seed & 0xFFFFFFFFFFFFFFFF, nt)
+        self.step += count
+
+    def train_mini_batch(self, x, y, eta, lmbda=0.0, num_training_batches=1):
+        """One SGD step on the examples x (m, n_in) with labels y (m,)."""
+        x = np.ascontiguousarray(np.asarray(x).reshape(len(x), -1), dtype=self.dtype)
+        y = np.ascontiguousarray(y, dtype=np.int64)
+        if len(x) != self.mini_batch_size:
+            raise ValueError("expected a mini-batch of %d examples, got %d"
+                             % (self.mini_batch_size, len(x)))
+        self._train_batches(x, y, 0, 1, eta, lmbda, num_training_batches)
+
+    def predict_proba(self, x):
+        """Class probabilities (n, n_classes) for inputs x (n, n_in) (array or shared)."""
+        spec = self._spec()
+        if spec is None:
+            return super(Network, self).predict_proba(x)
+        x = _ref._value(x)
+        x = np.ascontiguousarray(x.reshape(len(x), -1), dtype=self.dtype)
+        nt = self._threads()
+        with _SingleThreadBlas():
+            return _convnet().predict(spec, x, nt)
+
+    def feedforward(self, x):
+        """Outputs of the last layer for inputs x (n, n_in)."""
+        if self._spec() is None:
+            return super(Network, self).feedforward(x)
+        return self.predict_proba(x)
+
+    def SGD(self, training_data, epochs, mini_batch_size, eta,
+            validation_data, test_data, lmbda=0.0):
+        """Train by mini-batch SGD, printing the book's lines (see the module docstring)."""
+        with _SingleThreadBlas():
+            return super(Network, self).SGD(training_data, epochs, mini_batch_size, eta,
+                                            validation_data, test_data, lmbda=lmbda)
+
+
+def _inputs(data):
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return data[0]
+    return data
+
+
+def vote(predictions, n_classes=None):
+    """Majority vote over rows of labels (n_nets, n); ties go to the smallest label."""
+    votes = np.asarray(predictions, dtype=np.int64)
+    if votes.ndim != 2:
+        raise ValueError("expected predictions of shape (n_nets, n), got %s" % (votes.shape,))
+    k = int(votes.max()) + 1 if n_classes is None else int(n_classes)
+    counts = np.zeros((k, votes.shape[1]), dtype=np.int64)
+    cols = np.arange(votes.shape[1])
+    for v in votes:
+        counts[v, cols] += 1
+    return np.argmax(counts, axis=0)
+
+
+def ensemble_predict(nets, data):
+    """Majority vote of several networks' labels for data (x or an (x, y) pair)."""
+    x = _inputs(data)
+    return vote([net.predict(x) for net in nets], n_classes=nets[0].layers[-1].n_out)
+
+
+def ensemble_accuracy(nets, data):
+    """Fraction of the (x, y) data the ensemble's vote gets right (all examples)."""
+    y = _ref._value(data[1])
+    return float(np.mean(ensemble_predict(nets, data) == y))

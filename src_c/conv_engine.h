@@ -1,0 +1,539 @@
+/* Training (a chunk of mini-batches in one OpenMP team) and inference, written
+ * once for REAL = float/double (included twice by convnet.c).
+ *
+ * Parallel scheme of one mini-batch (m examples); every step is an `omp for`
+ * with a static schedule whose work items do not depend on the thread count,
+ * and every reduction runs in a fixed order, so the results are bitwise the
+ * same for 1 and N threads:
+ *
+ * (`omp for nowait` + our own barrier, see convnet.c; the static schedule gives
+ * every thread the same iterations in every loop of the same length):
+ *
+ *  1. conv forward, per conv layer, per (image, part): a part is a band of
+ *     pooled rows (nf_conv_parts: a fixed number per layer, so that there is
+ *     work for more threads than a mini-batch has images): im2col of the band,
+ *     z = W·col (GEMM), max-pool, act(pooled + b).                        | barrier
+ *  2. per dense layer, per block of input rows r0..r1 (fixed size):
+ *     finish the previous dense layer's outputs for columns r0..r1 (sum of its
+ *     partial products in block order, + b, act), dropout, then the partial
+ *     product x[:, r0:r1]·W[r0:r1, :].                                 | barrier
+ *  3. softmax: every thread sums the last partials, softmax, dz (privately).
+ *  4. per dense layer from the top, per row block: dx[:, r0:r1] = dz·W[r0:r1]^T
+ *     (old weights), then W[r0:r1] ← (1 − η·reg)·W[r0:r1] − η·x[:, r0:r1]^T·dz.
+ *     A thread reads and writes only its own rows of W, so no one updates
+ *     what another still reads; the row blocks stay in the same thread's cache
+ *     for forward and backward.                                           | barrier
+ *  5. conv backward, from the top conv layer down, per (image, part): pool
+ *     gradient, the part's filter gradient (GEMM dz·col^T), dcol = W^T·dz;
+ *     | barrier; then per image the input gradient's col2im (bands overlap
+ *     there).                                                              | barrier
+ *  6. conv updates by parameter elements, summing the partial gradients in
+ *     (image, part) order.                                                 | barrier
+ */
+
+#ifndef NF_GW_SLICE
+#define NF_GW_SLICE 192
+#endif
+
+typedef struct {
+    REAL *col, *z, *pm, *a, *delta, *gwp, *gbp;   /* conv */
+    REAL *xd, *mask, *part;                       /* dense */
+    int block, n_blocks;                          /* dense: rows per block */
+    int n_parts;                                  /* conv: parts of each image */
+} SFX(nf_buf);
+
+#define NF_GEMM(net) (SFX_GEMM(net))
+
+static int SFX(alloc_all)(REAL **p, size_t n, int *ok)
+{
+    *p = NULL;
+    if (n == 0)
+        return 1;
+    *p = (REAL *)malloc(n * sizeof(REAL));
+    if (!*p)
+        *ok = 0;
+    return *ok;
+}
+
+static void SFX(free_bufs)(SFX(nf_buf) *B, int L)
+{
+    for (int l = 0; l < L; l++) {
+        free(B[l].col); free(B[l].z); free(B[l].pm); free(B[l].a); free(B[l].delta);
+        free(B[l].gwp); free(B[l].gbp); free(B[l].xd); free(B[l].mask); free(B[l].part);
+    }
+}
+
+/* Conv layer forward for pooled rows oy0..oy1 of one image (col, z, pm and a of
+ * those rows; the last part, oy1 == ho, also covers the ignored border rows). */
+static void SFX(conv_part_forward)(const nf_net *net, const nf_layer *ly, const REAL *in,
+                                   REAL *col, REAL *z, REAL *pm, REAL *a, int oy0, int oy1)
+{
+    const int K = ly->c_in * ly->kh * ly->kw, P = ly->hc * ly->wc, F = ly->n_filt;
+    const int Q = ly->ho * ly->wo;
+    const int y0 = oy0 * ly->ph, y1 = oy1 == ly->ho ? ly->hc : oy1 * ly->ph;
+    const int c0 = y0 * ly->wc, c1 = y1 * ly->wc;
+    const REAL *w = (const REAL *)ly->w, *b = (const REAL *)ly->b;
+    SFX(im2col_rows)(in, col, ly->c_in, ly->h_in, ly->w_in, ly->kh, ly->kw, y0, y1);
+    NF_GEMM(net)(0, 0, F, c1 - c0, K, (REAL)1, w, K, col + c0, P, (REAL)0, z + c0, P);
+    SFX(pool_max)(z, pm, F, ly->hc, ly->wc, ly->ph, ly->pw, oy0, oy1);
+    for (int f = 0; f < F; f++)
+        SFX(act_rows)(ly->act, pm + (size_t)f * Q + oy0 * ly->wo, b[f],
+                      a + (size_t)f * Q + oy0 * ly->wo, (oy1 - oy0) * ly->wo);
+}
+
+static void SFX(conv_image_forward)(const nf_net *net, const nf_layer *ly, const REAL *in,
+                                    REAL *col, REAL *z, REAL *pm, REAL *a)
+{
+    SFX(conv_part_forward)(net, ly, in, col, z, pm, a, 0, ly->ho);
+}
+
+int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_batches,
+                  int m, double eta, double reg, int64_t first_step)
+{
+    const int L = net->n_layers, NC = net->n_conv;
+    const int nt = net->n_threads > 0 ? net->n_threads : 1;
+    const int n_in0 = net->layers[0].n_in;
+    const nf_layer *last = &net->layers[L - 1];
+    const int n_cls = last->n_out;
+    SFX(nf_buf) B[NF_MAX_LAYERS];
+    int ok = 1, max_out = 1;
+    REAL *priv = NULL;
+    size_t priv_size;
+
+    memset(B, 0, sizeof(B));
+    for (int l = 0; l < L; l++) {
+        const nf_layer *ly = &net->layers[l];
+        if (ly->kind == NF_CONV) {
+            const size_t K = (size_t)ly->c_in * ly->kh * ly->kw, P = (size_t)ly->hc * ly->wc;
+            SFX(alloc_all)(&B[l].col, m * K * P, &ok);
+            SFX(alloc_all)(&B[l].z, (size_t)m * ly->n_filt * P, &ok);
+            SFX(alloc_all)(&B[l].pm, (size_t)m * ly->n_out, &ok);
+            SFX(alloc_all)(&B[l].a, (size_t)m * ly->n_out, &ok);
+            SFX(alloc_all)(&B[l].delta, (size_t)m * ly->n_out, &ok);
+            B[l].n_parts = nf_conv_parts(ly);
+            SFX(alloc_all)(&B[l].gwp, (size_t)m * B[l].n_parts * ly->n_filt * K, &ok);
+            SFX(alloc_all)(&B[l].gbp, (size_t)m * B[l].n_parts * ly->n_filt, &ok);
+        } else {
+            B[l].block = nf_dense_block(ly->n_in);
+            B[l].n_blocks = (ly->n_in + B[l].block - 1) / B[l].block;
+            SFX(alloc_all)(&B[l].part, (size_t)B[l].n_blocks * m * ly->n_out, &ok);
+            if (ly->p_dropout > 0) {
+                SFX(alloc_all)(&B[l].xd, (size_t)m * ly->n_in, &ok);
+                SFX(alloc_all)(&B[l].mask, (size_t)m * ly->n_in, &ok);
+            }
+            if (l < L - 1) {
+                SFX(alloc_all)(&B[l].a, (size_t)m * ly->n_out, &ok);
+                SFX(alloc_all)(&B[l].delta, (size_t)m * ly->n_out, &ok);
+            }
+            if (ly->n_out > max_out)
+                max_out = ly->n_out;
+        }
+    }
+    /* per thread: dz (m, max_out), softmax logits and probabilities (m, n_cls) */
+    priv_size = (size_t)m * max_out + 2 * (size_t)m * n_cls;
+    SFX(alloc_all)(&priv, priv_size * nt, &ok);
+    if (!ok) {
+        SFX(free_bufs)(B, L);
+        free(priv);
+        return -1;
+    }
+
+    nf_barrier_t nf_bar = {0, 0};
+    (void)nf_bar;
+#pragma omp parallel num_threads(nt) shared(nf_bar)
+    {
+        const int tid = nf_thread_num();
+        const int nf_team = nf_num_threads();
+        int nf_sense = 0;
+        (void)nf_team; (void)nf_sense;
+        REAL *dz = priv + priv_size * tid;
+        REAL *zs = dz + (size_t)m * max_out;
+        REAL *ps = zs + (size_t)m * n_cls;
+
+        for (int64_t batch = 0; batch < n_batches; batch++) {
+            const REAL *xb = x + (size_t)batch * m * n_in0;
+            const int64_t *yb = y + (size_t)batch * m;
+            const int64_t step = first_step + batch;
+
+            /* 1. conv forward, per (image, part), layer by layer */
+            for (int l = 0; l < NC; l++) {
+                const nf_layer *ly = &net->layers[l];
+                const int np = B[l].n_parts;
+                const size_t K = (size_t)ly->c_in * ly->kh * ly->kw;
+                const size_t P = (size_t)ly->hc * ly->wc;
+#pragma omp for schedule(static) nowait
+                for (int t = 0; t < m * np; t++) {
+                    const int i = t / np, q = t % np;
+                    const REAL *in = l == 0 ? xb + (size_t)i * n_in0
+                                            : B[l - 1].a + (size_t)i * ly->n_in;
+                    SFX(conv_part_forward)(net, ly, in, B[l].col + i * K * P,
+                                           B[l].z + i * ly->n_filt * P,
+                                           B[l].pm + (size_t)i * ly->n_out,
+                                           B[l].a + (size_t)i * ly->n_out,
+                                           q * ly->ho / np, (q + 1) * ly->ho / np);
+                }
+                NF_BARRIER();
+            }
+
+            /* 2. dense forward, per block of input rows */
+            for (int l = NC; l < L; l++) {
+                const nf_layer *ly = &net->layers[l];
+                const int n_in = ly->n_in, n_out = ly->n_out, nb = B[l].n_blocks;
+                const REAL *in = l == 0 ? xb : B[l - 1].a;
+                const REAL *w = (const REAL *)ly->w;
+                /* With few row blocks here (the softmax after a hidden layer), finishing
+                 * the previous layer inside them would leave the other threads idle:
+                 * finish it first, in column chunks (same sums, same order). */
+                const int finish_apart = l > NC && nb < 4;
+                if (finish_apart) {
+                    const nf_layer *pl = &net->layers[l - 1];
+                    const REAL *pb = (const REAL *)pl->b, *part = B[l - 1].part;
+                    const size_t stride = (size_t)m * n_in;
+                    const int n_chunks = (n_in + 15) / 16;
+#pragma omp for schedule(static) nowait
+                    for (int c = 0; c < n_chunks; c++) {
+                        const int j0 = c * 16, j1 = j0 + 16 < n_in ? j0 + 16 : n_in;
+                        for (int i = 0; i < m; i++) {
+                            REAL *ai = B[l - 1].a + (size_t)i * n_in;
+                            SFX(sum_parts)(part + (size_t)i * n_in + j0, stride,
+                                           B[l - 1].n_blocks, j1 - j0, ai + j0);
+                            for (int j = j0; j < j1; j++)
+                                ai[j] = SFX(act)(pl->act, ai[j] + pb[j]);
+                        }
+                    }
+                    NF_BARRIER();
+                }
+#pragma omp for schedule(static) nowait
+                for (int blk = 0; blk < nb; blk++) {
+                    const int r0 = blk * B[l].block;
+                    const int r1 = r0 + B[l].block < n_in ? r0 + B[l].block : n_in;
+                    const REAL *src = in;
+                    if (l > NC && !finish_apart) {   /* finish the previous layer's columns r0..r1 */
+                        const nf_layer *pl = &net->layers[l - 1];
+                        const REAL *pb = (const REAL *)pl->b, *part = B[l - 1].part;
+                        const size_t stride = (size_t)m * n_in;
+                        for (int i = 0; i < m; i++) {
+                            REAL *ai = B[l - 1].a + (size_t)i * n_in;
+                            SFX(sum_parts)(part + (size_t)i * n_in + r0, stride,
+                                           B[l - 1].n_blocks, r1 - r0, ai + r0);
+                            for (int j = r0; j < r1; j++)
+                                ai[j] = SFX(act)(pl->act, ai[j] + pb[j]);
+                        }
+                    }
+                    if (ly->p_dropout > 0) {
+                        SFX(dropout_rows)(net->dropout_seed, l, step, ly->p_dropout, m, n_in,
+                                          r0, r1, in, B[l].mask, B[l].xd);
+                        src = B[l].xd;
+                    }
+                    NF_GEMM(net)(0, 0, m, n_out, r1 - r0, (REAL)1, src + r0, n_in,
+                                 w + (size_t)r0 * n_out, n_out, (REAL)0,
+                                 B[l].part + (size_t)blk * m * n_out, n_out);
+                }
+                NF_BARRIER();
+            }
+
+            /* 3. softmax and its delta, privately in every thread */
+            {
+                const size_t stride = (size_t)m * n_cls;
+                const REAL *lb = (const REAL *)last->b;
+                SFX(sum_parts)(B[L - 1].part, stride, B[L - 1].n_blocks, m * n_cls, zs);
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n_cls; j++)
+                        zs[(size_t)i * n_cls + j] += lb[j];
+                SFX(softmax_nll)(zs, yb, ps, dz, m, n_cls);
+            }
+            /* everyone has read the softmax bias before its owner updates it */
+NF_BARRIER();
+
+            /* 4. dense backward, from the top */
+            for (int l = L - 1; l >= NC; l--) {
+                const nf_layer *ly = &net->layers[l];
+                const int n_in = ly->n_in, n_out = ly->n_out, nb = B[l].n_blocks;
+                REAL *w = (REAL *)ly->w, *b = (REAL *)ly->b;
+                const REAL *xin = ly->p_dropout > 0 ? B[l].xd : (l == 0 ? xb : B[l - 1].a);
+                REAL *din = l > 0 ? B[l - 1].delta : NULL;
+                if (l < L - 1) {
+                    for (int i = 0; i < m; i++)
+                        for (int j = 0; j < n_out; j++) {
+                            const size_t e = (size_t)i * n_out + j;
+                            dz[e] = B[l].delta[e] * SFX(act_prime)(ly->act, B[l].a[e]);
+                        }
+                }
+#pragma omp for schedule(static) nowait
+                for (int blk = 0; blk < nb; blk++) {
+                    const int r0 = blk * B[l].block;
+                    const int r1 = r0 + B[l].block < n_in ? r0 + B[l].block : n_in;
+                    if (din) {
+                        NF_GEMM(net)(0, 1, m, r1 - r0, n_out, (REAL)1, dz, n_out,
+                                     w + (size_t)r0 * n_out, n_out, (REAL)0, din + r0, n_in);
+                        if (ly->p_dropout > 0)
+                            for (int i = 0; i < m; i++)
+                                for (int j = r0; j < r1; j++)
+                                    din[(size_t)i * n_in + j] *= B[l].mask[(size_t)i * n_in + j];
+                    }
+                    NF_GEMM(net)(1, 0, r1 - r0, n_out, m, (REAL)(-eta), xin + r0, n_in, dz,
+                                 n_out, (REAL)(1.0 - eta * reg), w + (size_t)r0 * n_out, n_out);
+                    if (blk == 0)
+                        for (int j = 0; j < n_out; j++) {
+                            REAL s = 0;
+                            for (int i = 0; i < m; i++)
+                                s += dz[(size_t)i * n_out + j];
+                            b[j] -= (REAL)eta * s;
+                        }
+                }
+                NF_BARRIER();
+            }
+
+            if (NC > 0) {
+                /* 5. conv backward, per (image, part), from the top conv layer;
+                 * the input gradient's col2im per image (parts overlap there) */
+                for (int l = NC - 1; l >= 0; l--) {
+                    const nf_layer *ly = &net->layers[l];
+                    const int K = ly->c_in * ly->kh * ly->kw, P = ly->hc * ly->wc;
+                    const int F = ly->n_filt, Q = ly->ho * ly->wo, np = B[l].n_parts;
+#pragma omp for schedule(static) nowait
+                    for (int t = 0; t < m * np; t++) {
+                        const int i = t / np, q = t % np;
+                        const int oy0 = q * ly->ho / np, oy1 = (q + 1) * ly->ho / np;
+                        const int y0 = oy0 * ly->ph, y1 = oy1 == ly->ho ? ly->hc : oy1 * ly->ph;
+                        const int c0 = y0 * ly->wc, c1 = y1 * ly->wc;
+                        REAL *col = B[l].col + (size_t)i * K * P;
+                        REAL *zi = B[l].z + (size_t)i * F * P;
+                        REAL *g = B[l].delta + (size_t)i * ly->n_out;
+                        const REAL *a = B[l].a + (size_t)i * ly->n_out;
+                        REAL *gb = B[l].gbp + (size_t)t * F;
+                        REAL *gw = B[l].gwp + (size_t)t * F * K;
+                        const int r0 = oy0 * ly->wo, nr = (oy1 - oy0) * ly->wo;
+                        for (int f = 0; f < F; f++) {
+                            SFX(mul_act_prime)(ly->act, a + (size_t)f * Q + r0,
+                                               g + (size_t)f * Q + r0, nr);
+                            gb[f] = SFX(sum8)(g + (size_t)f * Q + r0, nr);
+                        }
+                        SFX(pool_max_grad)(zi, B[l].pm + (size_t)i * ly->n_out, g, zi, F,
+                                           ly->hc, ly->wc, ly->ph, ly->pw, oy0, oy1);
+                        /* in slices: OpenBLAS's small-matrix kernels skip the packing */
+                        for (int p0 = c0; p0 < c1; p0 += NF_GW_SLICE) {
+                            const int ns = c1 - p0 < NF_GW_SLICE ? c1 - p0 : NF_GW_SLICE;
+                            NF_GEMM(net)(0, 1, F, K, ns, (REAL)1, zi + p0, P, col + p0, P,
+                                         (REAL)(p0 > c0), gw, K);
+                        }
+                        if (l > 0)   /* dcol = W^T dz, in place of the columns just used */
+                            NF_GEMM(net)(1, 0, K, c1 - c0, F, (REAL)1, (const REAL *)ly->w, K,
+                                         zi + c0, P, (REAL)0, col + c0, P);
+                    }
+                    NF_BARRIER();
+                    if (l > 0) {
+#pragma omp for schedule(static) nowait
+                        for (int i = 0; i < m; i++)
+                            SFX(col2im)(B[l].col + (size_t)i * K * P,
+                                        B[l - 1].delta + (size_t)i * ly->n_in,
+                                        ly->c_in, ly->h_in, ly->w_in, ly->kh, ly->kw);
+                        NF_BARRIER();
+                    }
+                }
+                /* 6. conv updates */
+                for (int l = 0; l < NC; l++) {
+                    const nf_layer *ly = &net->layers[l];
+                    const int F = ly->n_filt, K = ly->c_in * ly->kh * ly->kw;
+                    REAL *w = (REAL *)ly->w, *b = (REAL *)ly->b;
+                    const REAL *gwp = B[l].gwp, *gbp = B[l].gbp;
+                    const int n_part = m * B[l].n_parts;   /* partials, summed in order */
+                    const int n_chunks = (F * K + 63) / 64;
+#pragma omp for schedule(static) nowait
+                    for (int c = 0; c <= n_chunks; c++) {
+                        if (c < n_chunks) {   /* 64 filter weights */
+                            REAL s[64];
+                            const int e0 = c * 64, n = F * K - e0 < 64 ? F * K - e0 : 64;
+                            SFX(sum_parts)(gwp + e0, (size_t)F * K, n_part, n, s);
+                            for (int j = 0; j < n; j++)
+                                w[e0 + j] -= (REAL)eta * (s[j] + (REAL)reg * w[e0 + j]);
+                        } else {              /* the biases */
+                            for (int f = 0; f < F; f++) {
+                                REAL s = gbp[f];
+                                for (int t = 1; t < n_part; t++)
+                                    s += gbp[(size_t)t * F + f];
+                                b[f] -= (REAL)eta * s;
+                            }
+                        }
+                    }
+                    NF_BARRIER();
+                }
+            }
+        }
+    }
+    SFX(free_bufs)(B, L);
+    free(priv);
+    return 0;
+}
+
+/* Inference: chunks of NF_CHUNK images, each chunk through the whole network by
+ * one thread (conv per image, dense layers as one GEMM per chunk). */
+#ifndef NF_CHUNK
+#define NF_CHUNK 64
+#endif
+
+int SFX(nf_predict)(const nf_net *net, const REAL *x, int64_t n, REAL *out)
+{
+    const int L = net->n_layers, NC = net->n_conv;
+    const int nt = net->n_threads > 0 ? net->n_threads : 1;
+    const int n_in0 = net->layers[0].n_in, n_cls = net->layers[L - 1].n_out;
+    const int64_t n_chunks = (n + NF_CHUNK - 1) / NF_CHUNK;
+    size_t off[NF_MAX_LAYERS + 1], col_size = 0, z_size = 0, pm_size = 0, per_thread;
+    REAL *scratch = NULL;
+    int ok = 1;
+
+    /* per thread: col, z, pm of one image (largest layer), then each layer's
+     * outputs for a chunk */
+    off[0] = 0;
+    for (int l = 0; l < L; l++) {
+        const nf_layer *ly = &net->layers[l];
+        if (ly->kind == NF_CONV) {
+            const size_t K = (size_t)ly->c_in * ly->kh * ly->kw, P = (size_t)ly->hc * ly->wc;
+            if (K * P > col_size) col_size = K * P;
+            if ((size_t)ly->n_filt * P > z_size) z_size = (size_t)ly->n_filt * P;
+            if ((size_t)ly->n_out > pm_size) pm_size = ly->n_out;
+        }
+        off[l + 1] = off[l] + (size_t)NF_CHUNK * ly->n_out;
+    }
+    per_thread = col_size + z_size + pm_size + off[L];
+    SFX(alloc_all)(&scratch, per_thread * nt, &ok);
+    if (!ok)
+        return -1;
+
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int64_t ch = 0; ch < n_chunks; ch++) {
+        REAL *col = scratch + per_thread * nf_thread_num();
+        REAL *z = col + col_size, *pm = z + z_size, *outs = pm + pm_size;
+        const int64_t start = ch * NF_CHUNK;
+        const int cnt = (int)(n - start < NF_CHUNK ? n - start : NF_CHUNK);
+        const REAL *xc = x + (size_t)start * n_in0;
+        for (int i = 0; i < cnt; i++) {
+            const REAL *in = xc + (size_t)i * n_in0;
+            for (int l = 0; l < NC; l++) {
+                const nf_layer *ly = &net->layers[l];
+                REAL *a = outs + off[l] + (size_t)i * ly->n_out;
+                SFX(conv_image_forward)(net, ly, in, col, z, pm, a);
+                in = a;
+            }
+        }
+        for (int l = NC; l < L; l++) {
+            const nf_layer *ly = &net->layers[l];
+            const REAL *in = l == 0 ? xc : outs + off[l - 1];
+            REAL *o = l == L - 1 ? out + (size_t)start * n_cls : outs + off[l];
+            const REAL *b = (const REAL *)ly->b;
+            NF_GEMM(net)(0, 0, cnt, ly->n_out, ly->n_in, (REAL)(1.0 - ly->p_dropout), in,
+                         ly->n_in, (const REAL *)ly->w, ly->n_out, (REAL)0, o, ly->n_out);
+            for (int i = 0; i < cnt; i++) {
+                REAL *oi = o + (size_t)i * ly->n_out;
+                if (ly->kind == NF_SOFTMAX) {
+                    REAL mx, s = 0;
+                    for (int j = 0; j < ly->n_out; j++)
+                        oi[j] += b[j];
+                    mx = oi[0];
+                    for (int j = 1; j < ly->n_out; j++)
+                        if (oi[j] > mx) mx = oi[j];
+                    for (int j = 0; j < ly->n_out; j++) {
+                        oi[j] = EXP(oi[j] - mx);
+                        s += oi[j];
+                    }
+                    for (int j = 0; j < ly->n_out; j++)
+                        oi[j] /= s;
+                } else {
+                    for (int j = 0; j < ly->n_out; j++)
+                        oi[j] = SFX(act)(ly->act, oi[j] + b[j]);
+                }
+            }
+        }
+    }
+    free(scratch);
+    return 0;
+}
+
+/* ------------------------------------------------------------ test hooks */
+void SFX(nf_conv_forward)(SFX_GEMM_T g, const REAL *x, const REAL *w, REAL *z, int m, int c,
+                          int h, int wd, int f, int kh, int kw, int nt)
+{
+    const int hc = h - kh + 1, wc = wd - kw + 1, K = c * kh * kw, P = hc * wc;
+#pragma omp parallel num_threads(nt)
+    {
+        REAL *col = (REAL *)malloc((size_t)K * P * sizeof(REAL));
+#pragma omp for schedule(static)
+        for (int i = 0; i < m; i++) {
+            if (!col) continue;
+            SFX(im2col)(x + (size_t)i * c * h * wd, col, c, h, wd, kh, kw);
+            g(0, 0, f, P, K, (REAL)1, w, K, col, P, (REAL)0, z + (size_t)i * f * P, P);
+        }
+        free(col);
+    }
+}
+
+/* gw (F, K) = Σ_i dz_i·col_i^T (images in order); dx (m, C, h, w) when not NULL. */
+int SFX(nf_conv_grad)(SFX_GEMM_T g, const REAL *x, const REAL *w, const REAL *dz, REAL *gw,
+                      REAL *dx, int m, int c, int h, int wd, int f, int kh, int kw, int nt)
+{
+    const int hc = h - kh + 1, wc = wd - kw + 1, K = c * kh * kw, P = hc * wc;
+    REAL *gwp = (REAL *)malloc(((size_t)m * f * K + 1) * sizeof(REAL));
+    int ok = gwp != NULL;
+    if (!ok)
+        return -1;
+#pragma omp parallel num_threads(nt)
+    {
+        REAL *col = (REAL *)malloc((size_t)K * P * sizeof(REAL));
+        if (!col) {
+#pragma omp atomic write
+            ok = 0;
+        }
+#pragma omp for schedule(static)
+        for (int i = 0; i < m; i++) {
+            if (!col) continue;
+            const REAL *dzi = dz + (size_t)i * f * P;
+            SFX(im2col)(x + (size_t)i * c * h * wd, col, c, h, wd, kh, kw);
+            g(0, 1, f, K, P, (REAL)1, dzi, P, col, P, (REAL)0, gwp + (size_t)i * f * K, K);
+            if (dx) {
+                g(1, 0, K, P, f, (REAL)1, w, K, dzi, P, (REAL)0, col, P);
+                SFX(col2im)(col, dx + (size_t)i * c * h * wd, c, h, wd, kh, kw);
+            }
+        }
+#pragma omp for schedule(static)
+        for (int e = 0; e < f * K; e++) {
+            REAL s = 0;
+            for (int i = 0; i < m; i++)
+                s += gwp[(size_t)i * f * K + e];
+            gw[e] = s;
+        }
+        free(col);
+    }
+    free(gwp);
+    return ok ? 0 : -1;
+}
+
+void SFX(nf_pool_forward)(const REAL *z, REAL *pooled, int n, int hc, int wc, int ph, int pw,
+                          int nt)
+{
+    const int ho = hc / ph, wo = wc / pw;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int i = 0; i < n; i++)
+        SFX(pool_max)(z + (size_t)i * hc * wc, pooled + (size_t)i * ho * wo, 1, hc, wc, ph, pw, 0,
+                      ho);
+}
+
+void SFX(nf_pool_backward)(const REAL *z, const REAL *pooled, const REAL *dpooled, REAL *dz,
+                           int n, int hc, int wc, int ph, int pw, int nt)
+{
+    const int ho = hc / ph, wo = wc / pw;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int i = 0; i < n; i++)
+        SFX(pool_max_grad)(z + (size_t)i * hc * wc, pooled + (size_t)i * ho * wo,
+                           dpooled + (size_t)i * ho * wo, dz + (size_t)i * hc * wc, 1, hc, wc,
+                           ph, pw, 0, ho);
+}
+
+double SFX(nf_softmax_nll)(const REAL *z, const int64_t *y, REAL *p, REAL *dz, int m, int k)
+{
+    return SFX(softmax_nll)(z, y, p, dz, m, k);
+}
+
+void SFX(nf_dropout_mask)(uint64_t seed, int layer, int64_t step, int64_t n, double p, REAL *out)
+{
+    SFX(dropout_rows)(seed, layer, step, p, 1, (int)n, 0, (int)n, NULL, out, NULL);
+}

@@ -1,0 +1,267 @@
+/* Per-image kernels of the conv family, written once for REAL = float/double
+ * (convnet.c includes this file twice; SFX(name) appends _f or _d).
+ *
+ * Convolution layout: the image's im2col matrix col (K, P), K = C*kh*kw,
+ * P = hc*wc, holds in row  c*kh*kw + (kh-1-u)*kw + (kw-1-v)  the inputs
+ * x[c, y+u, x+v]; the row order is flipped so that the filters, read as an
+ * (F, K) matrix without any copy, perform Theano's true convolution:
+ *     z (F, P) = W (F, K) · col (K, P).
+ */
+
+static inline REAL SFX(act)(int act, REAL z)
+{
+    switch (act) {
+    case NF_SIGMOID: return (REAL)1 / ((REAL)1 + EXP(-z));
+    case NF_TANH:    return TANH(z);
+    case NF_RELU:    return z > 0 ? z : (REAL)0;
+    default:         return z;
+    }
+}
+
+/* The activation's derivative, from its output a. */
+static inline REAL SFX(act_prime)(int act, REAL a)
+{
+    switch (act) {
+    case NF_SIGMOID: return a * ((REAL)1 - a);
+    case NF_TANH:    return (REAL)1 - a * a;
+    case NF_RELU:    return a > 0 ? (REAL)1 : (REAL)0;
+    default:         return (REAL)1;
+    }
+}
+
+/* out[j] = act(in[j] + bias) for n values: the loops GCC vectorises (VEXP is a
+ * branch-free exp for float, libm's exp for double); compiled for AVX-512, AVX2
+ * and the baseline, chosen at load time where the toolchain can (NF_CLONES). */
+NF_CLONES static void SFX(act_rows)(int act, const REAL *in, REAL bias, REAL *out, int n)
+{
+    switch (act) {
+    case NF_SIGMOID:
+#pragma omp simd
+        for (int j = 0; j < n; j++)
+            out[j] = (REAL)1 / ((REAL)1 + VEXP(-(in[j] + bias)));
+        break;
+    case NF_TANH:
+        for (int j = 0; j < n; j++)
+            out[j] = TANH(in[j] + bias);
+        break;
+    case NF_RELU:
+        for (int j = 0; j < n; j++) {
+            const REAL z = in[j] + bias;
+            out[j] = z > 0 ? z : (REAL)0;
+        }
+        break;
+    default:
+        for (int j = 0; j < n; j++)
+            out[j] = in[j] + bias;
+    }
+}
+
+/* g[j] *= act'(a[j]), the derivative from the output a. */
+static void SFX(mul_act_prime)(int act, const REAL *a, REAL *g, int n)
+{
+    switch (act) {
+    case NF_SIGMOID:
+        for (int j = 0; j < n; j++) g[j] *= a[j] * ((REAL)1 - a[j]);
+        break;
+    case NF_TANH:
+        for (int j = 0; j < n; j++) g[j] *= (REAL)1 - a[j] * a[j];
+        break;
+    case NF_RELU:
+        for (int j = 0; j < n; j++) g[j] = a[j] > 0 ? g[j] : (REAL)0;
+        break;
+    default:
+        break;
+    }
+}
+
+/* Columns of output rows y0 <= y < y1 only (a part of the image's matrix). */
+static void SFX(im2col_rows)(const REAL *in, REAL *col, int c_in, int h, int w, int kh, int kw,
+                             int y0, int y1)
+{
+    const int hc = h - kh + 1, wc = w - kw + 1, P = hc * wc;
+    for (int c = 0; c < c_in; c++)
+        for (int u = 0; u < kh; u++)
+            for (int v = 0; v < kw; v++) {
+                REAL *dst = col + (size_t)(c * kh * kw + (kh - 1 - u) * kw + (kw - 1 - v)) * P;
+                const REAL *src = in + (size_t)c * h * w + (size_t)u * w + v;
+                for (int y = y0; y < y1; y++) {
+                    REAL *d = dst + (size_t)y * wc;
+                    const REAL *sr = src + (size_t)y * w;
+                    for (int x = 0; x < wc; x++)   /* rows are short: no memcpy call */
+                        d[x] = sr[x];
+                }
+            }
+}
+
+static void SFX(im2col)(const REAL *in, REAL *col, int c_in, int h, int w, int kh, int kw)
+{
+    SFX(im2col_rows)(in, col, c_in, h, w, kh, kw, 0, h - kh + 1);
+}
+
+/* dx (C, h, w) = the col2im scatter-add of dcol (K, P); dx is overwritten. */
+static void SFX(col2im)(const REAL *dcol, REAL *dx, int c_in, int h, int w, int kh, int kw)
+{
+    const int hc = h - kh + 1, wc = w - kw + 1, P = hc * wc;
+    memset(dx, 0, (size_t)c_in * h * w * sizeof(REAL));
+    for (int c = 0; c < c_in; c++)
+        for (int u = 0; u < kh; u++)
+            for (int v = 0; v < kw; v++) {
+                const REAL *src = dcol + (size_t)(c * kh * kw + (kh - 1 - u) * kw + (kw - 1 - v)) * P;
+                REAL *dst = dx + (size_t)c * h * w + (size_t)u * w + v;
+                for (int y = 0; y < hc; y++) {
+                    const REAL *s = src + (size_t)y * wc;
+                    REAL *d = dst + (size_t)y * w;
+                    for (int x = 0; x < wc; x++)
+                        d[x] += s[x];
+                }
+            }
+}
+
+/* pooled (n, ho, wo) = max over ph x pw windows of z (n, hc, wc), border ignored;
+ * pooled rows oy0 <= oy < oy1 only. */
+static void SFX(pool_max)(const REAL *z, REAL *pooled, int n, int hc, int wc, int ph, int pw,
+                          int oy0, int oy1)
+{
+    const int ho = hc / ph, wo = wc / pw;
+    for (int f = 0; f < n; f++) {
+        for (int oy = oy0; oy < oy1; oy++) {
+            const REAL *row = z + ((size_t)f * hc + (size_t)oy * ph) * wc;
+            REAL *pr = pooled + ((size_t)f * ho + oy) * wo;
+            if (ph == 2 && pw == 2) {
+                const REAL *r2 = row + wc;
+                for (int ox = 0; ox < wo; ox++) {
+                    REAL m0 = row[2 * ox] > row[2 * ox + 1] ? row[2 * ox] : row[2 * ox + 1];
+                    REAL m1 = r2[2 * ox] > r2[2 * ox + 1] ? r2[2 * ox] : r2[2 * ox + 1];
+                    pr[ox] = m1 > m0 ? m1 : m0;
+                }
+                continue;
+            }
+            for (int ox = 0; ox < wo; ox++)
+                pr[ox] = row[(size_t)ox * pw];
+            for (int dy = 0; dy < ph; dy++) {
+                const REAL *r = row + (size_t)dy * wc;
+                for (int dx = 0; dx < pw; dx++)
+                    for (int ox = 0; ox < wo; ox++) {
+                        const REAL v = r[(size_t)ox * pw + dx];
+                        pr[ox] = v > pr[ox] ? v : pr[ox];
+                    }
+            }
+        }
+    }
+}
+
+/* dz (n, hc, wc) from d pooled: every input equal to its window's max receives
+ * the window's gradient (Theano's rule); the ignored border gets zero. dz may be z.
+ * Only the rows of pooled rows oy0 <= oy < oy1, and the border rows when oy1 == ho. */
+static void SFX(pool_max_grad)(const REAL *z, const REAL *pooled, const REAL *dpooled, REAL *dz,
+                               int n, int hc, int wc, int ph, int pw, int oy0, int oy1)
+{
+    const int ho = hc / ph, wo = wc / pw;
+    for (int f = 0; f < n; f++) {
+        for (int oy = oy0; oy < oy1; oy++) {
+            const REAL *pr = pooled + ((size_t)f * ho + oy) * wo;
+            const REAL *gr = dpooled + ((size_t)f * ho + oy) * wo;
+            for (int dy = 0; dy < ph; dy++) {
+                const size_t r = ((size_t)f * hc + (size_t)oy * ph + dy) * wc;
+                const REAL *zr = z + r;
+                REAL *dr = dz + r;
+                if (pw == 2) {
+                    /* unconditional loads, so that GCC vectorises the selects */
+                    for (int ox = 0; ox < wo; ox++) {
+                        const REAL p = pr[ox], gv = gr[ox];
+                        const REAL z0 = zr[2 * ox], z1 = zr[2 * ox + 1];
+                        dr[2 * ox] = z0 == p ? gv : (REAL)0;
+                        dr[2 * ox + 1] = z1 == p ? gv : (REAL)0;
+                    }
+                } else {
+                    for (int ox = 0; ox < wo; ox++)
+                        for (int dx = 0; dx < pw; dx++) {
+                            const size_t i = (size_t)ox * pw + dx;
+                            dr[i] = zr[i] == pr[ox] ? gr[ox] : (REAL)0;
+                        }
+                }
+                for (int x = wo * pw; x < wc; x++)
+                    dr[x] = 0;
+            }
+        }
+        if (oy1 == ho)
+            for (int y = ho * ph; y < hc; y++)
+                memset(dz + ((size_t)f * hc + y) * wc, 0, (size_t)wc * sizeof(REAL));
+    }
+}
+
+/* Sum of n values in 8 interleaved partial sums (vectorisable without
+ * reassociation; the order is fixed, whatever the threads). */
+static inline REAL SFX(sum8)(const REAL *g, int n)
+{
+    REAL acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0;
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++)
+            acc[k] += g[j + k];
+    for (int k = 0; k < 8; k++)
+        s += acc[k];
+    for (; j < n; j++)
+        s += g[j];
+    return s;
+}
+
+/* out[j] = Σ_q parts[q*stride + j] for j < n, q = 0, 1, ... in order: the same
+ * sum per element as a loop over q, but vectorised over j. */
+static inline void SFX(sum_parts)(const REAL *parts, size_t stride, int n_parts, int n, REAL *out)
+{
+    for (int j = 0; j < n; j++)
+        out[j] = parts[j];
+    for (int q = 1; q < n_parts; q++) {
+        const REAL *src = parts + q * stride;
+        for (int j = 0; j < n; j++)
+            out[j] += src[j];
+    }
+}
+
+/* Softmax of rows z (m, k) into p; dz = (p - onehot(y)) / m; returns the mean NLL. */
+static double SFX(softmax_nll)(const REAL *z, const int64_t *y, REAL *p, REAL *dz, int m, int k)
+{
+    double cost = 0;
+    for (int i = 0; i < m; i++) {
+        const REAL *zi = z + (size_t)i * k;
+        REAL *pi = p + (size_t)i * k;
+        REAL mx = zi[0], s = 0;
+        for (int j = 1; j < k; j++)
+            if (zi[j] > mx)
+                mx = zi[j];
+        for (int j = 0; j < k; j++) {
+            pi[j] = EXP(zi[j] - mx);
+            s += pi[j];
+        }
+        for (int j = 0; j < k; j++)
+            pi[j] /= s;
+        cost -= log((double)pi[y[i]]);
+        if (dz) {
+            REAL *di = dz + (size_t)i * k;
+            for (int j = 0; j < k; j++)
+                di[j] = (pi[j] - (j == y[i] ? (REAL)1 : (REAL)0)) / (REAL)m;
+        }
+    }
+    return cost / m;
+}
+
+/* The keep-mask of elements [e0, e0 + n) of layer `layer` at `step` (see
+ * reference.network3.dropout_mask): out[e] = 1 keeps, 0 drops; scaled by `scale_in`
+ * (the inputs) into xd when xd is not NULL. */
+static void SFX(dropout_rows)(uint64_t seed, int layer, int64_t step, double p, int m,
+                              int n_in, int r0, int r1, const REAL *in, REAL *mask, REAL *xd)
+{
+    const uint64_t base = nf_mix(nf_mix(seed + (uint64_t)layer) ^ (uint64_t)step);
+    const double keep = 1.0 - p;
+    for (int i = 0; i < m; i++) {
+        for (int j = r0; j < r1; j++) {
+            const size_t e = (size_t)i * n_in + j;
+            const uint64_t h = nf_mix(base ^ (uint64_t)e);
+            const REAL k = ((double)(h >> 11) * (1.0 / 9007199254740992.0)) < keep ? (REAL)1 : (REAL)0;
+            mask[e] = k;
+            if (xd)
+                xd[e] = in[e] * k;
+        }
+    }
+}

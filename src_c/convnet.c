@@ -1,0 +1,151 @@
+/* Chapter-6 conv nets in C: see convnet.h (interface), conv_kernels.h (im2col,
+ * col2im, max-pool, softmax, dropout masks) and conv_engine.h (training and
+ * inference). The two headers are templates, included once per dtype. */
+/* We never read the floating-point exception flags; without trapping math GCC
+ * may if-convert (and so vectorise) the clamps and selects of the kernels. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convnet.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+static inline int nf_thread_num(void) { return omp_get_thread_num(); }
+static inline int nf_num_threads(void) { return omp_get_num_threads(); }
+#else
+static inline int nf_thread_num(void) { return 0; }
+static inline int nf_num_threads(void) { return 1; }
+#endif
+
+/* The team's barrier. OpenMP's own barrier spins for a long time before it
+ * sleeps; when the machine is busy with other processes and a teammate has been
+ * preempted, every barrier then costs a scheduler time slice (we measured a
+ * 50x slowdown on a loaded 2-core box). This one spins briefly, then yields the
+ * CPU (to the preempted teammate, often). Sense-reversing, one per team. */
+#if defined(__GNUC__) && defined(_OPENMP)
+#include <sched.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define NF_PAUSE() _mm_pause()
+#else
+#define NF_PAUSE() ((void)0)
+#endif
+typedef struct { int count; int sense; } nf_barrier_t;
+
+static void nf_barrier_wait(nf_barrier_t *b, int n, int *local_sense)
+{
+    const int mine = !*local_sense;
+    *local_sense = mine;
+    if (n <= 1)
+        return;
+    if (__atomic_add_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == n) {
+        __atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&b->sense, mine, __ATOMIC_RELEASE);
+    } else {
+        int spins = 0;
+        while (__atomic_load_n(&b->sense, __ATOMIC_ACQUIRE) != mine) {
+            if (++spins < 2000)
+                NF_PAUSE();
+            else
+                sched_yield();
+        }
+    }
+}
+#define NF_BARRIER() nf_barrier_wait(&nf_bar, nf_team, &nf_sense)
+#else
+typedef struct { int count; int sense; } nf_barrier_t;
+#define NF_BARRIER() _Pragma("omp barrier")
+#endif
+
+/* SplitMix64's finaliser: the dropout generator (reference.network3.splitmix64). */
+static inline uint64_t nf_mix(uint64_t x)
+{
+    uint64_t z = x + 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* exp for float in a form GCC vectorises (no calls, no branches): Cephes'
+ * range reduction and polynomial, about 1 ulp. Arguments are clamped to
+ * [-87.3, 88.7], so the result is never 0 or inf (sigmoid's 1/(1 + e^-z) stays
+ * within 4e-39 of the exact value). */
+static inline float nf_expf(float x)
+{
+    union { int32_t i; float f; } scale;
+    float n, y, z;
+    x = x < 88.3762626647949f ? x : 88.3762626647949f;
+    x = x > -87.3365447504019f ? x : -87.3365447504019f;
+    /* n = round(x / ln 2) by the 1.5 * 2^23 trick (SSE2 has no vector floor) */
+    n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    x = x - n * 0.693359375f;
+    x = x - n * -2.12194440e-4f;
+    z = x * x;
+    y = ((((1.9875691500E-4f * x + 1.3981999507E-3f) * x + 8.3334519073E-3f) * x
+          + 4.1665795894E-2f) * x + 1.6666665459E-1f) * x + 5.0000001201E-1f;
+    y = y * z + x + 1.0f;
+    scale.i = ((int32_t)n + 127) << 23;
+    return y * scale.f;
+}
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define NF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NF_CLONES
+#endif
+
+/* Parts (bands of pooled rows) a conv layer's image is cut into for training:
+ * a function of the layer's shape only (results never depend on the threads). */
+static int nf_conv_parts(const nf_layer *ly)
+{
+    const double work = (double)ly->n_filt * ly->c_in * ly->kh * ly->kw * ly->hc * ly->wc;
+    int parts = (int)(work / 80000.0);
+    const int cap = ly->ho < 4 ? ly->ho : 4;
+    if (parts > cap) parts = cap;
+    return parts < 1 ? 1 : parts;
+}
+
+int nf_dense_block(int n_in)
+{
+    /* About 96 rows a block, at most 32 blocks, multiples of 8 rows. */
+    int n_blocks = n_in / 96;
+    int block;
+    if (n_blocks < 1) n_blocks = 1;
+    if (n_blocks > 32) n_blocks = 32;
+    block = (n_in + n_blocks - 1) / n_blocks;
+    if (n_blocks > 1) block = (block + 7) / 8 * 8;
+    return block > 0 ? block : 1;
+}
+
+#define REAL float
+#define SFX(name) name##_f
+#define SFX_GEMM(net) ((net)->gemm_f)
+#define SFX_GEMM_T nf_gemm_f
+#define EXP expf
+#define TANH tanhf
+#define VEXP nf_expf
+#include "conv_kernels.h"
+#include "conv_engine.h"
+#undef REAL
+#undef SFX
+#undef SFX_GEMM
+#undef SFX_GEMM_T
+#undef EXP
+#undef TANH
+#undef VEXP
+#undef NF_GEMM
+
+#define REAL double
+#define SFX(name) name##_d
+#define SFX_GEMM(net) ((net)->gemm_d)
+#define SFX_GEMM_T nf_gemm_d
+#define EXP exp
+#define TANH tanh
+#define VEXP exp
+#include "conv_kernels.h"
+#include "conv_engine.h"

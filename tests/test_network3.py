@@ -1,0 +1,340 @@
+"""nndl_fast.network3: gradients, agreement with the NumPy reference, thread
+independence, the book's API and printed lines."""
+import contextlib
+import io
+import re
+import threading
+
+import numpy as np
+import pytest
+
+from nndl_fast import network3 as N
+from nndl_fast.reference import network3 as R
+
+ACTS = ["sigmoid", "tanh", "ReLU", "linear"]
+
+
+def small_layers(mod, act, m, p=0.0):
+    """Two conv-pool layers (odd shapes, pool 2x2 and 1x2), two FC, softmax."""
+    fn = getattr(mod, act)
+    return [mod.ConvPoolLayer((3, 2, 3, 3), (m, 2, 9, 8), (2, 2), fn),
+            mod.ConvPoolLayer((4, 3, 2, 2), (m, 3, 3, 3), (1, 2), fn),
+            mod.FullyConnectedLayer(4 * 2 * 1, 7, fn, p_dropout=p),
+            mod.FullyConnectedLayer(7, 5, fn, p_dropout=p),
+            mod.SoftmaxLayer(5, 4, p_dropout=p)]
+
+
+def small_net(mod, act, m=4, p=0.0, dtype=np.float64, seed=3, **kw):
+    np.random.seed(seed)
+    layers = small_layers(mod, act, m, p)
+    # the softmax starts at zero: give it weights so every gradient is exercised
+    layers[-1].w.set_value(0.5 * np.random.standard_normal(layers[-1].w.shape))
+    layers[-1].b.set_value(0.5 * np.random.standard_normal(layers[-1].b.shape))
+    return (N.Network if mod is N else R.Network)(layers, m, dtype=dtype, **kw)
+
+
+def small_data(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 2 * 9 * 8)), rng.integers(0, 4, n)
+
+
+def params(net):
+    return [p.get_value().copy() for p in net.params]
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_gradient_check_compiled(act):
+    """One compiled SGD step (eta=1, lmbda>0) equals central differences of the cost."""
+    net = small_net(N, act, num_threads=1)
+    x, y = small_data(4)
+    lmbda, nb = 0.3, 2
+    reg = lmbda / nb
+
+    def cost():
+        p = net.predict_proba(x)
+        return -np.mean(np.log(p[np.arange(4), y])) + 0.5 * reg * sum(
+            np.sum(l.w.get_value() ** 2) for l in net.layers)
+
+    guard = N.single_thread_blas()   # one BLAS limit for the many calls below
+    guard.__enter__()
+    try:
+        _check_gradients(net, x, y, lmbda, nb, cost)
+    finally:
+        guard.__exit__(None, None, None)
+
+
+def _check_gradients(net, x, y, lmbda, nb, cost):
+    before = params(net)
+    net.train_mini_batch(x, y, 1.0, lmbda, nb)
+    analytic = [b - a for b, a in zip(before, params(net))]
+    for p, v in zip(net.params, before):
+        p.set_value(v.copy())
+    eps = 1e-6
+    for p, g in zip(net.params, analytic):
+        v = p.get_value(borrow=True)
+        num = np.zeros_like(v)
+        for idx in np.ndindex(v.shape):
+            old = v[idx]
+            v[idx] = old + eps
+            cp = cost()
+            v[idx] = old - eps
+            cm = cost()
+            v[idx] = old
+            num[idx] = (cp - cm) / (2 * eps)
+        np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("p", [0.0, 0.3])
+def test_compiled_equals_reference(act, p):
+    eta = 0.05 if act == "linear" else 0.5
+    a = small_net(N, act, p=p)
+    b = small_net(R, act, p=p)
+    x, y = small_data()
+    a._train_batches(x, y, 0, 10, eta, 0.2, 10)
+    b._train_batches(x, y, 0, 10, eta, 0.2, 10)
+    assert a.step == b.step == 10
+    for pa, pb in zip(a.params, b.params):
+        np.testing.assert_allclose(pa.get_value(), pb.get_value(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(a.predict_proba(x), b.predict_proba(x), rtol=1e-10,
+                               atol=1e-12)
+
+
+def test_fc_only_network_equals_reference():
+    def build(mod):
+        np.random.seed(5)
+        return (N.Network if mod is N else R.Network)(
+            [mod.FullyConnectedLayer(30, 20, mod.ReLU, p_dropout=0.2),
+             mod.SoftmaxLayer(20, 10, p_dropout=0.1)], 5, dtype=np.float64)
+    a, b = build(N), build(R)
+    rng = np.random.default_rng(1)
+    x, y = rng.random((50, 30)), rng.integers(0, 10, 50)
+    a._train_batches(x, y, 0, 10, 0.3, 0.1, 10)
+    b._train_batches(x, y, 0, 10, 0.3, 0.1, 10)
+    for pa, pb in zip(a.params, b.params):
+        np.testing.assert_allclose(pa.get_value(), pb.get_value(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_identical_for_1_and_2_threads(dtype):
+    x, y = small_data(80)
+    nets = [small_net(N, "sigmoid", p=0.2, dtype=dtype, num_threads=t) for t in (1, 2)]
+    for net in nets:
+        net._train_batches(x, y, 0, 20, 0.5, 0.1, 20)
+    for pa, pb in zip(nets[0].params, nets[1].params):
+        np.testing.assert_array_equal(pa.get_value(), pb.get_value())
+    np.testing.assert_array_equal(nets[0].predict_proba(x), nets[1].predict_proba(x))
+
+
+def test_float32_close_to_float64():
+    x, y = small_data(40)
+    a = small_net(N, "sigmoid", dtype=np.float32)
+    b = small_net(N, "sigmoid", dtype=np.float64)
+    for net in (a, b):
+        net._train_batches(x, y, 0, 10, 0.5, 0.0, 10)
+    for pa, pb in zip(a.params, b.params):
+        np.testing.assert_allclose(pa.get_value(), pb.get_value(), rtol=1e-3, atol=1e-4)
+
+
+def test_python_threads_train_concurrently_with_same_results():
+    x, y = small_data(400)
+    # one OpenMP thread per network: teams of spinning threads must not outnumber cores
+    seq = [small_net(N, "tanh", seed=s, dtype=np.float32, p=0.2, num_threads=1)
+           for s in range(3)]
+    for net in seq:
+        net._train_batches(x, y, 0, 100, 0.3, 0.1, 100)
+    par = [small_net(N, "tanh", seed=s, dtype=np.float32, p=0.2, num_threads=1)
+           for s in range(3)]
+    threads = [threading.Thread(target=net._train_batches, args=(x, y, 0, 100, 0.3, 0.1, 100))
+               for net in par]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(seq, par):
+        for pa, pb in zip(a.params, b.params):
+            np.testing.assert_array_equal(pa.get_value(), pb.get_value())
+
+
+def test_initialisation_is_the_books():
+    np.random.seed(7)
+    layer = N.ConvPoolLayer((20, 1, 5, 5), (10, 1, 28, 28), (2, 2))
+    np.random.seed(7)
+    w = np.random.normal(loc=0, scale=np.sqrt(1.0 / (20 * 25 / 4)), size=(20, 1, 5, 5))
+    b = np.random.normal(loc=0, scale=1.0, size=(20,))
+    np.testing.assert_array_equal(layer.w.get_value(), w)
+    np.testing.assert_array_equal(layer.b.get_value(), b)
+    fc = N.FullyConnectedLayer(30, 7)
+    assert fc.w.get_value().shape == (30, 7) and fc.b.get_value().shape == (7,)
+    sm = N.SoftmaxLayer(7, 3)
+    assert not sm.w.get_value().any() and not sm.b.get_value().any()
+    assert len(layer.params) == 2 and layer.params[0] is layer.w
+    net = N.Network([layer, N.FullyConnectedLayer(20 * 12 * 12, 10), N.SoftmaxLayer(10, 10)], 10)
+    assert layer.w.get_value(borrow=True).dtype == np.float32  # the book's floatX
+
+
+def test_sgd_prints_the_books_lines_like_the_reference():
+    x, y = small_data(2600)
+    xv, yv = small_data(50, seed=1)
+    tr = (N.SharedArray(x), N.SharedArray(y))
+    va = (N.SharedArray(xv), N.SharedArray(yv))
+    outs = []
+    for mod in (N, R):
+        net = small_net(mod, "sigmoid", m=10, dtype=np.float64)
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            net.SGD(tr, 2, 10, 0.3, va, va, lmbda=0.1)
+        outs.append(buf.getvalue())
+    assert outs[0] == outs[1]
+    lines = outs[0].splitlines()
+    assert lines[0] == "Training mini-batch number 0"
+    assert re.fullmatch(r"Epoch 0: validation accuracy \d+\.\d\d%", lines[1])
+    assert lines[2] == "This is the best validation accuracy to date."
+    assert re.fullmatch(r"The corresponding test accuracy is \d+\.\d\d%", lines[3])
+    assert re.fullmatch(r"Epoch 1: validation accuracy \d+\.\d\d%", lines[4])
+    assert lines[-3] == "Finished training network."
+    assert re.fullmatch(r"Best validation accuracy of \d+\.\d\d% obtained at iteration "
+                        r"(259|519)", lines[-2])
+    assert re.fullmatch(r"Corresponding test accuracy of \d+\.\d\d%", lines[-1])
+
+
+def test_sgd_mini_batch_lines_and_accuracy_semantics():
+    x, y = small_data(25)   # 2 whole mini-batches of 10, remainder dropped
+    net = small_net(N, "sigmoid", m=10, num_threads=1)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        net.SGD((x, y), 501, 10, 0.1, (x, y), (x, y))
+    out = buf.getvalue().splitlines()
+    marks = [l for l in out if l.startswith("Training mini-batch number")]
+    assert marks == ["Training mini-batch number 0", "Training mini-batch number 1000"]
+    assert net.step == 1002
+    pred = net.predict(x)
+    want = np.mean([np.mean(pred[k * 10:(k + 1) * 10] == y[k * 10:(k + 1) * 10])
+                    for k in range(2)])
+    assert net.accuracy((x, y)) == pytest.approx(want)
+
+
+def test_load_data_shared_api():
+    tr, va, te = N.load_data_shared()
+    x = tr[0].get_value(borrow=True)
+    assert x.shape == (50000, 784) and x.dtype == np.float32
+    assert tr[1].eval().shape == (50000,) and N.size(va) == 10000 and N.size(te) == 10000
+    assert tr[0].eval() is x
+
+
+def test_mnist_training_learns_quickly():
+    tr, va, _ = N.load_data_shared()
+    np.random.seed(0)
+    m = 10
+    net = N.Network([N.ConvPoolLayer((20, 1, 5, 5), (m, 1, 28, 28)),
+                     N.FullyConnectedLayer(20 * 12 * 12, 100), N.SoftmaxLayer(100, 10)], m)
+    x = tr[0].get_value()[:5000]
+    y = tr[1].get_value()[:5000].astype(np.int64)
+    net._train_batches(x, y, 0, 500, 0.1, 0.0, 500)
+    acc = net.accuracy((va[0].get_value()[:2000], va[1].get_value()[:2000]))
+    assert acc > 0.5   # from 10% at the start (sigmoid conv nets start slowly)
+
+
+def test_predict_and_ensemble_vote():
+    x, y = small_data(60)
+    nets = [small_net(N, "sigmoid", seed=s) for s in range(3)]
+    for net in nets:
+        net._train_batches(x, y, 0, 15, 0.5, 0.0, 15)
+    probs = nets[0].predict_proba(x)
+    assert probs.shape == (60, 4)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(nets[0].predict(x), probs.argmax(axis=1))
+    last = nets[0].layers[-1]
+    np.testing.assert_array_equal(last.y_out, probs.argmax(axis=1))
+    assert last.accuracy(y) == pytest.approx(np.mean(probs.argmax(axis=1) == y))
+    votes = np.stack([n.predict(x) for n in nets])
+    got = N.ensemble_predict(nets, (x, y))
+    for j in range(60):
+        counts = np.bincount(votes[:, j], minlength=4)
+        assert got[j] == np.argmax(counts)
+    assert N.vote([[1, 2, 2], [1, 0, 2], [0, 0, 1]]).tolist() == [1, 0, 2]
+    assert 0.0 <= N.ensemble_accuracy(nets, (x, y)) <= 1.0
+
+
+def test_custom_activation_falls_back_to_reference():
+    def softplus(z):
+        return np.log1p(np.exp(z))
+    np.random.seed(0)
+    net = N.Network([N.FullyConnectedLayer(72, 5, N.sigmoid), N.SoftmaxLayer(5, 4)], 4,
+                    dtype=np.float64)
+    x, y = small_data(8)
+    x = x[:, :72]
+    net.layers[0].activation_fn = lambda z: 1 / (1 + np.exp(-z))  # not a known function
+    with pytest.raises(ValueError):
+        net._train_batches(x, y, 0, 2, 0.1, 0.0, 2)
+    net.layers[0].activation_fn = N.sigmoid
+    net._train_batches(x, y, 0, 2, 0.1, 0.0, 2)
+    assert softplus  # documented: unknown activations need a derivative
+
+
+def test_bad_networks_are_rejected():
+    with pytest.raises(ValueError):
+        N.Network([N.FullyConnectedLayer(10, 5)], 2)            # no softmax at the end
+    with pytest.raises(ValueError):
+        N.Network([N.FullyConnectedLayer(10, 5), N.SoftmaxLayer(6, 2)], 2)
+    with pytest.raises(ValueError):
+        N.ConvPoolLayer((2, 1, 5, 5), (2, 3, 28, 28))            # channel mismatch
+    net = N.Network([N.FullyConnectedLayer(10, 5), N.SoftmaxLayer(5, 2)], 2)
+    with pytest.raises(ValueError):
+        net.SGD((np.zeros((4, 10)), np.zeros(4)), 1, 3, 0.1, None, None)
+
+
+def test_load_data_shared_reads_the_books_pickle(tmp_path):
+    import gzip
+    import pickle
+    rng = np.random.default_rng(0)
+    parts = tuple((rng.random((n, 784)).astype(np.float32), rng.integers(0, 10, n))
+                  for n in (30, 20, 10))   # e.g. an expanded-data file has the same layout
+    path = tmp_path / "mnist_expanded.pkl.gz"
+    with gzip.open(path, "wb") as f:
+        pickle.dump(parts, f, protocol=2)
+    data = N.load_data_shared(str(path))
+    assert [N.size(d) for d in data] == [30, 20, 10]
+    np.testing.assert_array_equal(data[0][0].get_value(borrow=True), parts[0][0])
+    np.testing.assert_array_equal(data[2][1].eval(), parts[2][1])
+    with pytest.raises(FileNotFoundError):
+        N.load_data_shared(str(tmp_path / "missing.pkl.gz"))
+
+
+def test_reference_fallback_gives_the_same_results(monkeypatch):
+    x, y = small_data(40)
+    a = small_net(N, "ReLU", p=0.2)
+    b = small_net(N, "ReLU", p=0.2)
+    monkeypatch.setattr(N, "_convnet", lambda: None)   # as in the pure-Python mode
+    assert b._spec() is None
+    b._train_batches(x, y, 0, 4, 0.3, 0.1, 4)
+    pb = b.predict_proba(x)
+    monkeypatch.undo()
+    a._train_batches(x, y, 0, 4, 0.3, 0.1, 4)
+    np.testing.assert_allclose(a.predict_proba(x), pb, rtol=1e-10, atol=1e-12)
+
+
+def banded_net(mod, m=3, dtype=np.float64, seed=11, **kw):
+    """Conv layers big enough to be cut into bands of pooled rows (odd borders too)."""
+    np.random.seed(seed)
+    layers = [mod.ConvPoolLayer((8, 2, 5, 5), (m, 2, 25, 24), (2, 2), mod.tanh),    # 2 bands
+              mod.ConvPoolLayer((40, 8, 3, 3), (m, 8, 10, 10), (2, 3), mod.ReLU),  # 2 bands
+              mod.FullyConnectedLayer(40 * 4 * 2, 10, mod.sigmoid),
+              mod.SoftmaxLayer(10, 3)]
+    return (N.Network if mod is N else R.Network)(layers, m, dtype=dtype, **kw)
+
+
+def test_banded_conv_layers_equal_reference_and_any_thread_count():
+    rng = np.random.default_rng(2)
+    x, y = rng.random((30, 2 * 25 * 24)), rng.integers(0, 3, 30)
+    a, b = banded_net(N), banded_net(R)
+    a._train_batches(x, y, 0, 10, 0.1, 0.1, 10)
+    b._train_batches(x, y, 0, 10, 0.1, 0.1, 10)
+    for pa, pb in zip(a.params, b.params):
+        np.testing.assert_allclose(pa.get_value(), pb.get_value(), rtol=1e-9, atol=1e-11)
+    nets = [banded_net(N, dtype=np.float32, num_threads=t) for t in (1, 2, 3)]
+    for net in nets:
+        net._train_batches(x, y, 0, 10, 0.1, 0.1, 10)
+    for other in nets[1:]:
+        for pa, pb in zip(nets[0].params, other.params):
+            np.testing.assert_array_equal(pa.get_value(), pb.get_value())
