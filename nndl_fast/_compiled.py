@@ -29,17 +29,13 @@ class CompiledDenseMixin(DenseParamsMixin):
     """Adds compiled training and inference to a reference Network class."""
 
     def _epoch_threads(self, num_threads):
-        """Threads for the training kernel.
-
-        An explicit count is used as given. By default a thread gets at least three
-        16-unit blocks of the first layer: below that, the per-mini-batch barriers
-        and the exchange of the input rows between cores cost more than the split
-        saves (e.g. [784, 30, 10] runs fastest on one thread).
-        """
+        """Threads for the training kernel: as given, else the package's policy, but
+        no more than the first layer has 16-unit blocks (a thread without a block
+        would only wait at the barriers)."""
         if num_threads is not None:
             return _config.resolve_num_threads(num_threads)
         n_blocks = -(-self.sizes[1] // 16)
-        return max(1, min(_config.get_num_threads(), n_blocks // 3))
+        return max(1, min(_config.get_num_threads(), n_blocks))
 
     def _forward_matrix(self, X, num_threads=None):
         """Outputs (n, n_out) for inputs X (n, n_in), through the compiled kernel."""
