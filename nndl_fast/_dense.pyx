@@ -492,6 +492,16 @@ cdef int _run_epoch(Plan *p, list weights, list biases, list vw, list vb, list a
     return 0
 
 
+cdef void _set_layers(Plan *p, list sizes):
+    """Layer sizes, their 16-unit blocks and padded widths (the input is not padded)."""
+    cdef int l
+    p.n_layers = len(sizes) - 1
+    for l in range(p.n_layers + 1):
+        p.sizes[l] = sizes[l]
+        p.n_blocks[l] = (sizes[l] + BW - 1) // BW
+        p.padded[l] = p.n_blocks[l] * BW if l > 0 else sizes[0]
+
+
 def pack_weights(w):
     """(n_out, n_in) → (n_blocks, n_in, 16) blocks of 16 output units, zero-padded."""
     n_out, n_in = w.shape
@@ -580,11 +590,7 @@ def train_epoch(X, Y, order, list weights, list biases, int mini_batch_size, dou
     if reg not in (L2, L1):
         raise ValueError("unknown regularisation code %d" % reg)
     sizes, dtype = _check_layers(weights, biases)
-    p.n_layers = L
-    for l in range(L + 1):
-        p.sizes[l] = sizes[l]
-        p.n_blocks[l] = (sizes[l] + BW - 1) // BW
-        p.padded[l] = p.n_blocks[l] * BW if l > 0 else sizes[0]
+    _set_layers(&p, sizes)
     if not (isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype in (np.float32, np.float64)
             and X.flags.c_contiguous and X.shape[1] == p.sizes[0]):
         raise ValueError("X: expected a C-contiguous float32/float64 array (n, %d), got %s %s"
@@ -766,23 +772,12 @@ def forward(X, list weights, list biases, bint softmax=False, int num_threads=1,
         raise ValueError("X has %d columns, expected %d" % (X.shape[1], sizes[0]))
     if chunk < 1 or num_threads < 1:
         raise ValueError("chunk and num_threads must be >= 1")
-    p.n_layers = L
-    for l in range(L + 1):
-        p.sizes[l] = sizes[l]
-        p.n_blocks[l] = (sizes[l] + BW - 1) // BW
-        p.padded[l] = p.n_blocks[l] * BW if l > 0 else sizes[0]
+    _set_layers(&p, sizes)
     p.cost = LOG_LIKELIHOOD if softmax else CROSS_ENTROPY
     cdef cnp.ndarray out = np.empty((X.shape[0], sizes[L]), dtype)
     cdef cnp.ndarray X_arr = X
     if X.shape[0] == 0:
         return out
-    packed_w = [pack_weights(w) for w in weights]
-    packed_b = [pack_bias(b) for b in biases]
-    if dtype == np.float64:
-        _forward_impl(&p, packed_w, packed_b, X_arr, out, chunk, num_threads, <double> 0)
-    else:
-        _forward_impl(&p, packed_w, packed_b, X_arr, out, chunk, num_threads, <float> 0)
-    return out
     packed_w = [pack_weights(w) for w in weights]
     packed_b = [pack_bias(b) for b in biases]
     if dtype == np.float64:
