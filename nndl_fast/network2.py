@@ -211,7 +211,9 @@ class Network(_DenseBase, _reference.Network):
         return 0.5 * (lmbda / n) * sq
 
     def _compute_dtype_inputs(self, X):
-        return np.ascontiguousarray(X, dtype=self._dtype)
+        # The forward kernel converts float32 inputs chunk by chunk, so the packed
+        # matrix (float32 for the book's data) serves as it is: no float64 copy.
+        return np.ascontiguousarray(X)
 
     def accuracy(self, data, convert=False):
         """Number of inputs in ``data`` whose argmax output is the desired class.
@@ -351,7 +353,7 @@ class Network(_DenseBase, _reference.Network):
         training_cost, training_accuracy = [], []
         evaluation_cost, evaluation_accuracy = [], []
         if monitors[0] or monitors[1]:
-            # One copy in the compute dtype serves both the kernel and the monitors.
+            # The packed matrix serves both the kernel and the monitors.
             X = self._compute_dtype_inputs(X)
             Y_train = Y.astype(np.float64)
             watched.append(("training", X, Y_train if monitors[0] else None,
