@@ -137,27 +137,46 @@ static AVX512 void fwd_avx512_d(int m, int K, const double *X, int ldx,
     }
 }
 
+/* E examples at a time (E <= 12): one weight vector per input k feeds E
+ * independent FMA chains. */
+static inline __attribute__((always_inline, target("avx512f")))
+void fwd_group_s(const int E, int K, const float *X, int ldx, const float *W,
+                 float *out, int ldo)
+{
+    __m512 acc[12];
+    for (int e = 0; e < E; e++) acc[e] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const __m512 w = _mm512_loadu_ps(W + (ptrdiff_t)k * 16);
+        for (int e = 0; e < E; e++)
+            acc[e] = _mm512_fmadd_ps(_mm512_set1_ps(X[(ptrdiff_t)e * ldx + k]), w, acc[e]);
+    }
+    for (int e = 0; e < E; e++) _mm512_storeu_ps(out + (ptrdiff_t)e * ldo, acc[e]);
+}
+
 static AVX512 void fwd_avx512_s(int m, int K, const float *X, int ldx,
                                 const float *W, float *out, int ldo)
 {
     int i = 0;
-    for (; i + 8 <= m; i += 8) {
-        __m512 a[8];
-        for (int e = 0; e < 8; e++) a[e] = _mm512_setzero_ps();
+    while (i < m) {
+        const int left = m - i;
         const float *x = X + (ptrdiff_t)i * ldx;
-        for (int k = 0; k < K; k++) {
-            const __m512 w = _mm512_loadu_ps(W + (ptrdiff_t)k * 16);
-            for (int e = 0; e < 8; e++)
-                a[e] = _mm512_fmadd_ps(_mm512_set1_ps(x[(ptrdiff_t)e * ldx + k]), w, a[e]);
+        float *o = out + (ptrdiff_t)i * ldo;
+        /* Constant group sizes keep the accumulators in registers; a whole
+         * mini-batch of up to 12 goes in one sweep over the weights. */
+        switch (left >= 12 ? 12 : left) {
+        case 12: fwd_group_s(12, K, x, ldx, W, o, ldo); i += 12; break;
+        case 11: fwd_group_s(11, K, x, ldx, W, o, ldo); i += 11; break;
+        case 10: fwd_group_s(10, K, x, ldx, W, o, ldo); i += 10; break;
+        case 9: fwd_group_s(9, K, x, ldx, W, o, ldo); i += 9; break;
+        case 8: fwd_group_s(8, K, x, ldx, W, o, ldo); i += 8; break;
+        case 7: fwd_group_s(7, K, x, ldx, W, o, ldo); i += 7; break;
+        case 6: fwd_group_s(6, K, x, ldx, W, o, ldo); i += 6; break;
+        case 5: fwd_group_s(5, K, x, ldx, W, o, ldo); i += 5; break;
+        case 4: fwd_group_s(4, K, x, ldx, W, o, ldo); i += 4; break;
+        case 3: fwd_group_s(3, K, x, ldx, W, o, ldo); i += 3; break;
+        case 2: fwd_group_s(2, K, x, ldx, W, o, ldo); i += 2; break;
+        default: fwd_group_s(1, K, x, ldx, W, o, ldo); i += 1; break;
         }
-        for (int e = 0; e < 8; e++) _mm512_storeu_ps(out + (ptrdiff_t)(i + e) * ldo, a[e]);
-    }
-    for (; i < m; i++) {
-        __m512 a0 = _mm512_setzero_ps();
-        const float *x = X + (ptrdiff_t)i * ldx;
-        for (int k = 0; k < K; k++)
-            a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[k]), _mm512_loadu_ps(W + (ptrdiff_t)k * 16), a0);
-        _mm512_storeu_ps(out + (ptrdiff_t)i * ldo, a0);
     }
 }
 
@@ -201,6 +220,28 @@ static AVX512 void upd_avx512_d(int rows, int m, const double *X, int ldx,
         upd_group_d(1, m, X + r, ldx, D, ldd, W + (ptrdiff_t)r * 16, va, vb, scale);
 }
 
+/* R rows at a time (R <= 8) share each example's delta vector: R independent
+ * FMA chains per example. */
+static inline __attribute__((always_inline, target("avx512f")))
+void upd_group_s(const int R, int m, const float *X, int ldx, const float *D, int ldd,
+                 float *W, __m512 va, __m512 vb, int scale)
+{
+    __m512 acc[8];
+    for (int q = 0; q < R; q++) acc[q] = _mm512_setzero_ps();
+    for (int i = 0; i < m; i++) {
+        const __m512 d = _mm512_loadu_ps(D + (ptrdiff_t)i * ldd);
+        const float *x = X + (ptrdiff_t)i * ldx;
+        for (int q = 0; q < R; q++)
+            acc[q] = _mm512_fmadd_ps(_mm512_set1_ps(x[q]), d, acc[q]);
+    }
+    for (int q = 0; q < R; q++) {
+        float *w = W + (ptrdiff_t)q * 16;
+        __m512 w0 = _mm512_loadu_ps(w);
+        if (scale) w0 = _mm512_mul_ps(vb, w0);
+        _mm512_storeu_ps(w, _mm512_fmadd_ps(va, acc[q], w0));
+    }
+}
+
 static AVX512 void upd_avx512_s(int rows, int m, const float *X, int ldx,
                                 const float *D, int ldd, float *W,
                                 float alpha, float beta)
@@ -208,39 +249,10 @@ static AVX512 void upd_avx512_s(int rows, int m, const float *X, int ldx,
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     const int scale = beta != 1.0f;
     int r = 0;
-    for (; r + 4 <= rows; r += 4) {
-        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-        __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
-        for (int i = 0; i < m; i++) {
-            const __m512 d = _mm512_loadu_ps(D + (ptrdiff_t)i * ldd);
-            const float *x = X + (ptrdiff_t)i * ldx + r;
-            a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[0]), d, a0);
-            a1 = _mm512_fmadd_ps(_mm512_set1_ps(x[1]), d, a1);
-            a2 = _mm512_fmadd_ps(_mm512_set1_ps(x[2]), d, a2);
-            a3 = _mm512_fmadd_ps(_mm512_set1_ps(x[3]), d, a3);
-        }
-        float *w = W + (ptrdiff_t)r * 16;
-        __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
-        __m512 w2 = _mm512_loadu_ps(w + 32), w3 = _mm512_loadu_ps(w + 48);
-        if (scale) {
-            w0 = _mm512_mul_ps(vb, w0); w1 = _mm512_mul_ps(vb, w1);
-            w2 = _mm512_mul_ps(vb, w2); w3 = _mm512_mul_ps(vb, w3);
-        }
-        _mm512_storeu_ps(w, _mm512_fmadd_ps(va, a0, w0));
-        _mm512_storeu_ps(w + 16, _mm512_fmadd_ps(va, a1, w1));
-        _mm512_storeu_ps(w + 32, _mm512_fmadd_ps(va, a2, w2));
-        _mm512_storeu_ps(w + 48, _mm512_fmadd_ps(va, a3, w3));
-    }
-    for (; r < rows; r++) {
-        __m512 a0 = _mm512_setzero_ps();
-        for (int i = 0; i < m; i++)
-            a0 = _mm512_fmadd_ps(_mm512_set1_ps(X[(ptrdiff_t)i * ldx + r]),
-                                 _mm512_loadu_ps(D + (ptrdiff_t)i * ldd), a0);
-        float *w = W + (ptrdiff_t)r * 16;
-        __m512 w0 = _mm512_loadu_ps(w);
-        if (scale) w0 = _mm512_mul_ps(vb, w0);
-        _mm512_storeu_ps(w, _mm512_fmadd_ps(va, a0, w0));
-    }
+    for (; r + 8 <= rows; r += 8)
+        upd_group_s(8, m, X + r, ldx, D, ldd, W + (ptrdiff_t)r * 16, va, vb, scale);
+    for (; r < rows; r++)
+        upd_group_s(1, m, X + r, ldx, D, ldd, W + (ptrdiff_t)r * 16, va, vb, scale);
 }
 
 /* exp by range reduction x = n ln2 + r, |r| <= ln2/2, and a degree-12 Taylor
