@@ -110,13 +110,6 @@ cdef struct Plan:
     nndl_spin_barrier *barrier        # shared by the team (n_threads > 1)
 
 
-cdef inline floating _sigmoid(floating z) noexcept nogil:
-    if floating is float:
-        return 1.0 / (1.0 + expf(-z))
-    else:
-        return 1.0 / (1.0 + exp(-z))
-
-
 cdef inline floating _exp(floating z) noexcept nogil:
     if floating is float:
         return expf(z)

@@ -83,11 +83,3 @@ def pack_columns(seq, int which, Py_ssize_t n_rows, cnp.ndarray out, what, pair_
                 for r in range(n_rows):
                     dst_f[r] = <float> (<double *> (src + r * stride))[0]
     return all_f32
-
-
-def first_dtype(seq, int which):
-    """dtype of ``seq[0][which]`` when it is an array, else None."""
-    if len(seq) and isinstance(seq[0], (tuple, list)) and len(seq[0]) == 2 \
-            and isinstance(seq[0][which], np.ndarray):
-        return seq[0][which].dtype
-    return None

@@ -128,15 +128,16 @@ def _column_error(what, index, obj, n_rows):
                      % (what, index, obj.dtype))
 
 
+def _first_dtype(seq, which):
+    """dtype of ``seq[0][which]`` when it is an array, else None."""
+    if len(seq) and isinstance(seq[0], (tuple, list)) and len(seq[0]) == 2 \
+            and isinstance(seq[0][which], np.ndarray):
+        return seq[0][which].dtype
+    return None
+
+
 class _PythonPacking(object):
     """``_packing``'s checks and copies in Python (pure-Python mode; much slower)."""
-
-    @staticmethod
-    def first_dtype(seq, which):
-        if len(seq) and isinstance(seq[0], (tuple, list)) and len(seq[0]) == 2 \
-                and isinstance(seq[0][which], np.ndarray):
-            return seq[0][which].dtype
-        return None
 
     @staticmethod
     def pack_columns(seq, which, n_rows, out, what, pair_what):
@@ -173,7 +174,7 @@ def pack_pairs(data, which, n_rows, what, pair_what, dtype=None):
     n = len(data)
     auto = dtype is None
     if auto:
-        first = _packing.first_dtype(data, which)
+        first = _first_dtype(data, which)
         dtype = np.float32 if first == np.float32 else np.float64
     M = np.empty((n, n_rows), dtype=dtype)
     all_f32 = _packing.pack_columns(data, which, n_rows, M, what, pair_what)

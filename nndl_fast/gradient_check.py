@@ -93,25 +93,33 @@ def numerical_gradient(net, x, y, epsilon=1e-5):
     def cost():
         return float(fn(net.feedforward(x), y))
 
-    def differences(params):
-        grads = []
-        for l in range(len(params)):
-            grad = np.zeros(np.shape(params[l]), dtype=np.float64)
-            for idx in np.ndindex(grad.shape):
-                p = params[l]
-                original = p[idx]
-                p[idx] = original + epsilon
-                c_plus = cost()
-                p[idx] = original - epsilon
-                c_minus = cost()
-                p[idx] = original
-                grad[idx] = (c_plus - c_minus) / (2.0 * epsilon)
-            grads.append(grad)
-        return grads
-
-    nabla_b = differences(_Live(net, "biases"))
-    nabla_w = differences(_Live(net, "weights"))
+    nabla_b = central_differences(cost, _Live(net, "biases"), epsilon)
+    nabla_w = central_differences(cost, _Live(net, "weights"), epsilon)
     return nabla_b, nabla_w
+
+
+def central_differences(cost, params, epsilon=1e-5):
+    """(cost(p + ε) − cost(p − ε)) / 2ε for every entry of every array in ``params``.
+
+    ``cost`` takes no arguments and reads the arrays, which are changed in place
+    one entry at a time and restored exactly. ``params[l]`` is looked up again
+    for every entry (a network may rebind its lists between calls). Returns one
+    float64 array per parameter array.
+    """
+    grads = []
+    for l in range(len(params)):
+        grad = np.zeros(np.shape(params[l]), dtype=np.float64)
+        for idx in np.ndindex(grad.shape):
+            p = params[l]
+            original = p[idx]
+            p[idx] = original + epsilon
+            c_plus = cost()
+            p[idx] = original - epsilon
+            c_minus = cost()
+            p[idx] = original
+            grad[idx] = (c_plus - c_minus) / (2.0 * epsilon)
+        grads.append(grad)
+    return grads
 
 
 class _Live(object):

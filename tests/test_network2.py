@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from nndl_fast import network2
+from nndl_fast.gradient_check import central_differences
 from nndl_fast.reference import network2 as ref
 
 COSTS = [network2.QuadraticCost, network2.CrossEntropyCost, network2.LogLikelihoodCost]
@@ -184,19 +185,9 @@ def objective(sizes, cost, weights, biases, batch, lmbda, regularization):
 def numerical_gradient(sizes, cost, weights, biases, batch, lmbda, regularization, h=1e-5):
     params = [w.copy() for w in weights] + [b.copy() for b in biases]
     L = len(weights)
-    grads = []
-    for p in params:
-        g = np.zeros_like(p)
-        for idx in np.ndindex(p.shape):
-            old = p[idx]
-            p[idx] = old + h
-            up = objective(sizes, cost, params[:L], params[L:], batch, lmbda, regularization)
-            p[idx] = old - h
-            down = objective(sizes, cost, params[:L], params[L:], batch, lmbda, regularization)
-            p[idx] = old
-            g[idx] = (up - down) / (2 * h)
-        grads.append(g)
-    return grads
+    return central_differences(
+        lambda: objective(sizes, cost, params[:L], params[L:], batch, lmbda, regularization),
+        params, h)
 
 
 GRAD_CASES = [(cost, reg) for cost in COSTS for reg in ("L2", "L1")]

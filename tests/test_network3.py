@@ -10,6 +10,7 @@ import pytest
 
 from nndl_fast import network3 as N
 from nndl_fast.reference import network3 as R
+from nndl_fast.gradient_check import central_differences
 
 ACTS = ["sigmoid", "tanh", "ReLU", "linear"]
 
@@ -69,18 +70,8 @@ def _check_gradients(net, x, y, lmbda, nb, cost):
     analytic = [b - a for b, a in zip(before, params(net))]
     for p, v in zip(net.params, before):
         p.set_value(v.copy())
-    eps = 1e-6
-    for p, g in zip(net.params, analytic):
-        v = p.get_value(borrow=True)
-        num = np.zeros_like(v)
-        for idx in np.ndindex(v.shape):
-            old = v[idx]
-            v[idx] = old + eps
-            cp = cost()
-            v[idx] = old - eps
-            cm = cost()
-            v[idx] = old
-            num[idx] = (cp - cm) / (2 * eps)
+    numeric = central_differences(cost, [p.get_value(borrow=True) for p in net.params], 1e-6)
+    for g, num in zip(analytic, numeric):
         np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-7)
 
 

@@ -5,24 +5,13 @@ import random
 import numpy as np
 import pytest
 
+from nndl_fast.gradient_check import central_differences
 from nndl_fast.reference import network as ref1
 from nndl_fast.reference import network2 as ref2
 
 
 def _numerical_gradients(cost_of, params, eps=1e-6):
-    grads = []
-    for p in params:
-        g = np.zeros_like(p)
-        for idx in np.ndindex(p.shape):
-            old = p[idx]
-            p[idx] = old + eps
-            c_plus = cost_of()
-            p[idx] = old - eps
-            c_minus = cost_of()
-            p[idx] = old
-            g[idx] = (c_plus - c_minus) / (2 * eps)
-        grads.append(g)
-    return grads
+    return central_differences(cost_of, params, eps)
 
 
 def _example(rng, n_in, n_out, one_hot=True):
