@@ -33,7 +33,7 @@ cimport cython
 from cython cimport floating
 from cython.parallel cimport parallel
 from libc.math cimport exp, expf
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport malloc, free
 
 import numpy as np
@@ -59,8 +59,36 @@ cdef extern from "dense.h" nogil:
                     const double *Dn, int ldn, const double *A, int lda, double *out, int ldo)
     void nndl_bwd_s(int m, int rows, int nb, const float *W, Py_ssize_t bstride,
                     const float *Dn, int ldn, const float *A, int lda, float *out, int ldo)
+    ctypedef struct nndl_csr:
+        const int64_t *ptr
+        const int32_t *idx
+        const void *val
+        int val_f32
+        const uint64_t *bits
+        int n_words
+    void nndl_fwd_csr_d(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
+                        const double *W, double *out, int ldo)
+    void nndl_fwd_csr_s(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
+                        const float *W, float *out, int ldo)
+    int nndl_csr_union(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
+                       int32_t *cols, int32_t *pos, uint64_t *ubits)
+    void nndl_csr_scatter_d(int i0, int i1, const nndl_csr *X, const int64_t *rows,
+                            int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
+                            double *Xc)
+    void nndl_csr_scatter_s(int i0, int i1, const nndl_csr *X, const int64_t *rows,
+                            int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
+                            float *Xc)
+    void nndl_fwd_idx_d(int m, int K, const double *X, int ldx, const double *W,
+                        const int32_t *cols, double *out, int ldo)
+    void nndl_fwd_idx_s(int m, int K, const float *X, int ldx, const float *W,
+                        const int32_t *cols, float *out, int ldo)
+    void nndl_upd_idx_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
+                        double *W, const int32_t *cols, double alpha)
+    void nndl_upd_idx_s(int rows, int m, const float *X, int ldx, const float *D, int ldd,
+                        float *W, const int32_t *cols, float alpha)
     void nndl_convert_f2d(int n, const float *src, double *dst)
     void nndl_prefetch(const void *p, size_t nbytes)
+    void nndl_prefetch_l2(const void *p, size_t nbytes)
     const char *nndl_dense_isa()
     ctypedef struct nndl_spin_barrier:
         pass
@@ -108,6 +136,11 @@ cdef struct Plan:
     double decay                      # 1 − η·λ/n (L2 without momentum)
     double momentum
     nndl_spin_barrier *barrier        # shared by the team (n_threads > 1)
+    bint sparse                       # layer 1 reads the inputs from csr
+    nndl_csr csr                      # x as compressed sparse rows (sparse)
+    int32_t *sp_cols                  # 2 per thread: n_in (columns of a gathered batch)
+    int32_t *sp_pos                   # per thread: n_in (scratch of the gather)
+    uint64_t *sp_ubits                # per thread: n_words (scratch of the gather)
 
 
 cdef inline floating _exp(floating z) noexcept nogil:
@@ -180,10 +213,30 @@ cdef void _output_layer(const Plan *p, floating *w, const floating *b,
             o[j] = 0
 
 
+cdef inline void _upd_first(int rows, int m, const floating *X, int ldx, const floating *D,
+                            int ldd, floating *W, floating alpha, floating beta,
+                            const int32_t *cols, int K) noexcept nogil:
+    """_upd over all ``rows`` rows, or, with ``cols``, where input k of X (K
+    columns) is row cols[k]: the other rows get only the β scaling (their
+    gradient is exactly zero)."""
+    cdef Py_ssize_t r
+    if cols == NULL:
+        _upd(rows, m, X, ldx, D, ldd, W, alpha, beta)
+        return
+    if beta != 1:
+        for r in range(<Py_ssize_t> rows * BW):
+            W[r] = beta * W[r]
+    if floating is float:
+        nndl_upd_idx_s(K, m, X, ldx, D, ldd, W, cols, alpha)
+    else:
+        nndl_upd_idx_d(K, m, X, ldx, D, ldd, W, cols, alpha)
+
+
 cdef void _update_rows(const Plan *p, floating *w, floating *v, int rows,
                        const floating *act, int ld_act, const floating *delta, int ld_delta,
-                       int m) noexcept nogil:
-    """Update ``rows`` packed rows (16 weights each) with gradient Σ_i act_i δ_i^T."""
+                       int m, const int32_t *cols=NULL, int K=0) noexcept nogil:
+    """Update ``rows`` packed rows (16 weights each) with gradient Σ_i act_i δ_i^T
+    (with ``cols``: act has K columns, column k standing for row cols[k])."""
     cdef floating alpha = <floating> (-p.eta / m)
     cdef floating step = <floating> p.reg_step
     cdef floating mu = <floating> p.momentum
@@ -195,9 +248,10 @@ cdef void _update_rows(const Plan *p, floating *w, floating *v, int rows,
                     w[r] = w[r] - step
                 elif w[r] < 0:
                     w[r] = w[r] + step
-            _upd(rows, m, act, ld_act, delta, ld_delta, w, alpha, <floating> 1.0)
+            _upd_first(rows, m, act, ld_act, delta, ld_delta, w, alpha, <floating> 1.0, cols, K)
         else:
-            _upd(rows, m, act, ld_act, delta, ld_delta, w, alpha, <floating> p.decay)
+            _upd_first(rows, m, act, ld_act, delta, ld_delta, w, alpha, <floating> p.decay,
+                       cols, K)
         return
     # Momentum: v ← μv − step·reg'(w) − (η/m)∇w ; w ← w + v.
     for r in range(n):
@@ -205,7 +259,7 @@ cdef void _update_rows(const Plan *p, floating *w, floating *v, int rows,
             v[r] = mu * v[r] - (step if w[r] > 0 else (-step if w[r] < 0 else 0))
         else:
             v[r] = mu * v[r] - step * w[r]
-    _upd(rows, m, act, ld_act, delta, ld_delta, v, alpha, <floating> 1.0)
+    _upd_first(rows, m, act, ld_act, delta, ld_delta, v, alpha, <floating> 1.0, cols, K)
     for r in range(n):
         w[r] = w[r] + v[r]
 
@@ -226,13 +280,29 @@ cdef void _update_bias(const Plan *p, floating *b, floating *vb, const floating 
             b[j] = b[j] - scale * s
 
 
-cdef void _gather(const Plan *p, int64_t start, int m, floating *xb) noexcept nogil:
-    """Rows ``order[start:start + m]`` of x into ``xb`` (this thread's own copy)."""
-    cdef int i, j
+cdef int _gather(const Plan *p, int64_t start, int m, floating *xb, int32_t *cols,
+                 int tid) noexcept nogil:
+    """Rows ``order[start:start + m]`` of x into ``xb`` (m x K, row-major, this
+    thread's own copy: copying is cheaper than moving rows between cores);
+    returns K. Dense: K = n_in. Sparse: only the K columns where one of the
+    rows is nonzero, their weight rows listed in ``cols``."""
+    cdef int i, j, K
     cdef int n_in = p.sizes[0]
     cdef const float *xs
     cdef const double *xd
     cdef floating *dst
+    cdef int32_t *pos
+    cdef uint64_t *ubits
+    if p.sparse:
+        # (Per-thread scratch on cache lines of its own.)
+        pos = p.sp_pos + <Py_ssize_t> tid * ((n_in + 15) // 16 * 16)
+        ubits = p.sp_ubits + <Py_ssize_t> tid * ((p.csr.n_words + 7) // 8 * 8)
+        K = nndl_csr_union(m, &p.csr, p.order + start, 0, cols, pos, ubits)
+        if floating is float:
+            nndl_csr_scatter_s(0, m, &p.csr, p.order + start, 0, K, pos, ubits, xb)
+        else:
+            nndl_csr_scatter_d(0, m, &p.csr, p.order + start, 0, K, pos, ubits, xb)
+        return K
     for i in range(m):
         dst = xb + <Py_ssize_t> i * n_in
         if p.x_is_float32:
@@ -246,6 +316,7 @@ cdef void _gather(const Plan *p, int64_t start, int m, floating *xb) noexcept no
             xd = (<const double *> p.x) + p.order[start + i] * n_in
             for j in range(n_in):
                 dst[j] = <floating> xd[j]
+    return n_in
 
 
 cdef void _prefetch_batch(const Plan *p, int64_t start) noexcept nogil:
@@ -253,34 +324,58 @@ cdef void _prefetch_batch(const Plan *p, int64_t start) noexcept nogil:
     cdef int64_t i = start
     cdef int64_t end = min(start + p.mini_batch_size, p.n_samples)
     cdef size_t row_bytes = p.sizes[0] * (4 if p.x_is_float32 else 8)
+    cdef size_t val_bytes = 4 if p.csr.val_f32 else 8
+    cdef int64_t p0, p1
     while i < end:
-        nndl_prefetch(<const char *> p.x + p.order[i] * row_bytes, row_bytes)
+        if p.sparse:
+            p0 = p.csr.ptr[p.order[i]]
+            p1 = p.csr.ptr[p.order[i] + 1]
+            nndl_prefetch_l2(p.csr.idx + p0, (p1 - p0) * 4)
+            nndl_prefetch_l2(<const char *> p.csr.val + p0 * val_bytes, (p1 - p0) * val_bytes)
+            nndl_prefetch_l2(p.csr.bits + p.order[i] * p.csr.n_words, p.csr.n_words * 8)
+        else:
+            nndl_prefetch(<const char *> p.x + p.order[i] * row_bytes, row_bytes)
         i += 1
 
 
 cdef void _backward_block(const Plan *p, int l, int blk, floating **W, floating **VW,
                           floating **A, floating **D, const floating *d_next,
-                          int m) noexcept nogil:
-    """δ^{l-1} for the inputs of block ``blk`` of layer l-1, then their rows of W^l."""
+                          int m, bint delta=True) noexcept nogil:
+    """δ^{l-1} for the inputs of block ``blk`` of layer l-1 (unless not ``delta``),
+    then their rows of W^l."""
     cdef int s_prev = p.sizes[l - 1], ld_prev = p.padded[l - 1]
     cdef int ld_next = p.padded[l], nb = p.n_blocks[l]
     cdef int c0 = blk * BW, c1 = min(c0 + BW, s_prev)
     cdef int bl
-    if floating is float:
-        nndl_bwd_s(m, c1 - c0, nb, W[l] + <Py_ssize_t> c0 * BW, <Py_ssize_t> s_prev * BW,
-                   d_next, ld_next, A[l - 1] + c0, ld_prev, D[l - 1] + c0, ld_prev)
-    else:
-        nndl_bwd_d(m, c1 - c0, nb, W[l] + <Py_ssize_t> c0 * BW, <Py_ssize_t> s_prev * BW,
-                   d_next, ld_next, A[l - 1] + c0, ld_prev, D[l - 1] + c0, ld_prev)
+    if delta:
+        if floating is float:
+            nndl_bwd_s(m, c1 - c0, nb, W[l] + <Py_ssize_t> c0 * BW, <Py_ssize_t> s_prev * BW,
+                       d_next, ld_next, A[l - 1] + c0, ld_prev, D[l - 1] + c0, ld_prev)
+        else:
+            nndl_bwd_d(m, c1 - c0, nb, W[l] + <Py_ssize_t> c0 * BW, <Py_ssize_t> s_prev * BW,
+                       d_next, ld_next, A[l - 1] + c0, ld_prev, D[l - 1] + c0, ld_prev)
     for bl in range(nb):
         _update_rows(p, W[l] + (<Py_ssize_t> bl * s_prev + c0) * BW,
                      VW[l] + (<Py_ssize_t> bl * s_prev + c0) * BW if p.use_momentum else NULL,
                      c1 - c0, A[l - 1] + c0, ld_prev, d_next + bl * BW, ld_next, m)
 
 
+cdef inline void _fwd_first(int m, int K, const int32_t *cols, const floating *X,
+                            const floating *w, floating *out, int ldo) noexcept nogil:
+    """Pre-activations of one block of layer 1 from gathered inputs X (K columns,
+    column k standing for weight row cols[k] when cols is given)."""
+    if cols == NULL:
+        _fwd(m, K, X, K, w, out, ldo)
+    elif floating is float:
+        nndl_fwd_idx_s(m, K, X, K, w, cols, out, ldo)
+    else:
+        nndl_fwd_idx_d(m, K, X, K, w, cols, out, ldo)
+
+
 cdef void _first_layer_step(const Plan *p, int blk, floating **W, floating **VW,
-                            floating **B, floating **VB, const floating *xb,
-                            const floating *delta, int m, const floating *x_next,
+                            floating **B, floating **VB, const floating *xb, int K,
+                            const int32_t *cols, const floating *delta, int m,
+                            const floating *x_next, int K_next, const int32_t *cols_next,
                             int m_next, floating *z_next) noexcept nogil:
     """Update block ``blk`` of W^1 and b^1 with this batch, then (m_next > 0) compute
     the next batch's pre-activations of the block through the new weights.
@@ -290,23 +385,29 @@ cdef void _first_layer_step(const Plan *p, int blk, floating **W, floating **VW,
     cdef int n_in = p.sizes[0], ld1 = p.padded[1]
     cdef floating *w = W[1] + <Py_ssize_t> blk * n_in * BW
     _update_rows(p, w, VW[1] + <Py_ssize_t> blk * n_in * BW if p.use_momentum else NULL,
-                 n_in, xb, n_in, delta + blk * BW, ld1, m)
+                 n_in, xb, K, delta + blk * BW, ld1, m, cols, K)
     if m_next > 0:
-        _fwd(m_next, n_in, x_next, n_in, w, z_next + blk * BW, ld1)
+        _fwd_first(m_next, K_next, cols_next, x_next, w, z_next + blk * BW, ld1)
     _update_bias(p, B[1], VB[1], delta, ld1, blk * BW, min(blk * BW + BW, p.sizes[1]), m)
 
 
 cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW,
                         floating **VB, floating **A, floating **D, floating **xbuf,
-                        floating *out_all, floating *dout_all, const floating *Y,
-                        int tid) noexcept nogil:
+                        floating *a1_alt, floating *out_all, floating *dout_all,
+                        const floating *Y, int tid) noexcept nogil:
     """One thread's share of the epoch (see the module docstring).
 
     With hidden layers, the first layer's update for batch k and its forward
     pass for batch k+1 are one step (``_first_layer_step``), done by the owner
     of each block right after the backward pass: the next batch's
-    pre-activations of layer 1 wait in A[1] for the next iteration, so one
-    barrier serves both the gather and the ordering of the updates.
+    pre-activations of layer 1 wait in the other of two A[1] buffers for the
+    next iteration. Every thread gathers each batch's inputs into its own
+    buffers, one batch ahead.
+
+    The tables W, B, VW, VB, A, D are this thread's: with hidden layers, the
+    output layer (W^L, b^L and their velocities) is a private copy that every
+    thread updates in full (it is small), so no thread waits for another's
+    rows of it: one barrier per mini-batch for one hidden layer.
     """
     cdef int L = p.n_layers
     cdef int nt = p.n_threads
@@ -317,37 +418,49 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
     cdef int64_t start, batch
     cdef int64_t n_batches = (p.n_samples + mbs - 1) // mbs
     cdef int m, m_next, l, blk, i, j, ld_prev
-    cdef floating *xb
     cdef const floating *a_prev
     cdef const floating *d_next
     cdef const floating *y
     cdef floating *o
     cdef floating *d
     cdef int sense = 0
+    cdef int K[2]                   # columns of the two gathered batches
+    cdef int32_t *cols[2]           # their weight rows (sparse), else NULL
+    cdef int cur, nxt
+    cdef floating *a1[2]            # layer 1's activations, batch by batch
+    a1[0] = A[1]
+    a1[1] = a1_alt
     xbuf = xbuf + 2 * tid           # this thread's two input buffers
+    for i in range(2):
+        cols[i] = p.sp_cols + <Py_ssize_t> (2 * tid + i) * n_in if p.sparse else NULL
 
+    # Prologue: the first batch's inputs (and, with hidden layers, its
+    # layer-1 pre-activations).
+    m = <int> min(<int64_t> mbs, p.n_samples)
+    K[0] = _gather(p, 0, m, xbuf[0], cols[0], tid)
     if L > 1:
-        # Prologue: the first batch's layer-1 pre-activations.
-        m = <int> min(<int64_t> mbs, p.n_samples)
-        _gather(p, 0, m, xbuf[0])
-        _prefetch_batch(p, mbs)
         blk = tid
         while blk < p.n_blocks[1]:
-            _fwd(m, n_in, xbuf[0], n_in, W[1] + <Py_ssize_t> blk * n_in * BW,
-                 A[1] + blk * BW, p.padded[1])
+            _fwd_first(m, K[0], cols[0], xbuf[0], W[1] + <Py_ssize_t> blk * n_in * BW,
+                       A[1] + blk * BW, p.padded[1])
             blk += nt
 
     for batch in range(n_batches):
         start = batch * mbs
         m = <int> min(<int64_t> mbs, p.n_samples - start)
-        xb = xbuf[batch & 1]
+        cur = batch & 1
+        nxt = 1 - cur
+        A[1] = a1[cur]
+        # The next batch's inputs (before the barrier, where a thread may wait).
+        m_next = 0
+        if batch + 1 < n_batches:
+            m_next = <int> min(<int64_t> mbs, p.n_samples - start - mbs)
+            K[nxt] = _gather(p, start + mbs, m_next, xbuf[nxt], cols[nxt], tid)
+            if batch + 2 < n_batches:
+                _prefetch_batch(p, start + 2 * mbs)
         if L == 1:
-            _gather(p, start, m, xb)
-            _prefetch_batch(p, start + mbs)
-            # Orders thread 0's update of the previous batch before this forward pass.
-            if nt > 1:
-                nndl_spin_barrier_wait(p.barrier, &sense)
-            a_prev = xb
+            # (One thread: a network without hidden layers has nothing to share.)
+            a_prev = xbuf[cur]
             ld_prev = n_in
         else:
             # Layer 1: its pre-activations were computed by the previous step.
@@ -390,30 +503,29 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
                     d[j] = o[j] - y[j]
             for j in range(n_out, ld_out):
                 d[j] = 0
-        if nt > 1:
-            nndl_spin_barrier_wait(p.barrier, &sense)
 
         if L == 1:
-            # No hidden layer: thread 0 updates the only (output) layer.
-            if tid == 0:
-                for blk in range(p.n_blocks[1]):
-                    _update_rows(p, W[1] + <Py_ssize_t> blk * n_in * BW,
-                                 VW[1] + <Py_ssize_t> blk * n_in * BW if p.use_momentum else NULL,
-                                 n_in, xb, n_in, dout + blk * BW, ld_out, m)
-                _update_bias(p, B[1], VB[1], dout, ld_out, 0, n_out, m)
+            for blk in range(p.n_blocks[1]):
+                _update_rows(p, W[1] + <Py_ssize_t> blk * n_in * BW,
+                             VW[1] + <Py_ssize_t> blk * n_in * BW if p.use_momentum else NULL,
+                             n_in, xbuf[cur], n_in, dout + blk * BW, ld_out, m)
+            _update_bias(p, B[1], VB[1], dout, ld_out, 0, n_out, m)
             continue
 
         # Backward: δ^{l-1} and the matching rows of W^l, by blocks of layer l-1.
         d_next = dout
         for l in range(L, 1, -1):
-            blk = tid
-            while blk < p.n_blocks[l - 1]:
-                _backward_block(p, l, blk, W, VW, A, D, d_next, m)
-                blk += nt
             if l == L:
-                if tid == 0:
-                    _update_bias(p, B[L], VB[L], dout, ld_out, 0, n_out, m)
+                # The private output layer: δ^{L-1} of this thread's blocks,
+                # then every row of its W^L.
+                for blk in range(p.n_blocks[L - 1]):
+                    _backward_block(p, L, blk, W, VW, A, D, d_next, m, blk % nt == tid)
+                _update_bias(p, B[L], VB[L], dout, ld_out, 0, n_out, m)
             else:
+                blk = tid
+                while blk < p.n_blocks[l - 1]:
+                    _backward_block(p, l, blk, W, VW, A, D, d_next, m)
+                    blk += nt
                 blk = tid
                 while blk < p.n_blocks[l]:
                     _update_bias(p, B[l], VB[l], D[l], p.padded[l], blk * BW,
@@ -423,66 +535,175 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
                 nndl_spin_barrier_wait(p.barrier, &sense)
             d_next = D[l - 1]
 
-        # First layer: update with this batch, forward the next one.
-        m_next = 0
-        if batch + 1 < n_batches:
-            m_next = <int> min(<int64_t> mbs, p.n_samples - start - mbs)
-            _gather(p, start + mbs, m_next, xbuf[(batch + 1) & 1])
-            _prefetch_batch(p, start + 2 * mbs)
-        # No barrier here: every thread has its own copy of the inputs, and the
-        # updates of W^2..W^L are ordered before their next reads by the barrier
-        # that follows layer 1's activation in the next iteration.
+        # First layer: update with this batch, forward the next one. No
+        # barrier here: every thread has its own copy of the inputs and of
+        # W^L; the next pre-activations go to the other A[1] buffer (another
+        # thread may still be reading this one); and the updates of
+        # W^2..W^{L-1} are ordered before their next reads by the next
+        # iteration's barrier.
         blk = tid
         while blk < p.n_blocks[1]:
-            _first_layer_step(p, blk, W, VW, B, VB, xb, D[1], m, xbuf[(batch + 1) & 1],
-                              m_next, A[1])
+            _first_layer_step(p, blk, W, VW, B, VB, xbuf[cur], K[cur], cols[cur], D[1], m,
+                              xbuf[nxt], K[nxt], cols[nxt], m_next, a1[nxt])
             blk += nt
 
 
-cdef int _run_epoch(Plan *p, list weights, list biases, list vw, list vb, list a_bufs,
-                    list d_bufs, list x_bufs, cnp.ndarray out_all, cnp.ndarray dout_all,
-                    cnp.ndarray Y, floating dummy) except -1:
+cdef int _run_epoch(Plan *p, list weights, list biases, list vw, list vb, list top,
+                    list a_bufs, cnp.ndarray a1_alt, list d_bufs, list x_bufs,
+                    cnp.ndarray out_all, cnp.ndarray dout_all, cnp.ndarray Y,
+                    floating dummy) except -1:
+    """Runs the epoch; ``top[tid]`` = (W^L, b^L, VW^L, VB^L) of thread tid (L > 1)."""
     cdef int L = p.n_layers
+    cdef int nt = p.n_threads
     cdef int l, tid
-    cdef floating **W = <floating **> malloc(sizeof(floating *) * ((L + 1) * 6 + 2 * p.n_threads))
-    if W == NULL:
+    cdef Py_ssize_t per = 6 * (L + 1)         # pointer tables per thread
+    cdef floating **T = <floating **> malloc(sizeof(floating *) * (per * nt + 2 * nt))
+    if T == NULL:
         raise MemoryError()
-    cdef floating **B = W + (L + 1)
-    cdef floating **VW = B + (L + 1)
-    cdef floating **VB = VW + (L + 1)
-    cdef floating **A = VB + (L + 1)
-    cdef floating **D = A + (L + 1)
-    cdef floating **X = D + (L + 1)
+    cdef floating **X = T + per * nt
+    cdef floating **W
     cdef floating *outp = <floating *> cnp.PyArray_DATA(out_all)
     cdef floating *doutp = <floating *> cnp.PyArray_DATA(dout_all)
+    cdef floating *a1p = <floating *> cnp.PyArray_DATA(a1_alt)
     cdef const floating *Yp = <const floating *> cnp.PyArray_DATA(Y)
     cdef nndl_spin_barrier barrier
-    nndl_spin_barrier_init(&barrier, p.n_threads)
+    nndl_spin_barrier_init(&barrier, nt)
     p.barrier = &barrier
     try:
-        for l in range(L + 1):
-            W[l] = B[l] = VW[l] = VB[l] = A[l] = D[l] = NULL
-        for l in range(1, L + 1):
-            W[l] = <floating *> cnp.PyArray_DATA(weights[l - 1])
-            B[l] = <floating *> cnp.PyArray_DATA(biases[l - 1])
-            if p.use_momentum:
-                VW[l] = <floating *> cnp.PyArray_DATA(vw[l - 1])
-                VB[l] = <floating *> cnp.PyArray_DATA(vb[l - 1])
-            if l < L:
-                A[l] = <floating *> cnp.PyArray_DATA(a_bufs[l - 1])
-                D[l] = <floating *> cnp.PyArray_DATA(d_bufs[l - 1])
-        for l in range(2 * p.n_threads):
+        for tid in range(nt):
+            # Table of thread tid: W, B, VW, VB, A, D, each L + 1 long.
+            W = T + per * tid
+            for l in range(per):
+                W[l] = NULL
+            for l in range(1, L + 1):
+                W[l] = <floating *> cnp.PyArray_DATA(weights[l - 1])
+                W[(L + 1) + l] = <floating *> cnp.PyArray_DATA(biases[l - 1])
+                if p.use_momentum:
+                    W[2 * (L + 1) + l] = <floating *> cnp.PyArray_DATA(vw[l - 1])
+                    W[3 * (L + 1) + l] = <floating *> cnp.PyArray_DATA(vb[l - 1])
+                if l < L:
+                    W[4 * (L + 1) + l] = <floating *> cnp.PyArray_DATA(a_bufs[l - 1])
+                    W[5 * (L + 1) + l] = <floating *> cnp.PyArray_DATA(d_bufs[l - 1])
+            if L > 1:
+                W[L] = <floating *> cnp.PyArray_DATA(top[tid][0])
+                W[(L + 1) + L] = <floating *> cnp.PyArray_DATA(top[tid][1])
+                if p.use_momentum:
+                    W[2 * (L + 1) + L] = <floating *> cnp.PyArray_DATA(top[tid][2])
+                    W[3 * (L + 1) + L] = <floating *> cnp.PyArray_DATA(top[tid][3])
+        for l in range(2 * nt):
             X[l] = <floating *> cnp.PyArray_DATA(x_bufs[l])
-        if p.n_threads == 1:
+        if nt == 1:
             with nogil:
-                _epoch_thread(p, W, B, VW, VB, A, D, X, outp, doutp, Yp, 0)
+                _epoch_thread(p, T, T + (L + 1), T + 2 * (L + 1), T + 3 * (L + 1),
+                              T + 4 * (L + 1), T + 5 * (L + 1), X, a1p, outp, doutp, Yp, 0)
         else:
-            with nogil, parallel(num_threads=p.n_threads):
+            with nogil, parallel(num_threads=nt):
                 tid = omp_get_thread_num()
-                _epoch_thread(p, W, B, VW, VB, A, D, X, outp, doutp, Yp, tid)
+                W = T + per * tid
+                _epoch_thread(p, W, W + (L + 1), W + 2 * (L + 1), W + 3 * (L + 1),
+                              W + 4 * (L + 1), W + 5 * (L + 1), X, a1p, outp, doutp, Yp, tid)
     finally:
-        free(W)
+        free(T)
     return 0
+
+
+cdef class SparseRows:
+    """The rows of a (n, n_in) input matrix as compressed sparse rows, for the
+    first layer of ``train_epoch`` and ``forward``: only nonzero inputs are
+    read (MNIST images are ~80% zeros), with the same results as the dense rows.
+
+    Made by :func:`sparse_rows` only, so its arrays are consistent by
+    construction: ``ptr`` (n + 1,) int64, ``idx`` (nnz,) int32 columns ascending
+    within a row, ``val`` (nnz + 16,) the matrix's dtype (16 zeros after the
+    values), ``bits`` (n, ceil(n_in / 64))
+    uint64 with bit k of a row set where column k is nonzero. All read-only.
+    """
+    cdef readonly object ptr, idx, val, bits
+    cdef readonly Py_ssize_t n_rows, n_cols
+
+    @property
+    def nnz(self):
+        return int(self.idx.shape[0])
+
+    @property
+    def density(self):
+        """Fraction of nonzero entries."""
+        return self.nnz / max(1, self.n_rows * self.n_cols)
+
+    def __repr__(self):
+        return "SparseRows(%d x %d, %s, density %.3f)" % (self.n_rows, self.n_cols,
+                                                          self.val.dtype, self.density)
+
+
+cdef void _fill_nonzero(const floating[:, ::1] X, const int64_t[::1] ptr, int32_t[::1] idx,
+                        floating[::1] val, uint64_t[:, ::1] bits) noexcept nogil:
+    """Row i's nonzeros into idx/val from ptr[i] on, and their bits (branch-free:
+    every entry is written, and the position advances past the nonzero ones)."""
+    cdef Py_ssize_t i, j
+    cdef int64_t q
+    cdef floating x
+    cdef uint64_t nz
+    for i in range(X.shape[0]):
+        q = ptr[i]
+        for j in range(X.shape[1]):
+            x = X[i, j]
+            nz = x != 0
+            idx[q] = <int32_t> j
+            val[q] = x
+            bits[i, j >> 6] |= nz << (j & 63)
+            q += <int64_t> nz
+
+
+def sparse_rows(X):
+    """:class:`SparseRows` of a 2-D float32/float64 array (native byte order)."""
+    if not isinstance(X, np.ndarray) or X.ndim != 2 or X.dtype not in (np.float32, np.float64):
+        raise ValueError("X: expected a 2-D float32/float64 array, got %s %s"
+                         % (getattr(X, "dtype", type(X).__name__), getattr(X, "shape", "")))
+    if X.shape[1] >= 2 ** 31:
+        raise ValueError("X has %d columns, expected fewer than 2**31" % X.shape[1])
+    X = np.ascontiguousarray(X)
+    if not X.dtype.isnative:
+        X = X.astype(X.dtype.newbyteorder("="))
+    ptr = np.zeros(X.shape[0] + 1, np.int64)
+    np.cumsum(np.count_nonzero(X, axis=1), out=ptr[1:])
+    cdef int64_t nnz = ptr[-1]
+    # The fill writes one entry past a row's nonzeros (overwritten by the next
+    # row's); 16 zeros after the values let kernels load whole vectors past a
+    # row's end.
+    idx = np.zeros(nnz + 16, np.int32)
+    val = np.zeros(nnz + 16, X.dtype)
+    bits = np.zeros((X.shape[0], max(1, (X.shape[1] + 63) // 64)), np.uint64)
+    if X.dtype == np.float32:
+        _fill_nonzero[float](X, ptr, idx, val, bits)
+    else:
+        _fill_nonzero[double](X, ptr, idx, val, bits)
+    idx = idx[:nnz]
+    val[nnz:] = 0
+    cdef SparseRows out = SparseRows.__new__(SparseRows)
+    for a in (ptr, idx, val, bits):
+        a.flags.writeable = False
+    out.ptr, out.idx, out.val, out.bits = ptr, idx, val, bits
+    out.n_rows, out.n_cols = X.shape[0], X.shape[1]
+    return out
+
+
+cdef void _set_sparse(Plan *p, SparseRows xs):
+    p.sparse = True
+    p.csr.ptr = <const int64_t *> cnp.PyArray_DATA(xs.ptr)
+    p.csr.idx = <const int32_t *> cnp.PyArray_DATA(xs.idx)
+    p.csr.val = cnp.PyArray_DATA(xs.val)
+    p.csr.val_f32 = xs.val.dtype == np.float32
+    p.csr.bits = <const uint64_t *> cnp.PyArray_DATA(xs.bits)
+    p.csr.n_words = <int> xs.bits.shape[1]
+
+
+def _check_sparse(X_sparse, Py_ssize_t n_rows, Py_ssize_t n_cols):
+    if not isinstance(X_sparse, SparseRows):
+        raise TypeError("X_sparse: expected SparseRows from sparse_rows(X), got %s"
+                        % type(X_sparse).__name__)
+    if (X_sparse.n_rows, X_sparse.n_cols) != (n_rows, n_cols):
+        raise ValueError("X_sparse: expected the rows of a (%d, %d) matrix, got (%d, %d)"
+                         % (n_rows, n_cols, X_sparse.n_rows, X_sparse.n_cols))
 
 
 cdef void _set_layers(Plan *p, list sizes):
@@ -495,13 +716,36 @@ cdef void _set_layers(Plan *p, list sizes):
         p.padded[l] = p.n_blocks[l] * BW if l > 0 else sizes[0]
 
 
+def _aligned_zeros(shape, dtype):
+    """Zeros whose data start on a 64-byte cache line: buffers that threads
+    share by rows or blocks then never share a line across a boundary that
+    is a multiple of 64 bytes (no false sharing)."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape)) * dtype.itemsize
+    raw = np.zeros(n + 64, np.uint8)
+    off = (-raw.ctypes.data) % 64
+    return raw[off:off + n].view(dtype).reshape(shape)
+
+
+def _aligned_copy(a):
+    out = _aligned_zeros(a.shape, a.dtype)
+    out[...] = a
+    return out
+
+
+def _ceil8(int n):
+    return (n + 7) // 8 * 8
+
+
 def pack_weights(w):
     """(n_out, n_in) → (n_blocks, n_in, 16) blocks of 16 output units, zero-padded."""
     n_out, n_in = w.shape
     nb = (n_out + BW - 1) // BW
+    out = _aligned_zeros((nb, n_in, BW), w.dtype)
     padded = np.zeros((nb * BW, n_in), dtype=w.dtype)
     padded[:n_out] = w
-    return np.ascontiguousarray(padded.reshape(nb, BW, n_in).transpose(0, 2, 1))
+    out[...] = padded.reshape(nb, BW, n_in).transpose(0, 2, 1)
+    return out
 
 
 def unpack_weights(wp, int n_out):
@@ -512,7 +756,7 @@ def unpack_weights(wp, int n_out):
 
 def pack_bias(b):
     n_out = b.shape[0]
-    out = np.zeros(((n_out + BW - 1) // BW) * BW, dtype=b.dtype)
+    out = _aligned_zeros((((n_out + BW - 1) // BW) * BW,), b.dtype)
     out[:n_out] = b.reshape(-1)
     return out
 
@@ -555,7 +799,7 @@ def _check_layers(list weights, list biases, dtype=None):
 def train_epoch(X, Y, order, list weights, list biases, int mini_batch_size, double eta,
                 double lmbda=0.0, double n_total=1.0, int cost=QUADRATIC, int reg=L2,
                 double momentum=0.0, list velocities_w=None, list velocities_b=None,
-                int num_threads=1):
+                int num_threads=1, X_sparse=None):
     """One epoch of mini-batch SGD over ``X[order]``, updating the weights in place.
 
     Parameters
@@ -570,6 +814,9 @@ def train_epoch(X, Y, order, list weights, list biases, int mini_batch_size, dou
     reg : L2 or L1; momentum : μ (0 = plain SGD, the book's)
     velocities_w, velocities_b : like weights/biases; required when momentum != 0  # IN/OUT
     num_threads : OpenMP threads (results do not depend on it)
+    X_sparse : ``sparse_rows(X)`` or None; with a hidden layer, the first layer
+        then reads only the nonzero inputs (same results, less work when most
+        inputs are 0)
     """
     cdef Plan p
     cdef int L = len(weights)
@@ -606,8 +853,15 @@ def train_epoch(X, Y, order, list weights, list biases, int mini_batch_size, dou
         for l in range(L):
             _check(velocities_w[l], weights[l].shape, dtype, "velocities_w[%d]" % l)
             _check(velocities_b[l], biases[l].shape, dtype, "velocities_b[%d]" % l)
+    p.sparse = False
+    if X_sparse is not None:
+        _check_sparse(X_sparse, X.shape[0], p.sizes[0])
+        if L > 1:
+            _set_sparse(&p, X_sparse)
     if order.shape[0] == 0:
         return
+    if L == 1:
+        num_threads = 1   # the output layer alone: nothing to share out
     p.n_threads = num_threads
     p.n_samples = order.shape[0]
     p.mini_batch_size = <int> min(<int64_t> mini_batch_size, p.n_samples)
@@ -625,18 +879,38 @@ def train_epoch(X, Y, order, list weights, list biases, int mini_batch_size, dou
     packed_b = [pack_bias(b) for b in biases]
     packed_vw = [pack_weights(v) for v in velocities_w] if p.use_momentum else None
     packed_vb = [pack_bias(v) for v in velocities_b] if p.use_momentum else None
-    a_bufs = [np.zeros((mbs, p.padded[l]), dtype) for l in range(1, L)]
-    d_bufs = [np.zeros((mbs, p.padded[l]), dtype) for l in range(1, L)]
-    x_bufs = [np.empty((mbs, p.sizes[0]), dtype) for _ in range(2 * num_threads)]
-    cdef cnp.ndarray out_all = np.zeros((num_threads, mbs, p.padded[L]), dtype)
-    cdef cnp.ndarray dout_all = np.zeros((num_threads, mbs, p.padded[L]), dtype)
+    a_bufs = [_aligned_zeros((mbs, p.padded[l]), dtype) for l in range(1, L)]
+    cdef cnp.ndarray a1_alt = _aligned_zeros((mbs, p.padded[1]), dtype)
+    # With hidden layers every thread has its own copy of the output layer;
+    # thread 0's are the arrays unpacked below.
+    top = []
+    if L > 1:
+        top.append((packed_w[L - 1], packed_b[L - 1],
+                    packed_vw[L - 1] if p.use_momentum else None,
+                    packed_vb[L - 1] if p.use_momentum else None))
+        for _ in range(1, num_threads):
+            top.append(tuple(_aligned_copy(a) if a is not None else None for a in top[0]))
+    d_bufs = [_aligned_zeros((mbs, p.padded[l]), dtype) for l in range(1, L)]
+    # Per thread: two input buffers, for sparse inputs their column lists and
+    # the gather's scratch.
+    x_bufs = [_aligned_zeros((mbs, p.sizes[0]), dtype) for _ in range(2 * num_threads)]
+    cdef Py_ssize_t n_sp = num_threads * p.sizes[0] if p.sparse else 1
+    sp_cols = _aligned_zeros((2 * n_sp,), np.int32)
+    sp_pos = _aligned_zeros((n_sp + 16 * num_threads,), np.int32)
+    sp_ubits = _aligned_zeros((num_threads * _ceil8(p.csr.n_words) if p.sparse else 1,),
+                              np.uint64)
+    p.sp_cols = <int32_t *> cnp.PyArray_DATA(sp_cols)
+    p.sp_pos = <int32_t *> cnp.PyArray_DATA(sp_pos)
+    p.sp_ubits = <uint64_t *> cnp.PyArray_DATA(sp_ubits)
+    cdef cnp.ndarray out_all = _aligned_zeros((num_threads, mbs, p.padded[L]), dtype)
+    cdef cnp.ndarray dout_all = _aligned_zeros((num_threads, mbs, p.padded[L]), dtype)
     cdef cnp.ndarray Y_arr = Y
     if dtype == np.float64:
-        _run_epoch(&p, packed_w, packed_b, packed_vw, packed_vb, a_bufs, d_bufs, x_bufs,
-                   out_all, dout_all, Y_arr, <double> 0)
+        _run_epoch(&p, packed_w, packed_b, packed_vw, packed_vb, top, a_bufs, a1_alt, d_bufs,
+                   x_bufs, out_all, dout_all, Y_arr, <double> 0)
     else:
-        _run_epoch(&p, packed_w, packed_b, packed_vw, packed_vb, a_bufs, d_bufs, x_bufs,
-                   out_all, dout_all, Y_arr, <float> 0)
+        _run_epoch(&p, packed_w, packed_b, packed_vw, packed_vb, top, a_bufs, a1_alt, d_bufs,
+                   x_bufs, out_all, dout_all, Y_arr, <float> 0)
     for l in range(L):
         weights[l][...] = unpack_weights(packed_w[l], p.sizes[l + 1])
         biases[l][:, 0] = packed_b[l][:p.sizes[l + 1]]
@@ -646,7 +920,9 @@ def train_epoch(X, Y, order, list weights, list biases, int mini_batch_size, dou
 
 
 cdef void _forward_chunk(const Plan *p, floating **W, floating **B, const floating *x,
-                         int m, floating *scratch, floating *out) noexcept nogil:
+                         int m, floating *scratch, floating *out,
+                         int64_t first=0) noexcept nogil:
+    """Outputs of m examples: rows of ``x``, or rows first.. of csr when sparse."""
     cdef int L = p.n_layers
     cdef int l, blk, i, j, ld_prev = p.sizes[0], max_pad = 0
     cdef const floating *a_prev = x
@@ -660,6 +936,20 @@ cdef void _forward_chunk(const Plan *p, floating **W, floating **B, const floati
     for l in range(1, L):
         cur = bufs[l & 1]
         for blk in range(p.n_blocks[l]):
+            if l == 1 and p.sparse:
+                if floating is float:
+                    nndl_fwd_csr_s(m, &p.csr, NULL, first, W[1] + <Py_ssize_t> blk * p.sizes[0] * BW,
+                                   cur + blk * BW, p.padded[1])
+                else:
+                    nndl_fwd_csr_d(m, &p.csr, NULL, first, W[1] + <Py_ssize_t> blk * p.sizes[0] * BW,
+                                   cur + blk * BW, p.padded[1])
+                if floating is float:
+                    nndl_sigmoid_block_s(m, cur + blk * BW, p.padded[1], B[1] + blk * BW,
+                                         min(BW, p.sizes[1] - blk * BW))
+                else:
+                    nndl_sigmoid_block_d(m, cur + blk * BW, p.padded[1], B[1] + blk * BW,
+                                         min(BW, p.sizes[1] - blk * BW))
+                continue
             _hidden_block(W[l] + <Py_ssize_t> blk * p.sizes[l - 1] * BW, B[l], a_prev,
                           p.sizes[l - 1], ld_prev, cur, p.padded[l], blk, p.sizes[l], m)
         a_prev = cur
@@ -699,7 +989,7 @@ cdef int _forward_impl(Plan *p, list weights, list biases, cnp.ndarray X,
     cdef Py_ssize_t n = X.shape[0], n_chunks, c, c0
     cdef int m
     cdef bint x_f32 = X.dtype == np.float32
-    cdef bint convert = X.dtype != out.dtype
+    cdef bint convert = X.dtype != out.dtype and not p.sparse
     cdef const char *xp = <const char *> cnp.PyArray_DATA(X)
     cdef Py_ssize_t x_row_bytes = n_in * X.dtype.itemsize
     cdef floating *op = <floating *> cnp.PyArray_DATA(out)
@@ -732,14 +1022,14 @@ cdef int _forward_impl(Plan *p, list weights, list biases, cnp.ndarray X,
                                   <floating *> x_chunk)
                 else:
                     x_chunk = <const floating *> (xp + c0 * x_row_bytes)
-                _forward_chunk(p, W, B, x_chunk, m, buf, op + c0 * p.sizes[L])
+                _forward_chunk(p, W, B, x_chunk, m, buf, op + c0 * p.sizes[L], c0)
     finally:
         free(W)
     return 0
 
 
 def forward(X, list weights, list biases, bint softmax=False, int num_threads=1,
-            int chunk=256):
+            int chunk=256, X_sparse=None):
     """Network outputs for every row of ``X``: (n, n_in) → (n, n_out).
 
     Weights and biases share one dtype (float32 or float64), the compute
@@ -748,6 +1038,8 @@ def forward(X, list weights, list biases, bint softmax=False, int num_threads=1,
     layers are sigmoid, the output sigmoid or softmax. Examples are processed
     in chunks of ``chunk``, chunks in parallel; each output row depends only on
     its own example, so results do not depend on the thread count.
+    ``X_sparse`` (``sparse_rows(X)``) lets the first hidden layer read only the
+    nonzero inputs, with the same results.
     """
     cdef Plan p
     cdef int L = len(weights)
@@ -767,6 +1059,11 @@ def forward(X, list weights, list biases, bint softmax=False, int num_threads=1,
         raise ValueError("chunk and num_threads must be >= 1")
     _set_layers(&p, sizes)
     p.cost = LOG_LIKELIHOOD if softmax else CROSS_ENTROPY
+    p.sparse = False
+    if X_sparse is not None:
+        _check_sparse(X_sparse, X.shape[0], sizes[0])
+        if L > 1:
+            _set_sparse(&p, X_sparse)
     cdef cnp.ndarray out = np.empty((X.shape[0], sizes[L]), dtype)
     cdef cnp.ndarray X_arr = X
     if X.shape[0] == 0:

@@ -3,6 +3,8 @@
  * baseline instruction set; only these functions are compiled for AVX-512). */
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 #include "dense.h"
 #ifdef _WIN32
 #include <windows.h>
@@ -29,21 +31,21 @@
 
 #define DEFINE_GENERIC(T, SUF, EXP)                                                  \
 static void fwd_generic_##SUF(int m, int K, const T *X, int ldx, const T *W,          \
-                              T *out, int ldo)                                        \
+                              const int32_t *cols, T *out, int ldo)                   \
 {                                                                                     \
     for (int i = 0; i < m; i++) {                                                     \
         T acc[NNDL_BW] = {0};                                                         \
         const T *x = X + (ptrdiff_t)i * ldx;                                          \
         for (int k = 0; k < K; k++) {                                                 \
             const T xv = x[k];                                                        \
-            const T *w = W + (ptrdiff_t)k * NNDL_BW;                                  \
+            const T *w = W + (ptrdiff_t)(cols ? cols[k] : k) * NNDL_BW;               \
             for (int j = 0; j < NNDL_BW; j++) acc[j] += xv * w[j];                    \
         }                                                                             \
         for (int j = 0; j < NNDL_BW; j++) out[(ptrdiff_t)i * ldo + j] = acc[j];      \
     }                                                                                 \
 }                                                                                     \
 static void upd_generic_##SUF(int rows, int m, const T *X, int ldx, const T *D,       \
-                              int ldd, T *W, T alpha, T beta)                         \
+                              int ldd, T *W, const int32_t *cols, T alpha, T beta)    \
 {                                                                                     \
     for (int r = 0; r < rows; r++) {                                                  \
         T acc[NNDL_BW] = {0};                                                         \
@@ -52,7 +54,7 @@ static void upd_generic_##SUF(int rows, int m, const T *X, int ldx, const T *D, 
             const T *d = D + (ptrdiff_t)i * ldd;                                      \
             for (int j = 0; j < NNDL_BW; j++) acc[j] += xv * d[j];                    \
         }                                                                             \
-        T *w = W + (ptrdiff_t)r * NNDL_BW;                                            \
+        T *w = W + (ptrdiff_t)(cols ? cols[r] : r) * NNDL_BW;                         \
         if (beta == (T)1)                                                             \
             for (int j = 0; j < NNDL_BW; j++) w[j] = w[j] + alpha * acc[j];           \
         else                                                                          \
@@ -90,21 +92,48 @@ static void bwd_generic_##SUF(int m, int rows, int nb, const T *W, ptrdiff_t bst
 DEFINE_GENERIC(double, d, exp)
 DEFINE_GENERIC(float, s, expf)
 
+/* Sparse first layer, portable. V is the stored value type. */
+#define CSR_ROW(rows, first, i) ((rows) ? (rows)[i] : (first) + (i))
+
+#define DEFINE_CSR_GENERIC(T, SUF, V, VS)                                             \
+static void fwd_csr_generic_##SUF##VS(int m, const nndl_csr *X, const int64_t *rows,  \
+                                      int64_t first, const T *W, T *out, int ldo)     \
+{                                                                                     \
+    const V *val = (const V *)X->val;                                                 \
+    for (int i = 0; i < m; i++) {                                                     \
+        const int64_t r = CSR_ROW(rows, first, i);                                    \
+        T acc[NNDL_BW] = {0};                                                         \
+        for (int64_t p = X->ptr[r]; p < X->ptr[r + 1]; p++) {                         \
+            const T xv = (T)val[p];                                                   \
+            const T *w = W + (ptrdiff_t)X->idx[p] * NNDL_BW;                          \
+            for (int j = 0; j < NNDL_BW; j++) acc[j] += xv * w[j];                    \
+        }                                                                             \
+        for (int j = 0; j < NNDL_BW; j++) out[(ptrdiff_t)i * ldo + j] = acc[j];      \
+    }                                                                                 \
+}
+
+DEFINE_CSR_GENERIC(double, d, float, f)
+DEFINE_CSR_GENERIC(double, d, double, d)
+DEFINE_CSR_GENERIC(float, s, float, f)
+DEFINE_CSR_GENERIC(float, s, double, d)
+
 /* ---------------------------------------------------------------- AVX-512 */
 #if NNDL_HAVE_AVX512
 #define AVX512 __attribute__((target("avx512f")))
 
 /* E examples at a time: per input k, two (double) weight vectors and E
- * broadcasts feed 2E independent FMA chains (enough to hide FMA latency). */
+ * broadcasts feed 2E independent FMA chains (enough to hide FMA latency).
+ * With cols, input k is weight row cols[k] (a compacted set of inputs). */
 static inline __attribute__((always_inline, target("avx512f")))
 void fwd_group_d(const int E, int K, const double *X, int ldx, const double *W,
-                 double *out, int ldo)
+                 const int32_t *cols, double *out, int ldo)
 {
-    __m512d acc0[6], acc1[6];
+    __m512d acc0[10], acc1[10];
     for (int e = 0; e < E; e++) { acc0[e] = _mm512_setzero_pd(); acc1[e] = _mm512_setzero_pd(); }
     for (int k = 0; k < K; k++) {
-        const __m512d w0 = _mm512_loadu_pd(W + (ptrdiff_t)k * 16);
-        const __m512d w1 = _mm512_loadu_pd(W + (ptrdiff_t)k * 16 + 8);
+        const double *w = W + (ptrdiff_t)(cols ? cols[k] : k) * 16;
+        const __m512d w0 = _mm512_loadu_pd(w);
+        const __m512d w1 = _mm512_loadu_pd(w + 8);
         for (int e = 0; e < E; e++) {
             const __m512d v = _mm512_set1_pd(X[(ptrdiff_t)e * ldx + k]);
             acc0[e] = _mm512_fmadd_pd(v, w0, acc0[e]);
@@ -117,8 +146,9 @@ void fwd_group_d(const int E, int K, const double *X, int ldx, const double *W,
     }
 }
 
-static AVX512 void fwd_avx512_d(int m, int K, const double *X, int ldx,
-                                const double *W, double *out, int ldo)
+static inline __attribute__((always_inline, target("avx512f")))
+void fwd_body_d(int m, int K, const double *X, int ldx, const double *W, const int32_t *cols,
+                double *out, int ldo)
 {
     int i = 0;
     while (i < m) {
@@ -127,34 +157,47 @@ static AVX512 void fwd_avx512_d(int m, int K, const double *X, int ldx,
         double *o = out + (ptrdiff_t)i * ldo;
         /* Constant group sizes let the compiler keep every accumulator in a register. */
         if (left >= 6 || left == 5) {
-            if (left >= 6 && left != 7 && left != 11) { fwd_group_d(6, K, x, ldx, W, o, ldo); i += 6; }
-            else { fwd_group_d(5, K, x, ldx, W, o, ldo); i += 5; }
+            if (left >= 6 && left != 7 && left != 11) { fwd_group_d(6, K, x, ldx, W, cols, o, ldo); i += 6; }
+            else { fwd_group_d(5, K, x, ldx, W, cols, o, ldo); i += 5; }
         }
-        else if (left == 4) { fwd_group_d(4, K, x, ldx, W, o, ldo); i += 4; }
-        else if (left == 3) { fwd_group_d(3, K, x, ldx, W, o, ldo); i += 3; }
-        else if (left == 2) { fwd_group_d(2, K, x, ldx, W, o, ldo); i += 2; }
-        else { fwd_group_d(1, K, x, ldx, W, o, ldo); i += 1; }
+        else if (left == 4) { fwd_group_d(4, K, x, ldx, W, cols, o, ldo); i += 4; }
+        else if (left == 3) { fwd_group_d(3, K, x, ldx, W, cols, o, ldo); i += 3; }
+        else if (left == 2) { fwd_group_d(2, K, x, ldx, W, cols, o, ldo); i += 2; }
+        else { fwd_group_d(1, K, x, ldx, W, cols, o, ldo); i += 1; }
     }
+}
+
+static AVX512 void fwd_avx512_d(int m, int K, const double *X, int ldx,
+                                const double *W, double *out, int ldo)
+{
+    fwd_body_d(m, K, X, ldx, W, NULL, out, ldo);
+}
+
+static AVX512 void fwd_idx_avx512_d(int m, int K, const double *X, int ldx, const double *W,
+                                    const int32_t *cols, double *out, int ldo)
+{
+    fwd_body_d(m, K, X, ldx, W, cols, out, ldo);
 }
 
 /* E examples at a time (E <= 12): one weight vector per input k feeds E
  * independent FMA chains. */
 static inline __attribute__((always_inline, target("avx512f")))
 void fwd_group_s(const int E, int K, const float *X, int ldx, const float *W,
-                 float *out, int ldo)
+                 const int32_t *cols, float *out, int ldo)
 {
     __m512 acc[12];
     for (int e = 0; e < E; e++) acc[e] = _mm512_setzero_ps();
     for (int k = 0; k < K; k++) {
-        const __m512 w = _mm512_loadu_ps(W + (ptrdiff_t)k * 16);
+        const __m512 w = _mm512_loadu_ps(W + (ptrdiff_t)(cols ? cols[k] : k) * 16);
         for (int e = 0; e < E; e++)
             acc[e] = _mm512_fmadd_ps(_mm512_set1_ps(X[(ptrdiff_t)e * ldx + k]), w, acc[e]);
     }
     for (int e = 0; e < E; e++) _mm512_storeu_ps(out + (ptrdiff_t)e * ldo, acc[e]);
 }
 
-static AVX512 void fwd_avx512_s(int m, int K, const float *X, int ldx,
-                                const float *W, float *out, int ldo)
+static inline __attribute__((always_inline, target("avx512f")))
+void fwd_body_s(int m, int K, const float *X, int ldx, const float *W, const int32_t *cols,
+                float *out, int ldo)
 {
     int i = 0;
     while (i < m) {
@@ -164,27 +207,39 @@ static AVX512 void fwd_avx512_s(int m, int K, const float *X, int ldx,
         /* Constant group sizes keep the accumulators in registers; a whole
          * mini-batch of up to 12 goes in one sweep over the weights. */
         switch (left >= 12 ? 12 : left) {
-        case 12: fwd_group_s(12, K, x, ldx, W, o, ldo); i += 12; break;
-        case 11: fwd_group_s(11, K, x, ldx, W, o, ldo); i += 11; break;
-        case 10: fwd_group_s(10, K, x, ldx, W, o, ldo); i += 10; break;
-        case 9: fwd_group_s(9, K, x, ldx, W, o, ldo); i += 9; break;
-        case 8: fwd_group_s(8, K, x, ldx, W, o, ldo); i += 8; break;
-        case 7: fwd_group_s(7, K, x, ldx, W, o, ldo); i += 7; break;
-        case 6: fwd_group_s(6, K, x, ldx, W, o, ldo); i += 6; break;
-        case 5: fwd_group_s(5, K, x, ldx, W, o, ldo); i += 5; break;
-        case 4: fwd_group_s(4, K, x, ldx, W, o, ldo); i += 4; break;
-        case 3: fwd_group_s(3, K, x, ldx, W, o, ldo); i += 3; break;
-        case 2: fwd_group_s(2, K, x, ldx, W, o, ldo); i += 2; break;
-        default: fwd_group_s(1, K, x, ldx, W, o, ldo); i += 1; break;
+        case 12: fwd_group_s(12, K, x, ldx, W, cols, o, ldo); i += 12; break;
+        case 11: fwd_group_s(11, K, x, ldx, W, cols, o, ldo); i += 11; break;
+        case 10: fwd_group_s(10, K, x, ldx, W, cols, o, ldo); i += 10; break;
+        case 9: fwd_group_s(9, K, x, ldx, W, cols, o, ldo); i += 9; break;
+        case 8: fwd_group_s(8, K, x, ldx, W, cols, o, ldo); i += 8; break;
+        case 7: fwd_group_s(7, K, x, ldx, W, cols, o, ldo); i += 7; break;
+        case 6: fwd_group_s(6, K, x, ldx, W, cols, o, ldo); i += 6; break;
+        case 5: fwd_group_s(5, K, x, ldx, W, cols, o, ldo); i += 5; break;
+        case 4: fwd_group_s(4, K, x, ldx, W, cols, o, ldo); i += 4; break;
+        case 3: fwd_group_s(3, K, x, ldx, W, cols, o, ldo); i += 3; break;
+        case 2: fwd_group_s(2, K, x, ldx, W, cols, o, ldo); i += 2; break;
+        default: fwd_group_s(1, K, x, ldx, W, cols, o, ldo); i += 1; break;
         }
     }
 }
 
+static AVX512 void fwd_avx512_s(int m, int K, const float *X, int ldx,
+                                const float *W, float *out, int ldo)
+{
+    fwd_body_s(m, K, X, ldx, W, NULL, out, ldo);
+}
+
+static AVX512 void fwd_idx_avx512_s(int m, int K, const float *X, int ldx, const float *W,
+                                    const int32_t *cols, float *out, int ldo)
+{
+    fwd_body_s(m, K, X, ldx, W, cols, out, ldo);
+}
+
 /* R rows at a time share each example's two delta vectors: 2R independent
- * FMA chains per example. */
+ * FMA chains per example. Row q of the group is W row q, or cols[q] with cols. */
 static inline __attribute__((always_inline, target("avx512f")))
 void upd_group_d(const int R, int m, const double *X, int ldx, const double *D, int ldd,
-                 double *W, __m512d va, __m512d vb, int scale)
+                 double *W, const int32_t *cols, __m512d va, __m512d vb, int scale)
 {
     __m512d acc0[4], acc1[4];
     for (int q = 0; q < R; q++) { acc0[q] = _mm512_setzero_pd(); acc1[q] = _mm512_setzero_pd(); }
@@ -199,7 +254,7 @@ void upd_group_d(const int R, int m, const double *X, int ldx, const double *D, 
         }
     }
     for (int q = 0; q < R; q++) {
-        double *w = W + (ptrdiff_t)q * 16;
+        double *w = W + (ptrdiff_t)(cols ? cols[q] : q) * 16;
         __m512d w0 = _mm512_loadu_pd(w), w1 = _mm512_loadu_pd(w + 8);
         if (scale) { w0 = _mm512_mul_pd(vb, w0); w1 = _mm512_mul_pd(vb, w1); }
         _mm512_storeu_pd(w, _mm512_fmadd_pd(va, acc0[q], w0));
@@ -207,24 +262,40 @@ void upd_group_d(const int R, int m, const double *X, int ldx, const double *D, 
     }
 }
 
-static AVX512 void upd_avx512_d(int rows, int m, const double *X, int ldx,
-                                const double *D, int ldd, double *W,
-                                double alpha, double beta)
+static inline __attribute__((always_inline, target("avx512f")))
+void upd_body_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
+                double *W, const int32_t *cols, double alpha, double beta)
 {
     const __m512d va = _mm512_set1_pd(alpha), vb = _mm512_set1_pd(beta);
     const int scale = beta != 1.0;
     int r = 0;
     for (; r + 4 <= rows; r += 4)
-        upd_group_d(4, m, X + r, ldx, D, ldd, W + (ptrdiff_t)r * 16, va, vb, scale);
+        upd_group_d(4, m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16,
+                    cols ? cols + r : NULL, va, vb, scale);
     for (; r < rows; r++)
-        upd_group_d(1, m, X + r, ldx, D, ldd, W + (ptrdiff_t)r * 16, va, vb, scale);
+        upd_group_d(1, m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16,
+                    cols ? cols + r : NULL, va, vb, scale);
+}
+
+static AVX512 void upd_avx512_d(int rows, int m, const double *X, int ldx,
+                                const double *D, int ldd, double *W,
+                                double alpha, double beta)
+{
+    upd_body_d(rows, m, X, ldx, D, ldd, W, NULL, alpha, beta);
+}
+
+static AVX512 void upd_idx_avx512_d(int rows, int m, const double *X, int ldx,
+                                    const double *D, int ldd, double *W,
+                                    const int32_t *cols, double alpha)
+{
+    upd_body_d(rows, m, X, ldx, D, ldd, W, cols, alpha, 1.0);
 }
 
 /* R rows at a time (R <= 8) share each example's delta vector: R independent
  * FMA chains per example. */
 static inline __attribute__((always_inline, target("avx512f")))
 void upd_group_s(const int R, int m, const float *X, int ldx, const float *D, int ldd,
-                 float *W, __m512 va, __m512 vb, int scale)
+                 float *W, const int32_t *cols, __m512 va, __m512 vb, int scale)
 {
     __m512 acc[8];
     for (int q = 0; q < R; q++) acc[q] = _mm512_setzero_ps();
@@ -235,24 +306,40 @@ void upd_group_s(const int R, int m, const float *X, int ldx, const float *D, in
             acc[q] = _mm512_fmadd_ps(_mm512_set1_ps(x[q]), d, acc[q]);
     }
     for (int q = 0; q < R; q++) {
-        float *w = W + (ptrdiff_t)q * 16;
+        float *w = W + (ptrdiff_t)(cols ? cols[q] : q) * 16;
         __m512 w0 = _mm512_loadu_ps(w);
         if (scale) w0 = _mm512_mul_ps(vb, w0);
         _mm512_storeu_ps(w, _mm512_fmadd_ps(va, acc[q], w0));
     }
 }
 
-static AVX512 void upd_avx512_s(int rows, int m, const float *X, int ldx,
-                                const float *D, int ldd, float *W,
-                                float alpha, float beta)
+static inline __attribute__((always_inline, target("avx512f")))
+void upd_body_s(int rows, int m, const float *X, int ldx, const float *D, int ldd,
+                float *W, const int32_t *cols, float alpha, float beta)
 {
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     const int scale = beta != 1.0f;
     int r = 0;
     for (; r + 8 <= rows; r += 8)
-        upd_group_s(8, m, X + r, ldx, D, ldd, W + (ptrdiff_t)r * 16, va, vb, scale);
+        upd_group_s(8, m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16,
+                    cols ? cols + r : NULL, va, vb, scale);
     for (; r < rows; r++)
-        upd_group_s(1, m, X + r, ldx, D, ldd, W + (ptrdiff_t)r * 16, va, vb, scale);
+        upd_group_s(1, m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16,
+                    cols ? cols + r : NULL, va, vb, scale);
+}
+
+static AVX512 void upd_avx512_s(int rows, int m, const float *X, int ldx,
+                                const float *D, int ldd, float *W,
+                                float alpha, float beta)
+{
+    upd_body_s(rows, m, X, ldx, D, ldd, W, NULL, alpha, beta);
+}
+
+static AVX512 void upd_idx_avx512_s(int rows, int m, const float *X, int ldx,
+                                    const float *D, int ldd, float *W,
+                                    const int32_t *cols, float alpha)
+{
+    upd_body_s(rows, m, X, ldx, D, ldd, W, cols, alpha, 1.0f);
 }
 
 /* exp by range reduction x = n ln2 + r, |r| <= ln2/2, and a degree-12 Taylor
@@ -378,20 +465,228 @@ static AVX512 void convert_avx512(int n, const float *src, double *dst)
     for (; j < n; j++) dst[j] = (double)src[j];
 }
 
-static int avx512_checked = 0, avx512_ok = 0;
+/* Sparse first layer. The forward pass runs the rows of a group (up to 10
+ * double / 12 float) in lockstep, the t-th nonzero of every active row per
+ * step: rows are sorted by their number of nonzeros, and each phase drops the
+ * rows that have run out, so every step has as many independent FMA chains as
+ * active rows while each row keeps its own sequential sum. */
+#define CSR_MAXG_D 10
+#define CSR_MAXG_S 12
 
-static int have_avx512(void)
+#define DEFINE_CSR_AVX512(V, VS)                                                      \
+static inline __attribute__((always_inline, target("avx512f")))                      \
+void fwd_csr_phase_d##VS(const int E, int t0, int t1, const int32_t *const *ix,       \
+                         const V *const *vx, const double *W, double *const *o)       \
+{                                                                                     \
+    __m512d a0[CSR_MAXG_D], a1[CSR_MAXG_D];                                           \
+    for (int e = 0; e < E; e++) { a0[e] = _mm512_loadu_pd(o[e]); a1[e] = _mm512_loadu_pd(o[e] + 8); } \
+    for (int t = t0; t < t1; t++) {                                                   \
+        for (int e = 0; e < E; e++) {                                                 \
+            const double *w = W + (ptrdiff_t)ix[e][t] * 16;                           \
+            const __m512d v = _mm512_set1_pd((double)vx[e][t]);                       \
+            a0[e] = _mm512_fmadd_pd(v, _mm512_loadu_pd(w), a0[e]);                    \
+            a1[e] = _mm512_fmadd_pd(v, _mm512_loadu_pd(w + 8), a1[e]);                \
+        }                                                                             \
+    }                                                                                 \
+    for (int e = 0; e < E; e++) { _mm512_storeu_pd(o[e], a0[e]); _mm512_storeu_pd(o[e] + 8, a1[e]); } \
+}                                                                                     \
+static inline __attribute__((always_inline, target("avx512f")))                      \
+void fwd_csr_phase_s##VS(const int E, int t0, int t1, const int32_t *const *ix,       \
+                         const V *const *vx, const float *W, float *const *o)         \
+{                                                                                     \
+    __m512 a[CSR_MAXG_S];                                                             \
+    for (int e = 0; e < E; e++) a[e] = _mm512_loadu_ps(o[e]);                         \
+    for (int t = t0; t < t1; t++) {                                                   \
+        for (int e = 0; e < E; e++) {                                                 \
+            const __m512 v = _mm512_set1_ps((float)vx[e][t]);                         \
+            a[e] = _mm512_fmadd_ps(v, _mm512_loadu_ps(W + (ptrdiff_t)ix[e][t] * 16), a[e]); \
+        }                                                                             \
+    }                                                                                 \
+    for (int e = 0; e < E; e++) _mm512_storeu_ps(o[e], a[e]);                         \
+}                                                                                     \
+static AVX512 void fwd_csr_group_d##VS(int E, int t0, int t1, const int32_t *const *ix, \
+                                       const V *const *vx, const double *W, double *const *o) \
+{                                                                                     \
+    switch (E) {                                                                      \
+    case 10: fwd_csr_phase_d##VS(10, t0, t1, ix, vx, W, o); break;                    \
+    case 9: fwd_csr_phase_d##VS(9, t0, t1, ix, vx, W, o); break;                      \
+    case 8: fwd_csr_phase_d##VS(8, t0, t1, ix, vx, W, o); break;                      \
+    case 7: fwd_csr_phase_d##VS(7, t0, t1, ix, vx, W, o); break;                      \
+    case 6: fwd_csr_phase_d##VS(6, t0, t1, ix, vx, W, o); break;                      \
+    case 5: fwd_csr_phase_d##VS(5, t0, t1, ix, vx, W, o); break;                      \
+    case 4: fwd_csr_phase_d##VS(4, t0, t1, ix, vx, W, o); break;                      \
+    case 3: fwd_csr_phase_d##VS(3, t0, t1, ix, vx, W, o); break;                      \
+    case 2: fwd_csr_phase_d##VS(2, t0, t1, ix, vx, W, o); break;                      \
+    default: fwd_csr_phase_d##VS(1, t0, t1, ix, vx, W, o); break;                     \
+    }                                                                                 \
+}                                                                                     \
+static AVX512 void fwd_csr_group_s##VS(int E, int t0, int t1, const int32_t *const *ix, \
+                                       const V *const *vx, const float *W, float *const *o) \
+{                                                                                     \
+    switch (E) {                                                                      \
+    case 12: fwd_csr_phase_s##VS(12, t0, t1, ix, vx, W, o); break;                    \
+    case 11: fwd_csr_phase_s##VS(11, t0, t1, ix, vx, W, o); break;                    \
+    case 10: fwd_csr_phase_s##VS(10, t0, t1, ix, vx, W, o); break;                    \
+    case 9: fwd_csr_phase_s##VS(9, t0, t1, ix, vx, W, o); break;                      \
+    case 8: fwd_csr_phase_s##VS(8, t0, t1, ix, vx, W, o); break;                      \
+    case 7: fwd_csr_phase_s##VS(7, t0, t1, ix, vx, W, o); break;                      \
+    case 6: fwd_csr_phase_s##VS(6, t0, t1, ix, vx, W, o); break;                      \
+    case 5: fwd_csr_phase_s##VS(5, t0, t1, ix, vx, W, o); break;                      \
+    case 4: fwd_csr_phase_s##VS(4, t0, t1, ix, vx, W, o); break;                      \
+    case 3: fwd_csr_phase_s##VS(3, t0, t1, ix, vx, W, o); break;                      \
+    case 2: fwd_csr_phase_s##VS(2, t0, t1, ix, vx, W, o); break;                      \
+    default: fwd_csr_phase_s##VS(1, t0, t1, ix, vx, W, o); break;                     \
+    }                                                                                 \
+}
+
+DEFINE_CSR_AVX512(float, f)
+DEFINE_CSR_AVX512(double, d)
+
+/* The rows of a group, sorted by their number of nonzeros, then phase by phase. */
+#define DEFINE_CSR_FWD_DRIVER(T, SUF, MAXG)                                           \
+static AVX512 void fwd_csr_avx512_##SUF(int m, const nndl_csr *X, const int64_t *rows, \
+                                        int64_t first, const T *W, T *out, int ldo)   \
+{                                                                                     \
+    const int32_t *ix[MAXG];                                                          \
+    const void *vx[MAXG];                                                             \
+    T *o[MAXG];                                                                       \
+    int64_t len[MAXG];                                                                \
+    const size_t vsize = X->val_f32 ? sizeof(float) : sizeof(double);                 \
+    for (int i0 = 0; i0 < m; i0 += MAXG) {                                            \
+        const int g = m - i0 < MAXG ? m - i0 : MAXG;                                  \
+        for (int e = 0; e < g; e++) {                                                 \
+            const int64_t r = CSR_ROW(rows, first, i0 + e);                           \
+            const int64_t p0 = X->ptr[r], n = X->ptr[r + 1] - p0;                     \
+            T *oe = out + (ptrdiff_t)(i0 + e) * ldo;                                  \
+            const int32_t *ie = X->idx + p0;                                          \
+            const void *ve = (const char *)X->val + p0 * vsize;                       \
+            for (int j = 0; j < 16; j++) oe[j] = 0;                                   \
+            int q = e;                                                                \
+            while (q > 0 && len[q - 1] > n) {                                         \
+                len[q] = len[q - 1]; ix[q] = ix[q - 1]; vx[q] = vx[q - 1]; o[q] = o[q - 1]; \
+                q--;                                                                  \
+            }                                                                         \
+            len[q] = n; ix[q] = ie; vx[q] = ve; o[q] = oe;                            \
+        }                                                                             \
+        int64_t t0 = 0;                                                               \
+        for (int q = 0; q < g; q++) {                                                 \
+            if (len[q] > t0) {                                                        \
+                if (X->val_f32)                                                       \
+                    fwd_csr_group_##SUF##f(g - q, (int)t0, (int)len[q], ix + q,       \
+                                           (const float *const *)(vx + q), W, o + q); \
+                else                                                                  \
+                    fwd_csr_group_##SUF##d(g - q, (int)t0, (int)len[q], ix + q,       \
+                                           (const double *const *)(vx + q), W, o + q); \
+                t0 = len[q];                                                          \
+            }                                                                         \
+        }                                                                             \
+    }                                                                                 \
+}
+
+DEFINE_CSR_FWD_DRIVER(double, d, CSR_MAXG_D)
+DEFINE_CSR_FWD_DRIVER(float, s, CSR_MAXG_S)
+
+static int avx512_checked = 0, avx512_ok = 0, expand_ok = 0;
+
+static void check_cpu(void)
 {
-    /* A benign race: every thread computes the same answer. */
+    /* A benign race: every thread computes the same answers. */
     if (!avx512_checked) {
+        /* NNDL_FAST_KERNELS=generic selects the portable kernels (tests). */
+        const char *env = getenv("NNDL_FAST_KERNELS");
         __builtin_cpu_init();
-        avx512_ok = __builtin_cpu_supports("avx512f");
+        avx512_ok = __builtin_cpu_supports("avx512f") && !(env && strcmp(env, "generic") == 0);
+        expand_ok = avx512_ok && __builtin_cpu_supports("avx512vl")
+                    && __builtin_cpu_supports("bmi2");
         avx512_checked = 1;
     }
-    return avx512_ok;
+}
+
+static int have_avx512(void) { check_cpu(); return avx512_ok; }
+static int have_expand(void) { check_cpu(); return expand_ok; }
+
+/* 16 float lanes from doubles: expand the run at src into the lanes of mk. */
+static inline __attribute__((always_inline, target("avx512f,avx512vl,bmi2,popcnt")))
+__m512 _mm512_cvtpd_ps_512(__mmask16 mk, const double *src)
+{
+    const __mmask8 lo = (__mmask8)mk, hi = (__mmask8)(mk >> 8);
+    const __m256 a = _mm512_cvtpd_ps(_mm512_maskz_expand_pd(lo, _mm512_loadu_pd(src)));
+    const __m256 b = _mm512_cvtpd_ps(_mm512_maskz_expand_pd(hi, _mm512_loadu_pd(src + _mm_popcnt_u32(lo))));
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(a)),
+                                               _mm256_castps_pd(b), 1));
+}
+
+/* The rows of a sparse batch on the union's columns, by expanding each row's
+ * run of values into the union positions it occupies (pext of the row's bits
+ * by the union's bits), 8 or 16 lanes at a time: no zeroing pass, no lookups. */
+#define EXPAND_TARGET __attribute__((target("avx512f,avx512vl,bmi2,popcnt")))
+
+static EXPAND_TARGET void scatter_expand_d(int i0, int i1, const nndl_csr *X,
+                                           const int64_t *rows, int64_t first,
+                                           const uint64_t *ubits, double *Xc, int U)
+{
+    const int nw = X->n_words;
+    for (int i = i0; i < i1; i++) {
+        const int64_t r = CSR_ROW(rows, first, i);
+        const uint64_t *eb = X->bits + r * nw;
+        int64_t p = X->ptr[r];
+        double *xc = Xc + (ptrdiff_t)i * U;
+        for (int w = 0; w < nw; w++) {
+            const uint64_t uw = ubits[w];
+            const int cu = (int)_mm_popcnt_u64(uw);
+            const uint64_t pm = _pext_u64(eb[w], uw);
+            /* Each chunk's first value found from the mask alone (no chain
+             * through the previous chunk). */
+            for (int c = 0; c < cu; c += 8) {
+                const __mmask8 mk = (__mmask8)(pm >> c);
+                const int64_t q = p + (c ? (int)_mm_popcnt_u64(pm << (64 - c)) : 0);
+                __m512d v;
+                if (X->val_f32)
+                    v = _mm512_cvtps_pd(_mm256_maskz_expand_ps(mk, _mm256_loadu_ps((const float *)X->val + q)));
+                else
+                    v = _mm512_maskz_expand_pd(mk, _mm512_loadu_pd((const double *)X->val + q));
+                const int left = cu - c;
+                _mm512_mask_storeu_pd(xc + c, (__mmask8)(left >= 8 ? 0xFF : (1u << left) - 1u), v);
+            }
+            p += (int)_mm_popcnt_u64(eb[w]);
+            xc += cu;
+        }
+    }
+}
+
+static EXPAND_TARGET void scatter_expand_s(int i0, int i1, const nndl_csr *X,
+                                           const int64_t *rows, int64_t first,
+                                           const uint64_t *ubits, float *Xc, int U)
+{
+    const int nw = X->n_words;
+    for (int i = i0; i < i1; i++) {
+        const int64_t r = CSR_ROW(rows, first, i);
+        const uint64_t *eb = X->bits + r * nw;
+        int64_t p = X->ptr[r];
+        float *xc = Xc + (ptrdiff_t)i * U;
+        for (int w = 0; w < nw; w++) {
+            const uint64_t uw = ubits[w];
+            const int cu = (int)_mm_popcnt_u64(uw);
+            const uint64_t pm = _pext_u64(eb[w], uw);
+            for (int c = 0; c < cu; c += 16) {
+                const __mmask16 mk = (__mmask16)(pm >> c);
+                const int64_t q = p + (c ? (int)_mm_popcnt_u64(pm << (64 - c)) : 0);
+                __m512 v;
+                if (X->val_f32)
+                    v = _mm512_maskz_expand_ps(mk, _mm512_loadu_ps((const float *)X->val + q));
+                else
+                    v = _mm512_cvtpd_ps_512(mk, (const double *)X->val + q);
+                const int left = cu - c;
+                _mm512_mask_storeu_ps(xc + c, (__mmask16)(left >= 16 ? 0xFFFFu : (1u << left) - 1u), v);
+            }
+            p += (int)_mm_popcnt_u64(eb[w]);
+            xc += cu;
+        }
+    }
 }
 #else
 static int have_avx512(void) { return 0; }
+static int have_expand(void) { return 0; }
 #endif
 
 /* ---------------------------------------------------------------- dispatch */
@@ -402,7 +697,7 @@ void nndl_fwd_d(int m, int K, const double *X, int ldx, const double *W,
 #if NNDL_HAVE_AVX512
     if (have_avx512()) { fwd_avx512_d(m, K, X, ldx, W, out, ldo); return; }
 #endif
-    fwd_generic_d(m, K, X, ldx, W, out, ldo);
+    fwd_generic_d(m, K, X, ldx, W, NULL, out, ldo);
 }
 
 void nndl_fwd_s(int m, int K, const float *X, int ldx, const float *W,
@@ -411,7 +706,7 @@ void nndl_fwd_s(int m, int K, const float *X, int ldx, const float *W,
 #if NNDL_HAVE_AVX512
     if (have_avx512()) { fwd_avx512_s(m, K, X, ldx, W, out, ldo); return; }
 #endif
-    fwd_generic_s(m, K, X, ldx, W, out, ldo);
+    fwd_generic_s(m, K, X, ldx, W, NULL, out, ldo);
 }
 
 void nndl_upd_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
@@ -420,7 +715,7 @@ void nndl_upd_d(int rows, int m, const double *X, int ldx, const double *D, int 
 #if NNDL_HAVE_AVX512
     if (have_avx512()) { upd_avx512_d(rows, m, X, ldx, D, ldd, W, alpha, beta); return; }
 #endif
-    upd_generic_d(rows, m, X, ldx, D, ldd, W, alpha, beta);
+    upd_generic_d(rows, m, X, ldx, D, ldd, W, NULL, alpha, beta);
 }
 
 void nndl_upd_s(int rows, int m, const float *X, int ldx, const float *D, int ldd,
@@ -429,7 +724,7 @@ void nndl_upd_s(int rows, int m, const float *X, int ldx, const float *D, int ld
 #if NNDL_HAVE_AVX512
     if (have_avx512()) { upd_avx512_s(rows, m, X, ldx, D, ldd, W, alpha, beta); return; }
 #endif
-    upd_generic_s(rows, m, X, ldx, D, ldd, W, alpha, beta);
+    upd_generic_s(rows, m, X, ldx, D, ldd, W, NULL, alpha, beta);
 }
 
 void nndl_sigmoid_block_d(int m, double *Z, int ldz, const double *b, int n_valid)
@@ -466,6 +761,128 @@ void nndl_bwd_s(int m, int rows, int nb, const float *W, ptrdiff_t bstride,
     bwd_generic_s(m, rows, nb, W, bstride, Dn, ldn, A, lda, out, ldo);
 }
 
+/* ---------------------------------------------------------------- sparse rows */
+
+static inline int nndl_ctz64(uint64_t x)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_ctzll(x);
+#else
+    int n = 0;
+    while (!(x & 1)) { x >>= 1; n++; }
+    return n;
+#endif
+}
+
+int nndl_csr_union(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
+                   int32_t *cols, int32_t *pos, uint64_t *ubits)
+{
+    const int nw = X->n_words;
+    int U = 0;
+    for (int w = 0; w < nw; w++) ubits[w] = 0;
+    for (int i = 0; i < m; i++) {
+        const uint64_t *b = X->bits + CSR_ROW(rows, first, i) * nw;
+        for (int w = 0; w < nw; w++) ubits[w] |= b[w];
+    }
+    for (int w = 0; w < nw; w++) {
+        for (uint64_t x = ubits[w]; x; x &= x - 1) {
+            const int k = w * 64 + nndl_ctz64(x);
+            pos[k] = U;
+            if (cols) cols[U] = k;
+            U++;
+        }
+    }
+    return U;
+}
+
+#if NNDL_HAVE_AVX512
+#define SCATTER_EXPAND(SUF)                                                           \
+    if (have_expand()) { scatter_expand_##SUF(i0, i1, X, rows, first, ubits, Xc, U); return; }
+#else
+#define SCATTER_EXPAND(SUF)
+#endif
+
+#define DEFINE_CSR_SCATTER(T, SUF)                                                    \
+void nndl_csr_scatter_##SUF(int i0, int i1, const nndl_csr *X, const int64_t *rows,   \
+                            int64_t first, int U, const int32_t *pos,                 \
+                            const uint64_t *ubits, T *Xc)                             \
+{                                                                                     \
+    SCATTER_EXPAND(SUF)                                                               \
+    for (ptrdiff_t j = (ptrdiff_t)i0 * U; j < (ptrdiff_t)i1 * U; j++) Xc[j] = 0;     \
+    for (int i = i0; i < i1; i++) {                                                   \
+        const int64_t r = CSR_ROW(rows, first, i);                                    \
+        const int64_t p0 = X->ptr[r], p1 = X->ptr[r + 1];                             \
+        const int32_t *idx = X->idx;                                                  \
+        T *xc = Xc + (ptrdiff_t)i * U;                                                \
+        if (X->val_f32) {                                                             \
+            const float *val = (const float *)X->val;                                 \
+            for (int64_t p = p0; p < p1; p++) xc[pos[idx[p]]] = (T)val[p];            \
+        } else {                                                                      \
+            const double *val = (const double *)X->val;                               \
+            for (int64_t p = p0; p < p1; p++) xc[pos[idx[p]]] = (T)val[p];            \
+        }                                                                             \
+    }                                                                                 \
+}
+
+DEFINE_CSR_SCATTER(double, d)
+DEFINE_CSR_SCATTER(float, s)
+
+void nndl_fwd_idx_d(int m, int K, const double *X, int ldx, const double *W,
+                    const int32_t *cols, double *out, int ldo)
+{
+#if NNDL_HAVE_AVX512
+    if (have_avx512()) { fwd_idx_avx512_d(m, K, X, ldx, W, cols, out, ldo); return; }
+#endif
+    fwd_generic_d(m, K, X, ldx, W, cols, out, ldo);
+}
+
+void nndl_fwd_idx_s(int m, int K, const float *X, int ldx, const float *W,
+                    const int32_t *cols, float *out, int ldo)
+{
+#if NNDL_HAVE_AVX512
+    if (have_avx512()) { fwd_idx_avx512_s(m, K, X, ldx, W, cols, out, ldo); return; }
+#endif
+    fwd_generic_s(m, K, X, ldx, W, cols, out, ldo);
+}
+
+void nndl_upd_idx_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
+                    double *W, const int32_t *cols, double alpha)
+{
+#if NNDL_HAVE_AVX512
+    if (have_avx512()) { upd_idx_avx512_d(rows, m, X, ldx, D, ldd, W, cols, alpha); return; }
+#endif
+    upd_generic_d(rows, m, X, ldx, D, ldd, W, cols, alpha, 1.0);
+}
+
+void nndl_upd_idx_s(int rows, int m, const float *X, int ldx, const float *D, int ldd,
+                    float *W, const int32_t *cols, float alpha)
+{
+#if NNDL_HAVE_AVX512
+    if (have_avx512()) { upd_idx_avx512_s(rows, m, X, ldx, D, ldd, W, cols, alpha); return; }
+#endif
+    upd_generic_s(rows, m, X, ldx, D, ldd, W, cols, alpha, 1.0f);
+}
+
+void nndl_fwd_csr_d(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
+                    const double *W, double *out, int ldo)
+{
+#if NNDL_HAVE_AVX512
+    if (have_avx512()) { fwd_csr_avx512_d(m, X, rows, first, W, out, ldo); return; }
+#endif
+    if (X->val_f32) fwd_csr_generic_df(m, X, rows, first, W, out, ldo);
+    else fwd_csr_generic_dd(m, X, rows, first, W, out, ldo);
+}
+
+void nndl_fwd_csr_s(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
+                    const float *W, float *out, int ldo)
+{
+#if NNDL_HAVE_AVX512
+    if (have_avx512()) { fwd_csr_avx512_s(m, X, rows, first, W, out, ldo); return; }
+#endif
+    if (X->val_f32) fwd_csr_generic_sf(m, X, rows, first, W, out, ldo);
+    else fwd_csr_generic_sd(m, X, rows, first, W, out, ldo);
+}
+
 void nndl_convert_f2d(int n, const float *src, double *dst)
 {
 #if NNDL_HAVE_AVX512
@@ -498,6 +915,16 @@ void nndl_spin_barrier_wait(nndl_spin_barrier *b, int *local_sense)
         else
             nndl_yield();
     }
+}
+
+void nndl_prefetch_l2(const void *p, size_t bytes)
+{
+#if defined(__GNUC__)
+    const char *c = (const char *)p;
+    for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 1);
+#else
+    (void)p; (void)bytes;
+#endif
 }
 
 void nndl_prefetch(const void *p, size_t bytes)

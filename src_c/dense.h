@@ -13,6 +13,7 @@
 #define NNDL_DENSE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define NNDL_BW 16
 
@@ -41,6 +42,53 @@ void nndl_bwd_d(int m, int rows, int nb, const double *W, ptrdiff_t bstride,
 void nndl_bwd_s(int m, int rows, int nb, const float *W, ptrdiff_t bstride,
                 const float *Dn, int ldn, const float *A, int lda, float *out, int ldo);
 
+/* Inputs as compressed sparse rows: the nonzeros of row r are at positions
+ * ptr[r] .. ptr[r+1]-1, with columns idx[] (ascending within a row) and values
+ * val[] (float when val_f32, else double); bits[r * n_words ..] has bit k set
+ * when column k of row r is nonzero. MNIST-like inputs are ~80% zeros. A zero
+ * input adds exactly nothing to a sum of products, so leaving zero terms out
+ * (and keeping the order of the others) gives the dense kernels' numbers. */
+typedef struct {
+    const int64_t *ptr;
+    const int32_t *idx;
+    const void *val;
+    int val_f32;
+    const uint64_t *bits;
+    int n_words;
+} nndl_csr;
+
+/* As nndl_fwd for the m rows rows[i] of X (first + i when rows is NULL):
+ * out[i][0:16] = sum over the nonzeros (k, x) of the row, k ascending, of x * W[k][0:16]. */
+void nndl_fwd_csr_d(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
+                    const double *W, double *out, int ldo);
+void nndl_fwd_csr_s(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
+                    const float *W, float *out, int ldo);
+
+/* The U columns where any of the m rows rows[i] of X (first + i when rows is
+ * NULL) is nonzero: cols[0..U) ascending (unless cols is NULL), pos[cols[u]] = u.
+ * Returns U. Scratch: ubits (n_words). */
+int nndl_csr_union(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
+                   int32_t *cols, int32_t *pos, uint64_t *ubits);
+/* Rows i0..i1-1 of those rows restricted to the union's columns:
+ * Xc[i][pos[k]] = x_ik, zeros elsewhere (row-major, U columns); pos and the
+ * union's bits ubits as nndl_csr_union left them. */
+void nndl_csr_scatter_d(int i0, int i1, const nndl_csr *X, const int64_t *rows,
+                        int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
+                        double *Xc);
+void nndl_csr_scatter_s(int i0, int i1, const nndl_csr *X, const int64_t *rows,
+                        int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
+                        float *Xc);
+
+/* nndl_fwd and nndl_upd (beta = 1) where input k of X is weight row cols[k]. */
+void nndl_fwd_idx_d(int m, int K, const double *X, int ldx, const double *W,
+                    const int32_t *cols, double *out, int ldo);
+void nndl_fwd_idx_s(int m, int K, const float *X, int ldx, const float *W,
+                    const int32_t *cols, float *out, int ldo);
+void nndl_upd_idx_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
+                    double *W, const int32_t *cols, double alpha);
+void nndl_upd_idx_s(int rows, int m, const float *X, int ldx, const float *D, int ldd,
+                    float *W, const int32_t *cols, float alpha);
+
 /* dst[j] = src[j] for j < n, converting float to double. */
 void nndl_convert_f2d(int n, const float *src, double *dst);
 
@@ -60,6 +108,8 @@ void nndl_spin_barrier_wait(nndl_spin_barrier *b, int *local_sense);
 
 /* Ask the memory system to start loading [p, p + bytes) into cache. */
 void nndl_prefetch(const void *p, size_t bytes);
+/* The same into the outer caches only (does not hold up the core's loads). */
+void nndl_prefetch_l2(const void *p, size_t bytes);
 
 /* Which implementation the dispatcher picked: "avx512" or "generic". */
 const char *nndl_dense_isa(void);
