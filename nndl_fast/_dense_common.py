@@ -28,8 +28,8 @@ class DenseParamsMixin(object):
     def _softmax_output(self):
         return False
 
-    def _predict_labels(self, X):
-        return np.argmax(self._forward_matrix(X), axis=1)
+    def _predict_labels(self, X, X_sparse=None):
+        return np.argmax(self._forward_matrix(X, X_sparse=X_sparse), axis=1)
 
     def _feedforward_columns(self, a):
         """Book-style feedforward: a (n_in, 1) column or (n_in, k) columns in, columns out."""

@@ -64,8 +64,9 @@ def _softmax_rows(z):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def forward(X, weights, biases, softmax=False, num_threads=1, chunk=256):
-    """``_dense.forward`` in NumPy: outputs (n, n_out) for inputs (n, n_in)."""
+def forward(X, weights, biases, softmax=False, num_threads=1, chunk=256, X_sparse=None):
+    """``_dense.forward`` in NumPy: outputs (n, n_out) for inputs (n, n_in)
+    (``X_sparse`` is accepted and not needed)."""
     a = np.asarray(X)
     for l, (w, b) in enumerate(zip(weights, biases)):
         z = a @ w.T + b.reshape(1, -1)
@@ -75,7 +76,7 @@ def forward(X, weights, biases, softmax=False, num_threads=1, chunk=256):
 
 def train_epoch(X, Y, order, weights, biases, mini_batch_size, eta, lmbda=0.0, n_total=1.0,
                 cost=CostKind.QUADRATIC, reg=Regularization.L2, momentum=0.0,
-                velocities_w=None, velocities_b=None, num_threads=1):
+                velocities_w=None, velocities_b=None, num_threads=1, X_sparse=None):
     """``_dense.train_epoch`` in NumPy, one matrix product per layer and mini-batch.
 
     Updates ``weights``, ``biases`` (and the velocities) in place, like the kernel.
@@ -122,7 +123,11 @@ class ReferenceDenseMixin(DenseParamsMixin):
     ``backprop``, ``feedforward``, ``weights``, ``biases`` and ``sizes``.
     """
 
-    def _forward_matrix(self, X, num_threads=None):
+    def _sparse_rows(self, X):
+        """No sparse form here: the reference computes on the dense rows."""
+        return None
+
+    def _forward_matrix(self, X, num_threads=None, X_sparse=None):
         """Outputs (n, n_out) for inputs X (n, n_in): the reference feedforward on columns."""
         self._sync_params()
         X = np.asarray(X, dtype=self._dtype)
@@ -162,7 +167,7 @@ class ReferenceDenseMixin(DenseParamsMixin):
 
     def _run_epochs(self, X, Y, training_data, epochs, mini_batch_size, eta, after_epoch,
                     lmbda=0.0, cost=CostKind.QUADRATIC, reg=Regularization.L2, momentum=0.0,
-                    num_threads=None, eta_for_epoch=None, velocities=None):
+                    num_threads=None, eta_for_epoch=None, velocities=None, X_sparse=None):
         """The epoch loop: shuffle the caller's list as random.shuffle does, train.
 
         ``after_epoch(j, seconds)`` runs after each epoch and may return True to stop.

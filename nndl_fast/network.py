@@ -66,13 +66,14 @@ class Network(_DenseBase, _reference.Network):
         mini_batch_size = min(mini_batch_size, len(training_data))
         if test_data:
             X_test, y_test = pack_labelled(test_data, self.sizes[0], self.sizes[-1], "test")
+            Xs_test = self._sparse_rows(X_test)
             n_test = len(test_data)
         timing = getattr(self, "_print_epoch_time", False)
 
         def after_epoch(j, seconds):
             suffix = "  [%.3f s]" % seconds if timing else ""
             if test_data:
-                correct = int(np.sum(self._predict_labels(X_test) == y_test))
+                correct = int(np.sum(self._predict_labels(X_test, Xs_test) == y_test))
                 print("Epoch {0}: {1} / {2}{3}".format(j, correct, n_test, suffix))
             else:
                 print("Epoch {0} complete{1}".format(j, suffix))

@@ -170,8 +170,9 @@ class Network(_DenseBase, _reference.Network):
         """The output column(s) for input column(s) ``a`` of shape (n_in, 1) or (n_in, k)."""
         return self._feedforward_columns(a)
 
-    def _outputs(self, X):
-        """Output activations (n, n_out) in float64 for rows of X (compute dtype).
+    def _outputs(self, X, X_sparse=None):
+        """Output activations (n, n_out) in float64 for rows of X (compute dtype;
+        ``X_sparse`` its sparse rows, when the caller has them).
 
         The hidden layers run in the compiled forward kernel. The output layer's
         activation is taken in float64 so that the costs' logarithms see what the
@@ -185,7 +186,7 @@ class Network(_DenseBase, _reference.Network):
             nt = _config.resolve_num_threads(self.num_threads)
             with blas_single_thread():
                 H = _dense.forward(X, self.weights[:-1], self.biases[:-1], softmax=False,
-                                   num_threads=nt)
+                                   num_threads=nt, X_sparse=X_sparse)
         Z = np.dot(H, self.weights[-1].T).astype(np.float64, copy=False)
         Z += self.biases[-1].reshape(1, -1)
         if self._softmax_output():
@@ -248,13 +249,13 @@ class Network(_DenseBase, _reference.Network):
         return self._measure(self._compute_dtype_inputs(X), Y=Y, hot=_hot_mask(Y),
                              lmbda=lmbda)[0]
 
-    def _measure(self, X, labels=None, Y=None, hot=None, lmbda=0.0):
+    def _measure(self, X, labels=None, Y=None, hot=None, lmbda=0.0, X_sparse=None):
         """(total cost or None, correct count or None) over rows of X, one batched pass.
 
         The cost needs float64 targets ``Y`` (and ``hot`` from ``_hot_mask``), the
         count needs int ``labels``.
         """
-        A = self._outputs(X)
+        A = self._outputs(X, X_sparse)
         n = X.shape[0]
         cost = correct = None
         if Y is not None:
@@ -348,7 +349,9 @@ class Network(_DenseBase, _reference.Network):
         # Everything the epochs need is packed once, here.
         n_in, n_out = self.sizes[0], self.sizes[-1]
         X, Y = pack_training(training_data, n_in, n_out, self._dtype)
-        # Per monitored set: (name, X, targets for the cost, their mask, labels, lists).
+        X_sparse = self._sparse_rows(X)
+        # Per monitored set: (name, X, its sparse rows, targets for the cost, their
+        # mask, labels, lists).
         watched = []
         training_cost, training_accuracy = [], []
         evaluation_cost, evaluation_accuracy = [], []
@@ -356,7 +359,7 @@ class Network(_DenseBase, _reference.Network):
             # The packed matrix serves both the kernel and the monitors.
             X = self._compute_dtype_inputs(X)
             Y_train = Y.astype(np.float64)
-            watched.append(("training", X, Y_train if monitors[0] else None,
+            watched.append(("training", X, X_sparse, Y_train if monitors[0] else None,
                             _hot_mask(Y_train), np.argmax(Y_train, axis=1) if monitors[1]
                             else None, training_cost, training_accuracy))
         if monitors[2] or monitors[3]:
@@ -365,7 +368,8 @@ class Network(_DenseBase, _reference.Network):
                 raise ValueError("evaluation_data is empty: expected at least one (x, y) pair "
                                  "to monitor")
             Y_eval = _one_hot(labels_eval, n_out, "evaluation") if monitors[2] else None
-            watched.append(("evaluation", self._compute_dtype_inputs(X_eval), Y_eval,
+            X_eval = self._compute_dtype_inputs(X_eval)
+            watched.append(("evaluation", X_eval, self._sparse_rows(X_eval), Y_eval,
                             None if Y_eval is None else Y_eval == 1,
                             labels_eval if monitors[3] else None,
                             evaluation_cost, evaluation_accuracy))
@@ -381,8 +385,8 @@ class Network(_DenseBase, _reference.Network):
         def after_epoch(j, seconds):
             t0 = time.perf_counter()
             print("Epoch %s training complete" % j)
-            for name, X_m, Y_m, hot_m, labels_m, costs, accuracies in watched:
-                cost, correct = self._measure(X_m, labels_m, Y_m, hot_m, lmbda)
+            for name, X_m, Xs_m, Y_m, hot_m, labels_m, costs, accuracies in watched:
+                cost, correct = self._measure(X_m, labels_m, Y_m, hot_m, lmbda, Xs_m)
                 if cost is not None:
                     costs.append(cost)
                     print("Cost on {} data: {}".format(name, cost))
@@ -402,7 +406,7 @@ class Network(_DenseBase, _reference.Network):
         self._run_epochs(X, Y, training_data, epochs, mini_batch_size, eta, after_epoch,
                          lmbda=lmbda, cost=kind, reg=reg, momentum=momentum,
                          num_threads=self.num_threads, eta_for_epoch=lambda: state["eta"],
-                         velocities=velocities)
+                         velocities=velocities, X_sparse=X_sparse)
         return evaluation_cost, evaluation_accuracy, training_cost, training_accuracy
 
     @staticmethod
