@@ -155,15 +155,20 @@ void fwd_body_d(int m, int K, const double *X, int ldx, const double *W, const i
         const int left = m - i;
         const double *x = X + (ptrdiff_t)i * ldx;
         double *o = out + (ptrdiff_t)i * ldo;
-        /* Constant group sizes let the compiler keep every accumulator in a register. */
-        if (left >= 6 || left == 5) {
-            if (left >= 6 && left != 7 && left != 11) { fwd_group_d(6, K, x, ldx, W, cols, o, ldo); i += 6; }
-            else { fwd_group_d(5, K, x, ldx, W, cols, o, ldo); i += 5; }
+        /* Constant group sizes let the compiler keep every accumulator in a
+         * register (2 per example: up to 10 examples in one sweep). */
+        switch (left >= 10 ? 10 : left) {
+        case 10: fwd_group_d(10, K, x, ldx, W, cols, o, ldo); i += 10; break;
+        case 9: fwd_group_d(9, K, x, ldx, W, cols, o, ldo); i += 9; break;
+        case 8: fwd_group_d(8, K, x, ldx, W, cols, o, ldo); i += 8; break;
+        case 7: fwd_group_d(7, K, x, ldx, W, cols, o, ldo); i += 7; break;
+        case 6: fwd_group_d(6, K, x, ldx, W, cols, o, ldo); i += 6; break;
+        case 5: fwd_group_d(5, K, x, ldx, W, cols, o, ldo); i += 5; break;
+        case 4: fwd_group_d(4, K, x, ldx, W, cols, o, ldo); i += 4; break;
+        case 3: fwd_group_d(3, K, x, ldx, W, cols, o, ldo); i += 3; break;
+        case 2: fwd_group_d(2, K, x, ldx, W, cols, o, ldo); i += 2; break;
+        default: fwd_group_d(1, K, x, ldx, W, cols, o, ldo); i += 1; break;
         }
-        else if (left == 4) { fwd_group_d(4, K, x, ldx, W, cols, o, ldo); i += 4; }
-        else if (left == 3) { fwd_group_d(3, K, x, ldx, W, cols, o, ldo); i += 3; }
-        else if (left == 2) { fwd_group_d(2, K, x, ldx, W, cols, o, ldo); i += 2; }
-        else { fwd_group_d(1, K, x, ldx, W, cols, o, ldo); i += 1; }
     }
 }
 
@@ -241,7 +246,7 @@ static inline __attribute__((always_inline, target("avx512f")))
 void upd_group_d(const int R, int m, const double *X, int ldx, const double *D, int ldd,
                  double *W, const int32_t *cols, __m512d va, __m512d vb, int scale)
 {
-    __m512d acc0[4], acc1[4];
+    __m512d acc0[8], acc1[8];
     for (int q = 0; q < R; q++) { acc0[q] = _mm512_setzero_pd(); acc1[q] = _mm512_setzero_pd(); }
     for (int i = 0; i < m; i++) {
         const double *d = D + (ptrdiff_t)i * ldd;
@@ -269,6 +274,9 @@ void upd_body_d(int rows, int m, const double *X, int ldx, const double *D, int 
     const __m512d va = _mm512_set1_pd(alpha), vb = _mm512_set1_pd(beta);
     const int scale = beta != 1.0;
     int r = 0;
+    for (; r + 8 <= rows; r += 8)
+        upd_group_d(8, m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16,
+                    cols ? cols + r : NULL, va, vb, scale);
     for (; r + 4 <= rows; r += 4)
         upd_group_d(4, m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16,
                     cols ? cols + r : NULL, va, vb, scale);
