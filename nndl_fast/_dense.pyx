@@ -88,6 +88,8 @@ cdef extern from "dense.h" nogil:
                         float *W, const int32_t *cols, float alpha)
     void nndl_convert_f2d(int n, const float *src, double *dst)
     void nndl_prefetch(const void *p, size_t nbytes)
+    unsigned int nndl_flush_denormals_begin()
+    void nndl_flush_denormals_end(unsigned int state)
     void nndl_prefetch_l2(const void *p, size_t nbytes)
     const char *nndl_dense_isa()
     ctypedef struct nndl_spin_barrier:
@@ -427,6 +429,7 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
     cdef int K[2]                   # columns of the two gathered batches
     cdef int32_t *cols[2]           # their weight rows (sparse), else NULL
     cdef int cur, nxt
+    cdef unsigned int fp_state = 0
     cdef floating *a1[2]            # layer 1's activations, batch by batch
     a1[0] = A[1]
     a1[1] = a1_alt
@@ -434,6 +437,8 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
     for i in range(2):
         cols[i] = p.sp_cols + <Py_ssize_t> (2 * tid + i) * n_in if p.sparse else NULL
 
+    if floating is float:
+        fp_state = nndl_flush_denormals_begin()   # see src_c/dense.h
     # Prologue: the first batch's inputs (and, with hidden layers, its
     # layer-1 pre-activations).
     m = <int> min(<int64_t> mbs, p.n_samples)
@@ -546,6 +551,8 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
             _first_layer_step(p, blk, W, VW, B, VB, xbuf[cur], K[cur], cols[cur], D[1], m,
                               xbuf[nxt], K[nxt], cols[nxt], m_next, a1[nxt])
             blk += nt
+    if floating is float:
+        nndl_flush_denormals_end(fp_state)
 
 
 cdef int _run_epoch(Plan *p, list weights, list biases, list vw, list vb, list top,

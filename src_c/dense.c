@@ -899,6 +899,26 @@ void nndl_convert_f2d(int n, const float *src, double *dst)
     for (int j = 0; j < n; j++) dst[j] = (double)src[j];
 }
 
+unsigned int nndl_flush_denormals_begin(void)
+{
+#if defined(__SSE__) || defined(_M_X64)
+    const unsigned int old = _mm_getcsr();
+    _mm_setcsr(old | 0x8040u);          /* flush-to-zero and denormals-are-zero */
+    return old;
+#else
+    return 0;
+#endif
+}
+
+void nndl_flush_denormals_end(unsigned int state)
+{
+#if defined(__SSE__) || defined(_M_X64)
+    _mm_setcsr(state);
+#else
+    (void)state;
+#endif
+}
+
 void nndl_spin_barrier_init(nndl_spin_barrier *b, int n_threads)
 {
     b->n_threads = n_threads;

@@ -111,6 +111,14 @@ void nndl_prefetch(const void *p, size_t bytes);
 /* The same into the outer caches only (does not hold up the core's loads). */
 void nndl_prefetch_l2(const void *p, size_t bytes);
 
+/* Float32 epochs run with subnormal numbers flushed to zero (x86: the FTZ and
+ * DAZ bits of this thread's MXCSR). Saturated sigmoids make deltas of order
+ * 1e-38 and below, where every operation would take a slow microcode path;
+ * flushing changes them by less than 1.2e-38. begin returns the state that
+ * end restores. No effect elsewhere. */
+unsigned int nndl_flush_denormals_begin(void);
+void nndl_flush_denormals_end(unsigned int state);
+
 /* Which implementation the dispatcher picked: "avx512" or "generic". */
 const char *nndl_dense_isa(void);
 

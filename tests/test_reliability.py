@@ -320,6 +320,30 @@ def test_compiled_epoch_finite_with_saturated_units(cost, dtype):
     assert all(np.isfinite(p).all() for p in w + b)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_float32_epoch_flushes_subnormals_and_restores_the_fp_state(threads):
+    """Float32 epochs treat subnormal numbers as zero (their slow path would
+    otherwise dominate once sigmoids saturate), the same in every thread, and
+    leave the caller's floating-point state as it was."""
+    tiny = np.float32(1e-39)                    # subnormal in float32
+    rng = np.random.default_rng(1)
+    X = rng.random((40, 30)).astype(np.float32)
+    X[:, :5] = tiny                             # subnormal inputs
+    Y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 40)]
+    runs = []
+    for nt in (1, threads):
+        w = [rng.standard_normal((20, 30)).astype(np.float32) * 0 + 0.1,
+             np.full((4, 20), 0.1, np.float32)]
+        b = [np.zeros((20, 1), np.float32), np.zeros((4, 1), np.float32)]
+        _dense.train_epoch(X, Y, np.arange(40), w, b, 8, 0.5, num_threads=nt)
+        runs.append(w + b)
+        assert all(np.isfinite(p).all() for p in w + b)
+    _assert_same(runs[0], runs[1])
+    # Subnormal arithmetic works again in this thread afterwards.
+    assert np.array([tiny], np.float32)[0] * np.float32(1.0) == tiny
+    assert (np.array([tiny], np.float32) * np.float32(1.0))[0] != 0
+
+
 def test_network_feedforward_large_inputs(capsys):
     np.random.seed(0)
     net = network.Network([3, 4, 2])
