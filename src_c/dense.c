@@ -692,6 +692,24 @@ static EXPAND_TARGET void scatter_expand_s(int i0, int i1, const nndl_csr *X,
         }
     }
 }
+/* cols[] = the positions of the set bits of ubits[0..nw), ascending; returns
+ * how many. Sixteen bits at a time by compress-store. */
+static EXPAND_TARGET int union_cols_avx512(const uint64_t *ubits, int nw, int32_t *cols)
+{
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    int U = 0;
+    for (int w = 0; w < nw; w++) {
+        const uint64_t x = ubits[w];
+        for (int h = 0; h < 4; h++) {
+            const __mmask16 mk = (__mmask16)(x >> (16 * h));
+            if (!mk) continue;
+            _mm512_mask_compressstoreu_epi32(cols + U, mk,
+                                             _mm512_add_epi32(iota, _mm512_set1_epi32(w * 64 + 16 * h)));
+            U += _mm_popcnt_u32(mk);
+        }
+    }
+    return U;
+}
 #else
 static int have_avx512(void) { return 0; }
 static int have_expand(void) { return 0; }
@@ -792,6 +810,14 @@ int nndl_csr_union(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
         const uint64_t *b = X->bits + CSR_ROW(rows, first, i) * nw;
         for (int w = 0; w < nw; w++) ubits[w] |= b[w];
     }
+#if NNDL_HAVE_AVX512
+    if (have_expand()) {
+        /* The expanding scatter needs no pos; the columns by compress-stores. */
+        if (cols) U = union_cols_avx512(ubits, nw, cols);
+        else for (int w = 0; w < nw; w++) U += (int)__builtin_popcountll(ubits[w]);
+        return U;
+    }
+#endif
     for (int w = 0; w < nw; w++) {
         for (uint64_t x = ubits[w]; x; x &= x - 1) {
             const int k = w * 64 + nndl_ctz64(x);

@@ -65,8 +65,9 @@ void nndl_fwd_csr_s(int m, const nndl_csr *X, const int64_t *rows, int64_t first
                     const float *W, float *out, int ldo);
 
 /* The U columns where any of the m rows rows[i] of X (first + i when rows is
- * NULL) is nonzero: cols[0..U) ascending (unless cols is NULL), pos[cols[u]] = u.
- * Returns U. Scratch: ubits (n_words). */
+ * NULL) is nonzero: cols[0..U) ascending (unless cols is NULL), the union's
+ * bits in ubits (n_words), and for the portable scatter pos[cols[u]] = u.
+ * Returns U. */
 int nndl_csr_union(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
                    int32_t *cols, int32_t *pos, uint64_t *ubits);
 /* Rows i0..i1-1 of those rows restricted to the union's columns:
