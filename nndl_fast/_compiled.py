@@ -86,22 +86,25 @@ class CompiledDenseMixin(DenseParamsMixin):
         elif velocities is None:
             velocities = ([np.zeros_like(w) for w in self.weights],
                           [np.zeros_like(b) for b in self.biases])
-        for j in range(epochs):
-            t0 = time.perf_counter()
-            perm = _shuffle.shuffle_permutation(n, random)
-            _shuffle.apply_permutation(training_data, perm)
-            order = order[perm]
-            self._sync_params()
-            cur_eta = eta if eta_for_epoch is None else eta_for_epoch()
-            with blas_single_thread():
+        # BLAS stays on one thread for the whole run, monitoring included: its
+        # idle threads spin for a while after each call and would take the
+        # cores from the kernels' threads.
+        with blas_single_thread():
+            for j in range(epochs):
+                t0 = time.perf_counter()
+                perm = _shuffle.shuffle_permutation(n, random)
+                _shuffle.apply_permutation(training_data, perm)
+                order = order[perm]
+                self._sync_params()
+                cur_eta = eta if eta_for_epoch is None else eta_for_epoch()
                 _dense.train_epoch(X, Y, order, self.weights, self.biases,
                                    mini_batch_size, cur_eta, lmbda=lmbda, n_total=float(n),
                                    cost=cost, reg=reg, momentum=momentum,
                                    velocities_w=velocities[0] if velocities else None,
                                    velocities_b=velocities[1] if velocities else None,
                                    num_threads=nt, X_sparse=X_sparse)
-            if after_epoch(j, time.perf_counter() - t0):
-                break
+                if after_epoch(j, time.perf_counter() - t0):
+                    break
 
     def _update_batch(self, mini_batch, eta, lmbda=0.0, n=None, cost=_dense.CostKind.QUADRATIC,
                       reg=_dense.Regularization.L2):

@@ -86,6 +86,8 @@ cdef extern from "dense.h" nogil:
                         double *W, const int32_t *cols, double alpha)
     void nndl_upd_idx_s(int rows, int m, const float *X, int ldx, const float *D, int ldd,
                         float *W, const int32_t *cols, float alpha)
+    void nndl_scale_d(Py_ssize_t n, double *x, double beta)
+    void nndl_scale_s(Py_ssize_t n, float *x, float beta)
     void nndl_convert_f2d(int n, const float *src, double *dst)
     void nndl_prefetch(const void *p, size_t nbytes)
     unsigned int nndl_flush_denormals_begin()
@@ -226,8 +228,10 @@ cdef inline void _upd_first(int rows, int m, const floating *X, int ldx, const f
         _upd(rows, m, X, ldx, D, ldd, W, alpha, beta)
         return
     if beta != 1:
-        for r in range(<Py_ssize_t> rows * BW):
-            W[r] = beta * W[r]
+        if floating is float:
+            nndl_scale_s(<Py_ssize_t> rows * BW, W, beta)
+        else:
+            nndl_scale_d(<Py_ssize_t> rows * BW, W, beta)
     if floating is float:
         nndl_upd_idx_s(K, m, X, ldx, D, ldd, W, cols, alpha)
     else:
@@ -940,29 +944,29 @@ cdef void _forward_chunk(const Plan *p, floating **W, floating **B, const floati
             max_pad = p.padded[l]
     bufs[0] = scratch
     bufs[1] = scratch + <Py_ssize_t> max_pad * m
-    for l in range(1, L):
+    for l in range(1, L + 1):
         cur = bufs[l & 1]
+        if l == L and not (l == 1 and p.sparse):
+            _output_layer(p, W[L], B[L], a_prev, ld_prev, m, cur)
+            break
         for blk in range(p.n_blocks[l]):
             if l == 1 and p.sparse:
+                # (A sparse first layer is a sigmoid layer: forward() checks.)
                 if floating is float:
                     nndl_fwd_csr_s(m, &p.csr, NULL, first, W[1] + <Py_ssize_t> blk * p.sizes[0] * BW,
                                    cur + blk * BW, p.padded[1])
-                else:
-                    nndl_fwd_csr_d(m, &p.csr, NULL, first, W[1] + <Py_ssize_t> blk * p.sizes[0] * BW,
-                                   cur + blk * BW, p.padded[1])
-                if floating is float:
                     nndl_sigmoid_block_s(m, cur + blk * BW, p.padded[1], B[1] + blk * BW,
                                          min(BW, p.sizes[1] - blk * BW))
                 else:
+                    nndl_fwd_csr_d(m, &p.csr, NULL, first, W[1] + <Py_ssize_t> blk * p.sizes[0] * BW,
+                                   cur + blk * BW, p.padded[1])
                     nndl_sigmoid_block_d(m, cur + blk * BW, p.padded[1], B[1] + blk * BW,
                                          min(BW, p.sizes[1] - blk * BW))
-                continue
-            _hidden_block(W[l] + <Py_ssize_t> blk * p.sizes[l - 1] * BW, B[l], a_prev,
-                          p.sizes[l - 1], ld_prev, cur, p.padded[l], blk, p.sizes[l], m)
+            else:
+                _hidden_block(W[l] + <Py_ssize_t> blk * p.sizes[l - 1] * BW, B[l], a_prev,
+                              p.sizes[l - 1], ld_prev, cur, p.padded[l], blk, p.sizes[l], m)
         a_prev = cur
         ld_prev = p.padded[l]
-    cur = bufs[L & 1]
-    _output_layer(p, W[L], B[L], a_prev, ld_prev, m, cur)
     for i in range(m):
         for j in range(p.sizes[L]):
             out[<Py_ssize_t> i * p.sizes[L] + j] = cur[<Py_ssize_t> i * p.padded[L] + j]
@@ -1069,7 +1073,7 @@ def forward(X, list weights, list biases, bint softmax=False, int num_threads=1,
     p.sparse = False
     if X_sparse is not None:
         _check_sparse(X_sparse, X.shape[0], sizes[0])
-        if L > 1:
+        if L > 1 or not softmax:
             _set_sparse(&p, X_sparse)
     cdef cnp.ndarray out = np.empty((X.shape[0], sizes[L]), dtype)
     cdef cnp.ndarray X_arr = X

@@ -182,12 +182,14 @@ class Network(_DenseBase, _reference.Network):
         """
         self._sync_params()
         H = X
-        if self.num_layers > 2:
-            nt = _config.resolve_num_threads(self.num_threads)
-            with blas_single_thread():
+        # One BLAS thread for the small products here too (its idle threads
+        # would spin against the kernels' threads).
+        with blas_single_thread():
+            if self.num_layers > 2:
+                nt = _config.resolve_num_threads(self.num_threads)
                 H = _dense.forward(X, self.weights[:-1], self.biases[:-1], softmax=False,
                                    num_threads=nt, X_sparse=X_sparse)
-        Z = np.dot(H, self.weights[-1].T).astype(np.float64, copy=False)
+            Z = np.dot(H, self.weights[-1].T).astype(np.float64, copy=False)
         Z += self.biases[-1].reshape(1, -1)
         if self._softmax_output():
             Z -= Z.max(axis=1, keepdims=True)

@@ -594,6 +594,22 @@ static AVX512 void fwd_csr_avx512_##SUF(int m, const nndl_csr *X, const int64_t 
 DEFINE_CSR_FWD_DRIVER(double, d, CSR_MAXG_D)
 DEFINE_CSR_FWD_DRIVER(float, s, CSR_MAXG_S)
 
+static AVX512 void scale_avx512_d(ptrdiff_t n, double *x, double beta)
+{
+    const __m512d vb = _mm512_set1_pd(beta);
+    ptrdiff_t j = 0;
+    for (; j + 8 <= n; j += 8) _mm512_storeu_pd(x + j, _mm512_mul_pd(vb, _mm512_loadu_pd(x + j)));
+    for (; j < n; j++) x[j] = beta * x[j];
+}
+
+static AVX512 void scale_avx512_s(ptrdiff_t n, float *x, float beta)
+{
+    const __m512 vb = _mm512_set1_ps(beta);
+    ptrdiff_t j = 0;
+    for (; j + 16 <= n; j += 16) _mm512_storeu_ps(x + j, _mm512_mul_ps(vb, _mm512_loadu_ps(x + j)));
+    for (; j < n; j++) x[j] = beta * x[j];
+}
+
 static int avx512_checked = 0, avx512_ok = 0, expand_ok = 0;
 
 static void check_cpu(void)
@@ -915,6 +931,22 @@ void nndl_fwd_csr_s(int m, const nndl_csr *X, const int64_t *rows, int64_t first
 #endif
     if (X->val_f32) fwd_csr_generic_sf(m, X, rows, first, W, out, ldo);
     else fwd_csr_generic_sd(m, X, rows, first, W, out, ldo);
+}
+
+void nndl_scale_d(ptrdiff_t n, double *x, double beta)
+{
+#if NNDL_HAVE_AVX512
+    if (have_avx512()) { scale_avx512_d(n, x, beta); return; }
+#endif
+    for (ptrdiff_t j = 0; j < n; j++) x[j] = beta * x[j];
+}
+
+void nndl_scale_s(ptrdiff_t n, float *x, float beta)
+{
+#if NNDL_HAVE_AVX512
+    if (have_avx512()) { scale_avx512_s(n, x, beta); return; }
+#endif
+    for (ptrdiff_t j = 0; j < n; j++) x[j] = beta * x[j];
 }
 
 void nndl_convert_f2d(int n, const float *src, double *dst)

@@ -90,6 +90,10 @@ void nndl_upd_idx_d(int rows, int m, const double *X, int ldx, const double *D, 
 void nndl_upd_idx_s(int rows, int m, const float *X, int ldx, const float *D, int ldd,
                     float *W, const int32_t *cols, float alpha);
 
+/* x[j] = beta * x[j] for j < n (the weight decay of rows without gradient). */
+void nndl_scale_d(ptrdiff_t n, double *x, double beta);
+void nndl_scale_s(ptrdiff_t n, float *x, float beta);
+
 /* dst[j] = src[j] for j < n, converting float to double. */
 void nndl_convert_f2d(int n, const float *src, double *dst);
 
