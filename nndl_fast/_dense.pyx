@@ -142,6 +142,8 @@ cdef struct Plan:
     nndl_spin_barrier *barrier        # shared by the team (n_threads > 1)
     bint sparse                       # layer 1 reads the inputs from csr
     nndl_csr csr                      # x as compressed sparse rows (sparse)
+    bint lazy_decay                   # L2 decay of W^1 kept as a factor per block
+    double *w1_scale                  # W^1 block b = w1_scale[8b] * stored (lazy_decay)
     int32_t *sp_cols                  # 2 per thread: n_in (columns of a gathered batch)
     int32_t *sp_pos                   # per thread: n_in (scratch of the gather)
     uint64_t *sp_ubits                # per thread: n_words (scratch of the gather)
@@ -217,6 +219,13 @@ cdef void _output_layer(const Plan *p, floating *w, const floating *b,
             o[j] = 0
 
 
+cdef inline void _scale(Py_ssize_t n, floating *x, double beta) noexcept nogil:
+    if floating is float:
+        nndl_scale_s(n, x, <float> beta)
+    else:
+        nndl_scale_d(n, x, beta)
+
+
 cdef inline void _upd_first(int rows, int m, const floating *X, int ldx, const floating *D,
                             int ldd, floating *W, floating alpha, floating beta,
                             const int32_t *cols, int K) noexcept nogil:
@@ -228,10 +237,7 @@ cdef inline void _upd_first(int rows, int m, const floating *X, int ldx, const f
         _upd(rows, m, X, ldx, D, ldd, W, alpha, beta)
         return
     if beta != 1:
-        if floating is float:
-            nndl_scale_s(<Py_ssize_t> rows * BW, W, beta)
-        else:
-            nndl_scale_d(<Py_ssize_t> rows * BW, W, beta)
+        _scale(<Py_ssize_t> rows * BW, W, beta)
     if floating is float:
         nndl_upd_idx_s(K, m, X, ldx, D, ldd, W, cols, alpha)
     else:
@@ -386,14 +392,34 @@ cdef void _first_layer_step(const Plan *p, int blk, floating **W, floating **VW,
     """Update block ``blk`` of W^1 and b^1 with this batch, then (m_next > 0) compute
     the next batch's pre-activations of the block through the new weights.
 
+    With ``lazy_decay`` the block is stored as W^1 = s·V: the L2 decay
+    W ← βW is s ← βs (instead of a pass over every row, most of which have no
+    gradient in a sparse batch), the gradient step V ← V − (η/m)/s·∇ touches
+    only the rows it changes, and the pre-activations are s·(V x). V takes s
+    in whenever s leaves [1e-3, 1e3], and at the end of the epoch.
+
     (Fusing the two sweeps over the block into one was measured slower: the
     combined loop needs more registers than AVX-512 has.)"""
     cdef int n_in = p.sizes[0], ld1 = p.padded[1]
     cdef floating *w = W[1] + <Py_ssize_t> blk * n_in * BW
-    _update_rows(p, w, VW[1] + <Py_ssize_t> blk * n_in * BW if p.use_momentum else NULL,
-                 n_in, xb, K, delta + blk * BW, ld1, m, cols, K)
+    cdef double scale
+    cdef int i
+    if p.lazy_decay:
+        scale = p.w1_scale[8 * blk] * p.decay
+        if not (1e-3 <= scale <= 1e3):
+            _scale(<Py_ssize_t> n_in * BW, w, scale)
+            scale = 1.0
+        p.w1_scale[8 * blk] = scale
+        _upd_first(n_in, m, xb, K, delta + blk * BW, ld1, w, <floating> (-p.eta / m / scale),
+                   <floating> 1.0, cols, K)
+    else:
+        _update_rows(p, w, VW[1] + <Py_ssize_t> blk * n_in * BW if p.use_momentum else NULL,
+                     n_in, xb, K, delta + blk * BW, ld1, m, cols, K)
     if m_next > 0:
         _fwd_first(m_next, K_next, cols_next, x_next, w, z_next + blk * BW, ld1)
+        if p.lazy_decay and scale != 1.0:
+            for i in range(m_next):
+                _scale(BW, z_next + <Py_ssize_t> i * ld1 + blk * BW, scale)
     _update_bias(p, B[1], VB[1], delta, ld1, blk * BW, min(blk * BW + BW, p.sizes[1]), m)
 
 
@@ -554,6 +580,13 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
         while blk < p.n_blocks[1]:
             _first_layer_step(p, blk, W, VW, B, VB, xbuf[cur], K[cur], cols[cur], D[1], m,
                               xbuf[nxt], K[nxt], cols[nxt], m_next, a1[nxt])
+            blk += nt
+    if p.lazy_decay:
+        blk = tid
+        while blk < p.n_blocks[1]:
+            if p.w1_scale[8 * blk] != 1.0:
+                _scale(<Py_ssize_t> n_in * BW, W[1] + <Py_ssize_t> blk * n_in * BW,
+                       p.w1_scale[8 * blk])
             blk += nt
     if floating is float:
         nndl_flush_denormals_end(fp_state)
@@ -911,6 +944,12 @@ def train_epoch(X, Y, order, list weights, list biases, int mini_batch_size, dou
     sp_ubits = _aligned_zeros((num_threads * _ceil8(p.csr.n_words) if p.sparse else 1,),
                               np.uint64)
     p.sp_cols = <int32_t *> cnp.PyArray_DATA(sp_cols)
+    # Plain L2 (no momentum): W^1's decay as a factor per block (8 doubles
+    # apart: each on its owner's cache line).
+    p.lazy_decay = L > 1 and not p.use_momentum and reg == L2 and p.decay != 1.0
+    w1_scale = _aligned_zeros((8 * p.n_blocks[1],), np.float64)
+    w1_scale[...] = 1.0
+    p.w1_scale = <double *> cnp.PyArray_DATA(w1_scale)
     p.sp_pos = <int32_t *> cnp.PyArray_DATA(sp_pos)
     p.sp_ubits = <uint64_t *> cnp.PyArray_DATA(sp_ubits)
     cdef cnp.ndarray out_all = _aligned_zeros((num_threads, mbs, p.padded[L]), dtype)

@@ -182,3 +182,26 @@ def test_portable_kernels_agree(tmp_path):
     half = a.size // 2
     np.testing.assert_allclose(g[:half], a[:half], rtol=1e-10, atol=1e-12)   # float64
     np.testing.assert_allclose(g[half:], a[half:], rtol=2e-4, atol=2e-5)     # float32
+
+
+@pytest.mark.parametrize("decay_per_step", [0.9999, 0.5])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_weight_decay_as_a_factor_matches_numpy(decay_per_step, sparse):
+    """Plain L2 keeps W^1's decay as a factor per block (folded into the weights
+    when it leaves [1e-3, 1e3] and at the end): the same numbers as decaying
+    every weight at every step, to rounding."""
+    from nndl_fast import _fallback
+    rng = np.random.RandomState(11)
+    n, eta = 300, 0.5
+    X = _sparse_matrix(rng, n, 80, 0.2, np.float32)
+    Y = _targets(rng, n, 10, np.float64)
+    W0, B0 = _net(rng, [80, 40, 10], np.float64)
+    lmbda = (1 - decay_per_step) * n / eta
+    order = rng.permutation(n).astype(np.int64)
+    W, B = [w.copy() for w in W0], [b.copy() for b in B0]
+    _dense.train_epoch(X, Y, order, W, B, 10, eta, lmbda=lmbda, n_total=float(n), num_threads=2,
+                       X_sparse=_dense.sparse_rows(X) if sparse else None)
+    Wr, Br = [w.copy() for w in W0], [b.copy() for b in B0]
+    _fallback.train_epoch(X, Y, order, Wr, Br, 10, eta, lmbda=lmbda, n_total=float(n))
+    for a, b in zip(W + B, Wr + Br):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
