@@ -9,25 +9,40 @@ mini-batch are (m x padded_units) row-major. Padded units have activation and
 delta exactly 0, so their weights stay 0 and never influence the real units.
 The Network's own (n_out, n_in) arrays are updated in place at the end.
 
+Sparse inputs. MNIST images are ~80% zeros. With ``X_sparse`` (from
+``sparse_rows``) each mini-batch is gathered onto the union of its nonzero
+columns only (~380 of 784 for 10 images), and layer 1's forward pass and
+update run over the matching weight rows only. A zero input adds exactly
+nothing to a sum of products and the other terms keep their order, so the
+results are bitwise those of the dense rows.
+
 Parallel scheme (one OpenMP team for the whole epoch, spinning barriers between
 steps: ``nndl_spin_barrier`` in src_c/dense.c).
-Block b of a layer belongs to thread b % n_threads. Each number is computed by
-one thread with a fixed summation order, whatever the thread count, so results
-are bitwise identical for 1 and N threads. Per mini-batch:
+Block b of a hidden layer belongs to thread b % n_threads. Each number is
+computed by one thread with a fixed summation order, whatever the thread
+count, so results are bitwise identical for 1 and N threads. Every thread has
+a private copy of the output layer (W^L, b^L, small) and updates all of it.
+Per mini-batch:
 
-1. every thread gathers the mini-batch's examples into its own double-buffered
-   input matrix (no sharing of the inputs between cores);
+1. every thread gathers the next mini-batch's examples into its own
+   double-buffered input matrix (moving rows between cores costs more than
+   gathering them twice);
 2. hidden layer l: each thread computes its blocks of a^l = σ(W^l a^{l-1} + b^l);  | barrier
-3. output layer: every thread computes the whole (small) output layer and its
-   delta privately;  | barrier (nobody may update W^L while it is being read)
-4. backward, l = L..2: each thread computes its blocks of δ^{l-1} (which read
-   only the rows of the packed W^l belonging to those inputs), then updates
-   exactly those rows of W^l; biases by their block owners;  | barrier between layers
+3. output layer: every thread computes the whole output layer and its delta;
+4. backward: each thread computes its blocks of δ^{L-1} from its copy of W^L,
+   then updates all of that copy; for l = L-1..2 its blocks of δ^{l-1} and
+   exactly their rows of W^l (barrier between layers); biases by block owners;
 5. W^1 and b^1 by blocks (W^1 is never read by the backward pass), each block
-   followed at once by the next batch's layer-1 pre-activations through it.
+   followed at once by the next batch's layer-1 pre-activations through it,
+   into the other of two A^1 buffers.
+
+With one hidden layer that is one barrier per mini-batch: nothing another
+thread reads is written before the next barrier.
 
 The update is fused with the gradient: W ← β·W − (η/m)·Σ_i x_i δ_i^T with
-β = 1 − η·λ/n (L2), so no gradient matrix is ever stored.
+β = 1 − η·λ/n (L2), so no gradient matrix is ever stored. For plain L2, W^1's
+β is kept as a factor per block (``_first_layer_step``). Float32 epochs flush
+subnormal numbers to zero (``src_c/dense.h``).
 """
 cimport cython
 from cython cimport floating
