@@ -81,10 +81,6 @@ cdef extern from "dense.h" nogil:
         int val_f32
         const uint64_t *bits
         int n_words
-    void nndl_fwd_csr_d(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
-                        const double *W, double *out, int ldo)
-    void nndl_fwd_csr_s(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
-                        const float *W, float *out, int ldo)
     int nndl_csr_union(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
                        int32_t *cols, int32_t *pos, uint64_t *ubits)
     void nndl_csr_scatter_d(int i0, int i1, const nndl_csr *X, const int64_t *rows,
@@ -984,10 +980,36 @@ def train_epoch(X, Y, order, list weights, list biases, int mini_batch_size, dou
             velocities_b[l][:, 0] = packed_vb[l][:p.sizes[l + 1]]
 
 
+cdef void _sparse_first_layer(const Plan *p, floating **W, int m, int64_t first,
+                              floating *xc, int tid, floating *out) noexcept nogil:
+    """Layer 1's pre-activations of csr rows first..first+m-1 into ``out`` (m x
+    padded[1]): a few rows at a time gathered onto the columns they use (as in
+    training), then each block over those weight rows."""
+    cdef int n_in = p.sizes[0], ld = p.padded[1]
+    cdef int sub = 12 if floating is float else 10      # one sweep of the block kernels
+    cdef int s0, ms, K, blk
+    cdef int32_t *cols = p.sp_cols + <Py_ssize_t> tid * ((n_in + 15) // 16 * 16)
+    cdef int32_t *pos = p.sp_pos + <Py_ssize_t> tid * ((n_in + 15) // 16 * 16)
+    cdef uint64_t *ubits = p.sp_ubits + <Py_ssize_t> tid * ((p.csr.n_words + 7) // 8 * 8)
+    s0 = 0
+    while s0 < m:
+        ms = min(sub, m - s0)
+        K = nndl_csr_union(ms, &p.csr, NULL, first + s0, cols, pos, ubits)
+        if floating is float:
+            nndl_csr_scatter_s(0, ms, &p.csr, NULL, first + s0, K, pos, ubits, xc)
+        else:
+            nndl_csr_scatter_d(0, ms, &p.csr, NULL, first + s0, K, pos, ubits, xc)
+        for blk in range(p.n_blocks[1]):
+            _fwd_first(ms, K, cols, xc, W[1] + <Py_ssize_t> blk * n_in * BW,
+                       out + <Py_ssize_t> s0 * ld + blk * BW, ld)
+        s0 += sub
+
+
 cdef void _forward_chunk(const Plan *p, floating **W, floating **B, const floating *x,
                          int m, floating *scratch, floating *out,
-                         int64_t first=0) noexcept nogil:
-    """Outputs of m examples: rows of ``x``, or rows first.. of csr when sparse."""
+                         int64_t first=0, floating *xc=NULL, int tid=0) noexcept nogil:
+    """Outputs of m examples: rows of ``x``, or rows first.. of csr when sparse
+    (``xc``: this thread's gather buffer, 12 x n_in)."""
     cdef int L = p.n_layers
     cdef int l, blk, i, j, ld_prev = p.sizes[0], max_pad = 0
     cdef const floating *a_prev = x
@@ -1003,17 +1025,15 @@ cdef void _forward_chunk(const Plan *p, floating **W, floating **B, const floati
         if l == L and not (l == 1 and p.sparse):
             _output_layer(p, W[L], B[L], a_prev, ld_prev, m, cur)
             break
+        if l == 1 and p.sparse:
+            # (A sparse first layer is a sigmoid layer: forward() checks.)
+            _sparse_first_layer(p, W, m, first, xc, tid, cur)
         for blk in range(p.n_blocks[l]):
             if l == 1 and p.sparse:
-                # (A sparse first layer is a sigmoid layer: forward() checks.)
                 if floating is float:
-                    nndl_fwd_csr_s(m, &p.csr, NULL, first, W[1] + <Py_ssize_t> blk * p.sizes[0] * BW,
-                                   cur + blk * BW, p.padded[1])
                     nndl_sigmoid_block_s(m, cur + blk * BW, p.padded[1], B[1] + blk * BW,
                                          min(BW, p.sizes[1] - blk * BW))
                 else:
-                    nndl_fwd_csr_d(m, &p.csr, NULL, first, W[1] + <Py_ssize_t> blk * p.sizes[0] * BW,
-                                   cur + blk * BW, p.padded[1])
                     nndl_sigmoid_block_d(m, cur + blk * BW, p.padded[1], B[1] + blk * BW,
                                          min(BW, p.sizes[1] - blk * BW))
             else:
@@ -1071,8 +1091,19 @@ cdef int _forward_impl(Plan *p, list weights, list biases, cnp.ndarray X,
     # Scratch per thread (not per chunk): activations, and the chunk's inputs
     # converted to the compute dtype when they come in the other one.
     cdef Py_ssize_t per_thread = 2 * max_pad * chunk + (<Py_ssize_t> chunk * n_in if convert else 0)
-    scratch_arr = np.empty((num_threads, per_thread), dtype=out.dtype)
+    if p.sparse:
+        per_thread += 12 * n_in + 16                       # the gather buffer
+    per_thread = (per_thread + 15) // 16 * 16               # own cache lines
+    scratch_arr = _aligned_zeros((num_threads, per_thread), out.dtype)
     cdef floating *scratch = <floating *> cnp.PyArray_DATA(scratch_arr)
+    cdef Py_ssize_t n_sp = num_threads * ((n_in + 15) // 16 * 16) if p.sparse else 1
+    sp_cols = _aligned_zeros((n_sp,), np.int32)
+    sp_pos = _aligned_zeros((n_sp,), np.int32)
+    sp_ubits = _aligned_zeros((num_threads * ((p.csr.n_words + 7) // 8 * 8) if p.sparse else 1,),
+                              np.uint64)
+    p.sp_cols = <int32_t *> cnp.PyArray_DATA(sp_cols)
+    p.sp_pos = <int32_t *> cnp.PyArray_DATA(sp_pos)
+    p.sp_ubits = <uint64_t *> cnp.PyArray_DATA(sp_ubits)
     from cython.parallel import prange
     try:
         with nogil:
@@ -1087,7 +1118,8 @@ cdef int _forward_impl(Plan *p, list weights, list biases, cnp.ndarray X,
                                   <floating *> x_chunk)
                 else:
                     x_chunk = <const floating *> (xp + c0 * x_row_bytes)
-                _forward_chunk(p, W, B, x_chunk, m, buf, op + c0 * p.sizes[L], c0)
+                _forward_chunk(p, W, B, x_chunk, m, buf, op + c0 * p.sizes[L], c0,
+                               buf + per_thread - 12 * n_in - 16, tid)
     finally:
         free(W)
     return 0

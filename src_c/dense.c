@@ -92,30 +92,9 @@ static void bwd_generic_##SUF(int m, int rows, int nb, const T *W, ptrdiff_t bst
 DEFINE_GENERIC(double, d, exp)
 DEFINE_GENERIC(float, s, expf)
 
-/* Sparse first layer, portable. V is the stored value type. */
+/* Row i of a batch of sparse rows: rows[i], or first + i when rows is NULL. */
 #define CSR_ROW(rows, first, i) ((rows) ? (rows)[i] : (first) + (i))
 
-#define DEFINE_CSR_GENERIC(T, SUF, V, VS)                                             \
-static void fwd_csr_generic_##SUF##VS(int m, const nndl_csr *X, const int64_t *rows,  \
-                                      int64_t first, const T *W, T *out, int ldo)     \
-{                                                                                     \
-    const V *val = (const V *)X->val;                                                 \
-    for (int i = 0; i < m; i++) {                                                     \
-        const int64_t r = CSR_ROW(rows, first, i);                                    \
-        T acc[NNDL_BW] = {0};                                                         \
-        for (int64_t p = X->ptr[r]; p < X->ptr[r + 1]; p++) {                         \
-            const T xv = (T)val[p];                                                   \
-            const T *w = W + (ptrdiff_t)X->idx[p] * NNDL_BW;                          \
-            for (int j = 0; j < NNDL_BW; j++) acc[j] += xv * w[j];                    \
-        }                                                                             \
-        for (int j = 0; j < NNDL_BW; j++) out[(ptrdiff_t)i * ldo + j] = acc[j];      \
-    }                                                                                 \
-}
-
-DEFINE_CSR_GENERIC(double, d, float, f)
-DEFINE_CSR_GENERIC(double, d, double, d)
-DEFINE_CSR_GENERIC(float, s, float, f)
-DEFINE_CSR_GENERIC(float, s, double, d)
 
 /* ---------------------------------------------------------------- AVX-512 */
 #if NNDL_HAVE_AVX512
@@ -473,126 +452,6 @@ static AVX512 void convert_avx512(int n, const float *src, double *dst)
     for (; j < n; j++) dst[j] = (double)src[j];
 }
 
-/* Sparse first layer. The forward pass runs the rows of a group (up to 10
- * double / 12 float) in lockstep, the t-th nonzero of every active row per
- * step: rows are sorted by their number of nonzeros, and each phase drops the
- * rows that have run out, so every step has as many independent FMA chains as
- * active rows while each row keeps its own sequential sum. */
-#define CSR_MAXG_D 10
-#define CSR_MAXG_S 12
-
-#define DEFINE_CSR_AVX512(V, VS)                                                      \
-static inline __attribute__((always_inline, target("avx512f")))                      \
-void fwd_csr_phase_d##VS(const int E, int t0, int t1, const int32_t *const *ix,       \
-                         const V *const *vx, const double *W, double *const *o)       \
-{                                                                                     \
-    __m512d a0[CSR_MAXG_D], a1[CSR_MAXG_D];                                           \
-    for (int e = 0; e < E; e++) { a0[e] = _mm512_loadu_pd(o[e]); a1[e] = _mm512_loadu_pd(o[e] + 8); } \
-    for (int t = t0; t < t1; t++) {                                                   \
-        for (int e = 0; e < E; e++) {                                                 \
-            const double *w = W + (ptrdiff_t)ix[e][t] * 16;                           \
-            const __m512d v = _mm512_set1_pd((double)vx[e][t]);                       \
-            a0[e] = _mm512_fmadd_pd(v, _mm512_loadu_pd(w), a0[e]);                    \
-            a1[e] = _mm512_fmadd_pd(v, _mm512_loadu_pd(w + 8), a1[e]);                \
-        }                                                                             \
-    }                                                                                 \
-    for (int e = 0; e < E; e++) { _mm512_storeu_pd(o[e], a0[e]); _mm512_storeu_pd(o[e] + 8, a1[e]); } \
-}                                                                                     \
-static inline __attribute__((always_inline, target("avx512f")))                      \
-void fwd_csr_phase_s##VS(const int E, int t0, int t1, const int32_t *const *ix,       \
-                         const V *const *vx, const float *W, float *const *o)         \
-{                                                                                     \
-    __m512 a[CSR_MAXG_S];                                                             \
-    for (int e = 0; e < E; e++) a[e] = _mm512_loadu_ps(o[e]);                         \
-    for (int t = t0; t < t1; t++) {                                                   \
-        for (int e = 0; e < E; e++) {                                                 \
-            const __m512 v = _mm512_set1_ps((float)vx[e][t]);                         \
-            a[e] = _mm512_fmadd_ps(v, _mm512_loadu_ps(W + (ptrdiff_t)ix[e][t] * 16), a[e]); \
-        }                                                                             \
-    }                                                                                 \
-    for (int e = 0; e < E; e++) _mm512_storeu_ps(o[e], a[e]);                         \
-}                                                                                     \
-static AVX512 void fwd_csr_group_d##VS(int E, int t0, int t1, const int32_t *const *ix, \
-                                       const V *const *vx, const double *W, double *const *o) \
-{                                                                                     \
-    switch (E) {                                                                      \
-    case 10: fwd_csr_phase_d##VS(10, t0, t1, ix, vx, W, o); break;                    \
-    case 9: fwd_csr_phase_d##VS(9, t0, t1, ix, vx, W, o); break;                      \
-    case 8: fwd_csr_phase_d##VS(8, t0, t1, ix, vx, W, o); break;                      \
-    case 7: fwd_csr_phase_d##VS(7, t0, t1, ix, vx, W, o); break;                      \
-    case 6: fwd_csr_phase_d##VS(6, t0, t1, ix, vx, W, o); break;                      \
-    case 5: fwd_csr_phase_d##VS(5, t0, t1, ix, vx, W, o); break;                      \
-    case 4: fwd_csr_phase_d##VS(4, t0, t1, ix, vx, W, o); break;                      \
-    case 3: fwd_csr_phase_d##VS(3, t0, t1, ix, vx, W, o); break;                      \
-    case 2: fwd_csr_phase_d##VS(2, t0, t1, ix, vx, W, o); break;                      \
-    default: fwd_csr_phase_d##VS(1, t0, t1, ix, vx, W, o); break;                     \
-    }                                                                                 \
-}                                                                                     \
-static AVX512 void fwd_csr_group_s##VS(int E, int t0, int t1, const int32_t *const *ix, \
-                                       const V *const *vx, const float *W, float *const *o) \
-{                                                                                     \
-    switch (E) {                                                                      \
-    case 12: fwd_csr_phase_s##VS(12, t0, t1, ix, vx, W, o); break;                    \
-    case 11: fwd_csr_phase_s##VS(11, t0, t1, ix, vx, W, o); break;                    \
-    case 10: fwd_csr_phase_s##VS(10, t0, t1, ix, vx, W, o); break;                    \
-    case 9: fwd_csr_phase_s##VS(9, t0, t1, ix, vx, W, o); break;                      \
-    case 8: fwd_csr_phase_s##VS(8, t0, t1, ix, vx, W, o); break;                      \
-    case 7: fwd_csr_phase_s##VS(7, t0, t1, ix, vx, W, o); break;                      \
-    case 6: fwd_csr_phase_s##VS(6, t0, t1, ix, vx, W, o); break;                      \
-    case 5: fwd_csr_phase_s##VS(5, t0, t1, ix, vx, W, o); break;                      \
-    case 4: fwd_csr_phase_s##VS(4, t0, t1, ix, vx, W, o); break;                      \
-    case 3: fwd_csr_phase_s##VS(3, t0, t1, ix, vx, W, o); break;                      \
-    case 2: fwd_csr_phase_s##VS(2, t0, t1, ix, vx, W, o); break;                      \
-    default: fwd_csr_phase_s##VS(1, t0, t1, ix, vx, W, o); break;                     \
-    }                                                                                 \
-}
-
-DEFINE_CSR_AVX512(float, f)
-DEFINE_CSR_AVX512(double, d)
-
-/* The rows of a group, sorted by their number of nonzeros, then phase by phase. */
-#define DEFINE_CSR_FWD_DRIVER(T, SUF, MAXG)                                           \
-static AVX512 void fwd_csr_avx512_##SUF(int m, const nndl_csr *X, const int64_t *rows, \
-                                        int64_t first, const T *W, T *out, int ldo)   \
-{                                                                                     \
-    const int32_t *ix[MAXG];                                                          \
-    const void *vx[MAXG];                                                             \
-    T *o[MAXG];                                                                       \
-    int64_t len[MAXG];                                                                \
-    const size_t vsize = X->val_f32 ? sizeof(float) : sizeof(double);                 \
-    for (int i0 = 0; i0 < m; i0 += MAXG) {                                            \
-        const int g = m - i0 < MAXG ? m - i0 : MAXG;                                  \
-        for (int e = 0; e < g; e++) {                                                 \
-            const int64_t r = CSR_ROW(rows, first, i0 + e);                           \
-            const int64_t p0 = X->ptr[r], n = X->ptr[r + 1] - p0;                     \
-            T *oe = out + (ptrdiff_t)(i0 + e) * ldo;                                  \
-            const int32_t *ie = X->idx + p0;                                          \
-            const void *ve = (const char *)X->val + p0 * vsize;                       \
-            for (int j = 0; j < 16; j++) oe[j] = 0;                                   \
-            int q = e;                                                                \
-            while (q > 0 && len[q - 1] > n) {                                         \
-                len[q] = len[q - 1]; ix[q] = ix[q - 1]; vx[q] = vx[q - 1]; o[q] = o[q - 1]; \
-                q--;                                                                  \
-            }                                                                         \
-            len[q] = n; ix[q] = ie; vx[q] = ve; o[q] = oe;                            \
-        }                                                                             \
-        int64_t t0 = 0;                                                               \
-        for (int q = 0; q < g; q++) {                                                 \
-            if (len[q] > t0) {                                                        \
-                if (X->val_f32)                                                       \
-                    fwd_csr_group_##SUF##f(g - q, (int)t0, (int)len[q], ix + q,       \
-                                           (const float *const *)(vx + q), W, o + q); \
-                else                                                                  \
-                    fwd_csr_group_##SUF##d(g - q, (int)t0, (int)len[q], ix + q,       \
-                                           (const double *const *)(vx + q), W, o + q); \
-                t0 = len[q];                                                          \
-            }                                                                         \
-        }                                                                             \
-    }                                                                                 \
-}
-
-DEFINE_CSR_FWD_DRIVER(double, d, CSR_MAXG_D)
-DEFINE_CSR_FWD_DRIVER(float, s, CSR_MAXG_S)
 
 static AVX512 void scale_avx512_d(ptrdiff_t n, double *x, double beta)
 {
@@ -911,26 +770,6 @@ void nndl_upd_idx_s(int rows, int m, const float *X, int ldx, const float *D, in
     if (have_avx512()) { upd_idx_avx512_s(rows, m, X, ldx, D, ldd, W, cols, alpha); return; }
 #endif
     upd_generic_s(rows, m, X, ldx, D, ldd, W, cols, alpha, 1.0f);
-}
-
-void nndl_fwd_csr_d(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
-                    const double *W, double *out, int ldo)
-{
-#if NNDL_HAVE_AVX512
-    if (have_avx512()) { fwd_csr_avx512_d(m, X, rows, first, W, out, ldo); return; }
-#endif
-    if (X->val_f32) fwd_csr_generic_df(m, X, rows, first, W, out, ldo);
-    else fwd_csr_generic_dd(m, X, rows, first, W, out, ldo);
-}
-
-void nndl_fwd_csr_s(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
-                    const float *W, float *out, int ldo)
-{
-#if NNDL_HAVE_AVX512
-    if (have_avx512()) { fwd_csr_avx512_s(m, X, rows, first, W, out, ldo); return; }
-#endif
-    if (X->val_f32) fwd_csr_generic_sf(m, X, rows, first, W, out, ldo);
-    else fwd_csr_generic_sd(m, X, rows, first, W, out, ldo);
 }
 
 void nndl_scale_d(ptrdiff_t n, double *x, double beta)

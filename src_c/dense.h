@@ -57,13 +57,6 @@ typedef struct {
     int n_words;
 } nndl_csr;
 
-/* As nndl_fwd for the m rows rows[i] of X (first + i when rows is NULL):
- * out[i][0:16] = sum over the nonzeros (k, x) of the row, k ascending, of x * W[k][0:16]. */
-void nndl_fwd_csr_d(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
-                    const double *W, double *out, int ldo);
-void nndl_fwd_csr_s(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
-                    const float *W, float *out, int ldo);
-
 /* The U columns where any of the m rows rows[i] of X (first + i when rows is
  * NULL) is nonzero: cols[0..U) ascending (unless cols is NULL), the union's
  * bits in ubits (n_words), and for the portable scatter pos[cols[u]] = u.
