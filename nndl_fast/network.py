@@ -9,6 +9,8 @@ Same seeds, same numbers: ``Network(sizes)`` draws its initial values with
 ``np.random.randn`` in the book's order, and ``SGD`` shuffles the caller's list
 with the stdlib generator exactly as ``random.shuffle`` does.
 """
+import time
+
 import numpy as np
 
 from . import _config
@@ -69,14 +71,18 @@ class Network(_DenseBase, _reference.Network):
             Xs_test = self._sparse_rows(X_test)
             n_test = len(test_data)
         timing = getattr(self, "_print_epoch_time", False)
+        # Per-epoch wall times (training, training plus evaluation), for benchmarks.
+        self._epoch_seconds = []
 
         def after_epoch(j, seconds):
+            t0 = time.perf_counter()
             suffix = "  [%.3f s]" % seconds if timing else ""
             if test_data:
                 correct = int(np.sum(self._predict_labels(X_test, Xs_test) == y_test))
                 print("Epoch {0}: {1} / {2}{3}".format(j, correct, n_test, suffix))
             else:
                 print("Epoch {0} complete{1}".format(j, suffix))
+            self._epoch_seconds.append((seconds, seconds + time.perf_counter() - t0))
 
         self._run_epochs(X, Y, training_data, epochs, mini_batch_size, eta, after_epoch,
                          cost=_dense.CostKind.QUADRATIC, num_threads=self.num_threads)
