@@ -173,8 +173,10 @@ def test_portable_kernels_agree(tmp_path):
         if kernels == "generic":
             env["NNDL_FAST_KERNELS"] = "generic"
         path = tmp_path / (kernels + ".npy")
+        # (Run from tmp_path: "python -c" puts the working directory first on
+        # sys.path, which in a checkout is the uncompiled source tree.)
         proc = subprocess.run([sys.executable, "-c", _GENERIC_SCRIPT, str(path)], env=env,
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
         assert proc.returncode == 0, proc.stderr
         outs[kernels] = (proc.stdout.strip(), np.load(path))
     assert outs["generic"][0] == "generic"
