@@ -170,6 +170,9 @@ def test_portable_kernels_agree(tmp_path):
     for kernels in ("default", "generic"):
         env = dict(os.environ)
         env.pop("NNDL_FAST_KERNELS", None)
+        if env.get("PYTHONPATH"):
+            env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in
+                                                env["PYTHONPATH"].split(os.pathsep))
         if kernels == "generic":
             env["NNDL_FAST_KERNELS"] = "generic"
         path = tmp_path / (kernels + ".npy")
