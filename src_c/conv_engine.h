@@ -138,7 +138,7 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
         return -1;
     }
 
-    nf_barrier_t nf_bar = {0, 0};
+    nf_barrier_t nf_bar = {0, 0, {0}};
     (void)nf_bar;
 #pragma omp parallel num_threads(nt) shared(nf_bar)
     {

@@ -35,7 +35,9 @@ static inline int nf_num_threads(void) { return 1; }
 #else
 #define NF_PAUSE() ((void)0)
 #endif
-typedef struct { int count; int sense; } nf_barrier_t;
+/* On a cache line of its own: its writes must not evict the data around it
+ * from the other threads' caches. */
+typedef struct { int count; int sense; char pad[56]; } __attribute__((aligned(64))) nf_barrier_t;
 
 static void nf_barrier_wait(nf_barrier_t *b, int n, int *local_sense)
 {
