@@ -1020,6 +1020,7 @@ cdef void _forward_chunk(const Plan *p, floating **W, floating **B, const floati
             max_pad = p.padded[l]
     bufs[0] = scratch
     bufs[1] = scratch + <Py_ssize_t> max_pad * m
+    cur = bufs[1]
     for l in range(1, L + 1):
         cur = bufs[l & 1]
         if l == L and not (l == 1 and p.sparse):

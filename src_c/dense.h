@@ -93,12 +93,20 @@ void nndl_convert_f2d(int n, const float *src, double *dst);
 /* A barrier for the threads of one epoch: spins on a shared flag (no system
  * call per crossing, unlike a general OpenMP barrier), yielding the processor
  * after a while so that an oversubscribed machine still makes progress. */
-typedef struct {
+#if defined(_MSC_VER)
+#define NNDL_LINE_ALIGNED __declspec(align(64))
+#define NNDL_LINE_ALIGNED_AFTER
+#else
+#define NNDL_LINE_ALIGNED
+#define NNDL_LINE_ALIGNED_AFTER __attribute__((aligned(64)))
+#endif
+/* (On a cache line of its own, wherever it is declared.) */
+typedef NNDL_LINE_ALIGNED struct {
     int n_threads;
     int count;
     int sense;
     char pad[52];
-} nndl_spin_barrier;
+} NNDL_LINE_ALIGNED_AFTER nndl_spin_barrier;
 
 void nndl_spin_barrier_init(nndl_spin_barrier *b, int n_threads);
 /* *local_sense starts at 0 in every thread. */
