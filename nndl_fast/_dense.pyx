@@ -413,7 +413,7 @@ cdef void _first_layer_step(const Plan *p, int blk, floating **W, floating **VW,
     combined loop needs more registers than AVX-512 has.)"""
     cdef int n_in = p.sizes[0], ld1 = p.padded[1]
     cdef floating *w = W[1] + <Py_ssize_t> blk * n_in * BW
-    cdef double scale
+    cdef double scale = 1.0
     cdef int i
     if p.lazy_decay:
         scale = p.w1_scale[8 * blk] * p.decay
@@ -721,7 +721,7 @@ def sparse_rows(X):
         X = X.astype(X.dtype.newbyteorder("="))
     ptr = np.zeros(X.shape[0] + 1, np.int64)
     np.cumsum(np.count_nonzero(X, axis=1), out=ptr[1:])
-    cdef int64_t nnz = ptr[-1]
+    cdef int64_t nnz = ptr[X.shape[0]]
     # The fill writes one entry past a row's nonzeros (overwritten by the next
     # row's); 16 zeros after the values let kernels load whole vectors past a
     # row's end.
