@@ -40,6 +40,7 @@ typedef struct {
     REAL *xd, *mask, *part;                       /* dense */
     int block, n_blocks;                          /* dense: rows per block */
     int n_parts;                                  /* conv: parts of each image */
+    int n_groups;                                 /* first conv layer: filter groups */
 } SFX(nf_buf);
 
 #define NF_GEMM(net) (SFX_GEMM(net))
@@ -81,6 +82,23 @@ static void SFX(conv_part_forward)(const nf_net *net, const nf_layer *ly, const 
                       a + (size_t)f * Q + oy0 * ly->wo, (oy1 - oy0) * ly->wo);
 }
 
+/* The first conv layer's filters g·F/G .. (g+1)·F/G - 1 on one whole image
+ * (col: this item's own copy of the image's columns, kept for the backward). */
+static void SFX(conv_group_forward)(const nf_net *net, const nf_layer *ly, const REAL *in,
+                                    REAL *col, REAL *z, REAL *pm, REAL *a, int g, int G)
+{
+    const int K = ly->c_in * ly->kh * ly->kw, P = ly->hc * ly->wc, F = ly->n_filt;
+    const int Q = ly->ho * ly->wo, FG = F / G, f0 = g * FG;
+    const REAL *w = (const REAL *)ly->w, *b = (const REAL *)ly->b;
+    SFX(im2col_rows)(in, col, ly->c_in, ly->h_in, ly->w_in, ly->kh, ly->kw, 0, ly->hc);
+    NF_GEMM(net)(0, 0, FG, P, K, (REAL)1, w + (size_t)f0 * K, K, col, P, (REAL)0,
+                 z + (size_t)f0 * P, P);
+    SFX(pool_max)(z + (size_t)f0 * P, pm + (size_t)f0 * Q, FG, ly->hc, ly->wc, ly->ph, ly->pw,
+                  0, ly->ho);
+    for (int f = f0; f < f0 + FG; f++)
+        SFX(act_rows)(ly->act, pm + (size_t)f * Q, b[f], a + (size_t)f * Q, Q);
+}
+
 static void SFX(conv_image_forward)(const nf_net *net, const nf_layer *ly, const REAL *in,
                                     REAL *col, REAL *z, REAL *pm, REAL *a)
 {
@@ -111,6 +129,11 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
             SFX(alloc_all)(&B[l].a, (size_t)m * ly->n_out, &ok);
             SFX(alloc_all)(&B[l].delta, (size_t)m * ly->n_out, &ok);
             B[l].n_parts = nf_conv_parts(ly);
+            B[l].n_groups = l == 0 ? nf_conv_groups(ly) : 1;
+            if (B[l].n_groups > 1) {   /* a copy of each image's columns per group */
+                free(B[l].col);
+                SFX(alloc_all)(&B[l].col, (size_t)B[l].n_groups * m * K * P, &ok);
+            }
             SFX(alloc_all)(&B[l].gwp, (size_t)m * B[l].n_parts * ly->n_filt * K, &ok);
             SFX(alloc_all)(&B[l].gbp, (size_t)m * B[l].n_parts * ly->n_filt, &ok);
         } else {
@@ -161,6 +184,20 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
                 const int np = B[l].n_parts;
                 const size_t K = (size_t)ly->c_in * ly->kh * ly->kw;
                 const size_t P = (size_t)ly->hc * ly->wc;
+                if (B[l].n_groups > 1) {
+                    /* The first conv layer by (filter group, image): the group
+                     * owners are the owners of the dense rows these outputs feed. */
+                    const int G = B[l].n_groups;
+#pragma omp for schedule(static) nowait
+                    for (int t = 0; t < G * m; t++)
+                        SFX(conv_group_forward)(net, ly, xb + (size_t)(t % m) * n_in0,
+                                                B[l].col + (size_t)t * K * P,
+                                                B[l].z + (size_t)(t % m) * ly->n_filt * P,
+                                                B[l].pm + (size_t)(t % m) * ly->n_out,
+                                                B[l].a + (size_t)(t % m) * ly->n_out, t / m, G);
+                    NF_BARRIER();
+                    continue;
+                }
 #pragma omp for schedule(static) nowait
                 for (int t = 0; t < m * np; t++) {
                     const int i = t / np, q = t % np;
@@ -291,6 +328,32 @@ NF_BARRIER();
                     const nf_layer *ly = &net->layers[l];
                     const int K = ly->c_in * ly->kh * ly->kw, P = ly->hc * ly->wc;
                     const int F = ly->n_filt, Q = ly->ho * ly->wo, np = B[l].n_parts;
+                    if (B[l].n_groups > 1) {   /* (first layer: no input gradient) */
+                        const int G = B[l].n_groups, FG = F / G;
+#pragma omp for schedule(static) nowait
+                        for (int t = 0; t < G * m; t++) {
+                            const int g = t / m, i = t % m, f0 = g * FG;
+                            const REAL *col = B[l].col + (size_t)t * K * P;
+                            REAL *zi = B[l].z + (size_t)i * F * P + (size_t)f0 * P;
+                            REAL *gi = B[l].delta + (size_t)i * ly->n_out + (size_t)f0 * Q;
+                            const REAL *ai = B[l].a + (size_t)i * ly->n_out + (size_t)f0 * Q;
+                            REAL *gb = B[l].gbp + (size_t)t * FG;
+                            REAL *gw = B[l].gwp + (size_t)t * FG * K;
+                            for (int f = 0; f < FG; f++) {
+                                SFX(mul_act_prime)(ly->act, ai + (size_t)f * Q, gi + (size_t)f * Q, Q);
+                                gb[f] = SFX(sum8)(gi + (size_t)f * Q, Q);
+                            }
+                            SFX(pool_max_grad)(zi, B[l].pm + (size_t)i * ly->n_out + (size_t)f0 * Q,
+                                               gi, zi, FG, ly->hc, ly->wc, ly->ph, ly->pw, 0, ly->ho);
+                            for (int p0 = 0; p0 < P; p0 += NF_GW_SLICE) {
+                                const int ns = P - p0 < NF_GW_SLICE ? P - p0 : NF_GW_SLICE;
+                                NF_GEMM(net)(0, 1, FG, K, ns, (REAL)1, zi + p0, P, col + p0, P,
+                                             (REAL)(p0 > 0), gw, K);
+                            }
+                        }
+                        NF_BARRIER();
+                        continue;
+                    }
 #pragma omp for schedule(static) nowait
                     for (int t = 0; t < m * np; t++) {
                         const int i = t / np, q = t % np;
@@ -339,6 +402,35 @@ NF_BARRIER();
                     const REAL *gwp = B[l].gwp, *gbp = B[l].gbp;
                     const int n_part = m * B[l].n_parts;   /* partials, summed in order */
                     const int n_chunks = (F * K + 63) / 64;
+                    if (B[l].n_groups > 1) {
+                        /* partial t = (group t / m, image t % m): FG·K weights, FG biases */
+                        const int G = B[l].n_groups, FG = F / G;
+                        const int gc = (FG * K + 63) / 64;   /* chunks per group */
+#pragma omp for schedule(static) nowait
+                        for (int c = 0; c <= G * gc; c++) {
+                            if (c < G * gc) {
+                                REAL s[64];
+                                const int g = c / gc, e0 = (c % gc) * 64;
+                                const int n = FG * K - e0 < 64 ? FG * K - e0 : 64;
+                                REAL *wg = w + (size_t)g * FG * K + e0;
+                                SFX(sum_parts)(gwp + (size_t)g * m * FG * K + e0, (size_t)FG * K,
+                                               m, n, s);
+                                for (int j = 0; j < n; j++)
+                                    wg[j] -= (REAL)eta * (s[j] + (REAL)reg * wg[j]);
+                            } else {
+                                for (int f = 0; f < F; f++) {
+                                    const int g = f / FG;
+                                    const REAL *pb = gbp + (size_t)g * m * FG + f % FG;
+                                    REAL s = pb[0];
+                                    for (int i = 1; i < m; i++)
+                                        s += pb[(size_t)i * FG];
+                                    b[f] -= (REAL)eta * s;
+                                }
+                            }
+                        }
+                        NF_BARRIER();
+                        continue;
+                    }
 #pragma omp for schedule(static) nowait
                     for (int c = 0; c <= n_chunks; c++) {
                         if (c < n_chunks) {   /* 64 filter weights */

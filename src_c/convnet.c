@@ -112,6 +112,15 @@ static int nf_conv_parts(const nf_layer *ly)
     return parts < 1 ? 1 : parts;
 }
 
+/* Filter groups of the first conv layer in training: 2 when the filters split
+ * evenly (with row blocks of the next dense layer in the same two halves, each
+ * thread of two then reads only activations it computed), else 1 (the
+ * (image, band) split). A function of the layer's shape only. */
+static int nf_conv_groups(const nf_layer *ly)
+{
+    return ly->n_filt >= 2 && ly->n_filt % 2 == 0 ? 2 : 1;
+}
+
 int nf_dense_block(int n_in)
 {
     /* About 96 rows a block, at most 32 blocks, multiples of 8 rows. */
