@@ -104,6 +104,7 @@ cdef extern from "dense.h" nogil:
     unsigned int nndl_flush_denormals_begin()
     void nndl_flush_denormals_end(unsigned int state)
     void nndl_prefetch_l2(const void *p, size_t nbytes)
+    void nndl_csr_prefetch_row(const nndl_csr *X, int64_t r)
     const char *nndl_dense_isa()
     ctypedef struct nndl_spin_barrier:
         pass
@@ -347,15 +348,9 @@ cdef void _prefetch_batch(const Plan *p, int64_t start) noexcept nogil:
     cdef int64_t i = start
     cdef int64_t end = min(start + p.mini_batch_size, p.n_samples)
     cdef size_t row_bytes = p.sizes[0] * (4 if p.x_is_float32 else 8)
-    cdef size_t val_bytes = 4 if p.csr.val_f32 else 8
-    cdef int64_t p0, p1
     while i < end:
         if p.sparse:
-            p0 = p.csr.ptr[p.order[i]]
-            p1 = p.csr.ptr[p.order[i] + 1]
-            nndl_prefetch_l2(p.csr.idx + p0, (p1 - p0) * 4)
-            nndl_prefetch_l2(<const char *> p.csr.val + p0 * val_bytes, (p1 - p0) * val_bytes)
-            nndl_prefetch_l2(p.csr.bits + p.order[i] * p.csr.n_words, p.csr.n_words * 8)
+            nndl_csr_prefetch_row(&p.csr, p.order[i])
         else:
             nndl_prefetch(<const char *> p.x + p.order[i] * row_bytes, row_bytes)
         i += 1

@@ -852,6 +852,20 @@ void nndl_prefetch_l2(const void *p, size_t bytes)
 #endif
 }
 
+void nndl_csr_prefetch_row(const nndl_csr *X, int64_t r)
+{
+#if defined(__GNUC__)
+    const int64_t p0 = X->ptr[r], n = X->ptr[r + 1] - p0;
+    const size_t vsize = X->val_f32 ? sizeof(float) : sizeof(double);
+    nndl_prefetch_l2((const char *)X->val + p0 * vsize, (size_t)n * vsize);
+    nndl_prefetch_l2(X->bits + r * X->n_words, (size_t)X->n_words * sizeof(uint64_t));
+    if (!have_expand())   /* the portable gather reads the columns too */
+        nndl_prefetch_l2(X->idx + p0, (size_t)n * sizeof(int32_t));
+#else
+    (void)X; (void)r;
+#endif
+}
+
 void nndl_prefetch(const void *p, size_t bytes)
 {
 #if defined(__GNUC__)

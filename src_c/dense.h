@@ -116,6 +116,8 @@ void nndl_spin_barrier_wait(nndl_spin_barrier *b, int *local_sense);
 void nndl_prefetch(const void *p, size_t bytes);
 /* The same into the outer caches only (does not hold up the core's loads). */
 void nndl_prefetch_l2(const void *p, size_t bytes);
+/* Start loading what nndl_csr_union and nndl_csr_scatter will read of row r. */
+void nndl_csr_prefetch_row(const nndl_csr *X, int64_t r);
 
 /* Float32 epochs run with subnormal numbers flushed to zero (x86: the FTZ and
  * DAZ bits of this thread's MXCSR). Saturated sigmoids make deltas of order
