@@ -12,7 +12,12 @@
  *  1. conv forward, per conv layer, per (image, part): a part is a band of
  *     pooled rows (nf_conv_parts: a fixed number per layer, so that there is
  *     work for more threads than a mini-batch has images): im2col of the band,
- *     z = W·col (GEMM), max-pool, act(pooled + b).                        | barrier
+ *     z = W·col (GEMM), max-pool, act(pooled + b). The first conv layer goes
+ *     by (filter group, image) instead (nf_conv_groups: two halves of the
+ *     filters, each item with its own copy of the image's columns): with two
+ *     threads, each then computes the activations and, in step 5, uses the
+ *     deltas of exactly the rows of the next dense layer it owns, so they never
+ *     move between cores.                                                 | barrier
  *  2. per dense layer, per block of input rows r0..r1 (fixed size):
  *     finish the previous dense layer's outputs for columns r0..r1 (sum of its
  *     partial products in block order, + b, act), dropout, then the partial
@@ -28,7 +33,7 @@
  *     | barrier; then per image the input gradient's col2im (bands overlap
  *     there).                                                              | barrier
  *  6. conv updates by parameter elements, summing the partial gradients in
- *     (image, part) order.                                                 | barrier
+ *     (image, part) order (first layer: in image order, per filter group). | barrier
  */
 
 #ifndef NF_GW_SLICE
