@@ -67,11 +67,11 @@ def _softmax_rows(z):
 def forward(X, weights, biases, softmax=False, num_threads=1, chunk=256, X_sparse=None):
     """``_dense.forward`` in NumPy: outputs (n, n_out) for inputs (n, n_in)
     (``X_sparse`` is accepted and not needed)."""
-    a = np.asarray(X)
+    a = np.asarray(X, dtype=weights[0].dtype)     # the weights' dtype, as the kernel
     for l, (w, b) in enumerate(zip(weights, biases)):
         z = a @ w.T + b.reshape(1, -1)
         a = _softmax_rows(z) if softmax and l == len(weights) - 1 else _sigmoid(z)
-    return np.ascontiguousarray(a, dtype=np.asarray(X).dtype)
+    return np.ascontiguousarray(a, dtype=weights[0].dtype)
 
 
 def train_epoch(X, Y, order, weights, biases, mini_batch_size, eta, lmbda=0.0, n_total=1.0,

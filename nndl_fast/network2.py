@@ -174,19 +174,24 @@ class Network(_DenseBase, _reference.Network):
         """Output activations (n, n_out) in float64 for rows of X (compute dtype;
         ``X_sparse`` its sparse rows, when the caller has them).
 
-        The hidden layers run in the compiled forward kernel. The output layer's
-        activation is taken in float64 so that the costs' logarithms see what the
-        book's float64 code sees: in float32 a sigmoid already rounds to exactly
-        1.0 at z ≈ 17, which would turn a confident wrong answer into an
-        infinite cross-entropy.
+        A float64 network runs all its layers in the compiled forward kernel. A
+        float32 one runs its hidden layers there and the output layer's
+        activation in float64, so that the costs' logarithms see what the book's
+        float64 code sees: in float32 a sigmoid already rounds to exactly 1.0 at
+        z ≈ 17, which would turn a confident wrong answer into an infinite
+        cross-entropy.
         """
         self._sync_params()
         H = X
+        nt = _config.resolve_num_threads(self.num_threads)
         # One BLAS thread for the small products here too (its idle threads
         # would spin against the kernels' threads).
         with blas_single_thread():
+            if np.dtype(self._dtype) == np.float64:
+                return _dense.forward(X, self.weights, self.biases,
+                                      softmax=self._softmax_output(), num_threads=nt,
+                                      X_sparse=X_sparse)
             if self.num_layers > 2:
-                nt = _config.resolve_num_threads(self.num_threads)
                 H = _dense.forward(X, self.weights[:-1], self.biases[:-1], softmax=False,
                                    num_threads=nt, X_sparse=X_sparse)
             Z = np.dot(H, self.weights[-1].T).astype(np.float64, copy=False)
