@@ -147,6 +147,8 @@ cdef struct Plan:
     bint use_momentum
     const void *x                     # (n_samples, n_in) float32 or float64
     const int64_t *order              # rows of x in training order
+    const void *y                     # (n_samples, n_out) targets, compute dtype
+    size_t y_row_bytes
     double eta
     double reg_step                   # η·λ/n
     double decay                      # 1 − η·λ/n (L2 without momentum)
@@ -344,11 +346,12 @@ cdef int _gather(const Plan *p, int64_t start, int m, floating *xb, int32_t *col
 
 
 cdef void _prefetch_batch(const Plan *p, int64_t start) noexcept nogil:
-    """Start loading the rows of the batch at ``start``."""
+    """Start loading the rows (inputs and targets) of the batch at ``start``."""
     cdef int64_t i = start
     cdef int64_t end = min(start + p.mini_batch_size, p.n_samples)
     cdef size_t row_bytes = p.sizes[0] * (4 if p.x_is_float32 else 8)
     while i < end:
+        nndl_prefetch_l2(<const char *> p.y + p.order[i] * p.y_row_bytes, p.y_row_bytes)
         if p.sparse:
             nndl_csr_prefetch_row(&p.csr, p.order[i])
         else:
@@ -920,6 +923,8 @@ def train_epoch(X, Y, order, list weights, list biases, int mini_batch_size, dou
     p.x_is_float32 = X.dtype == np.float32
     p.x = cnp.PyArray_DATA(X)
     p.order = <const int64_t *> cnp.PyArray_DATA(order)
+    p.y = cnp.PyArray_DATA(Y)
+    p.y_row_bytes = p.sizes[L] * Y.dtype.itemsize
     p.eta = eta
     p.reg_step = eta * (lmbda / n_total)
     p.decay = 1 - eta * (lmbda / n_total)

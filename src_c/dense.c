@@ -259,6 +259,9 @@ void upd_body_d(int rows, int m, const double *X, int ldx, const double *D, int 
     for (; r + 4 <= rows; r += 4)
         upd_group_d(4, m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16,
                     cols ? cols + r : NULL, va, vb, scale);
+    for (; r + 2 <= rows; r += 2)
+        upd_group_d(2, m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16,
+                    cols ? cols + r : NULL, va, vb, scale);
     for (; r < rows; r++)
         upd_group_d(1, m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16,
                     cols ? cols + r : NULL, va, vb, scale);
@@ -309,6 +312,12 @@ void upd_body_s(int rows, int m, const float *X, int ldx, const float *D, int ld
     int r = 0;
     for (; r + 8 <= rows; r += 8)
         upd_group_s(8, m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16,
+                    cols ? cols + r : NULL, va, vb, scale);
+    for (; r + 4 <= rows; r += 4)
+        upd_group_s(4, m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16,
+                    cols ? cols + r : NULL, va, vb, scale);
+    for (; r + 2 <= rows; r += 2)
+        upd_group_s(2, m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16,
                     cols ? cols + r : NULL, va, vb, scale);
     for (; r < rows; r++)
         upd_group_s(1, m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16,
