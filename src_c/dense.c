@@ -246,41 +246,6 @@ void upd_group_d(const int R, int m, const double *X, int ldx, const double *D, 
     }
 }
 
-static inline __attribute__((always_inline, target("avx512f")))
-void upd_body_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
-                double *W, const int32_t *cols, double alpha, double beta)
-{
-    const __m512d va = _mm512_set1_pd(alpha), vb = _mm512_set1_pd(beta);
-    const int scale = beta != 1.0;
-    int r = 0;
-    for (; r + 8 <= rows; r += 8)
-        upd_group_d(8, m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16,
-                    cols ? cols + r : NULL, va, vb, scale);
-    for (; r + 4 <= rows; r += 4)
-        upd_group_d(4, m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16,
-                    cols ? cols + r : NULL, va, vb, scale);
-    for (; r + 2 <= rows; r += 2)
-        upd_group_d(2, m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16,
-                    cols ? cols + r : NULL, va, vb, scale);
-    for (; r < rows; r++)
-        upd_group_d(1, m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16,
-                    cols ? cols + r : NULL, va, vb, scale);
-}
-
-static AVX512 void upd_avx512_d(int rows, int m, const double *X, int ldx,
-                                const double *D, int ldd, double *W,
-                                double alpha, double beta)
-{
-    upd_body_d(rows, m, X, ldx, D, ldd, W, NULL, alpha, beta);
-}
-
-static AVX512 void upd_idx_avx512_d(int rows, int m, const double *X, int ldx,
-                                    const double *D, int ldd, double *W,
-                                    const int32_t *cols, double alpha)
-{
-    upd_body_d(rows, m, X, ldx, D, ldd, W, cols, alpha, 1.0);
-}
-
 /* R rows at a time (R <= 8) share each example's delta vector: R independent
  * FMA chains per example. */
 static inline __attribute__((always_inline, target("avx512f")))
@@ -303,40 +268,37 @@ void upd_group_s(const int R, int m, const float *X, int ldx, const float *D, in
     }
 }
 
-static inline __attribute__((always_inline, target("avx512f")))
-void upd_body_s(int rows, int m, const float *X, int ldx, const float *D, int ldd,
-                float *W, const int32_t *cols, float alpha, float beta)
-{
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    const int scale = beta != 1.0f;
-    int r = 0;
-    for (; r + 8 <= rows; r += 8)
-        upd_group_s(8, m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16,
-                    cols ? cols + r : NULL, va, vb, scale);
-    for (; r + 4 <= rows; r += 4)
-        upd_group_s(4, m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16,
-                    cols ? cols + r : NULL, va, vb, scale);
-    for (; r + 2 <= rows; r += 2)
-        upd_group_s(2, m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16,
-                    cols ? cols + r : NULL, va, vb, scale);
-    for (; r < rows; r++)
-        upd_group_s(1, m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16,
-                    cols ? cols + r : NULL, va, vb, scale);
+/* The update over all rows: groups of 8, then 4, 2 and 1 rows (each a constant
+ * group size, so that the accumulators stay in registers); beta = 1 with cols. */
+#define UPD_GROUPS_OF(SUF, R)                                                         \
+    for (; r + (R) <= rows; r += (R))                                                 \
+        upd_group_##SUF((R), m, X + r, ldx, D, ldd, cols ? W : W + (ptrdiff_t)r * 16, \
+                        cols ? cols + r : NULL, va, vb, scale);
+
+#define DEFINE_UPD_AVX512(T, SUF, VT, SET1)                                           \
+static inline __attribute__((always_inline, target("avx512f")))                      \
+void upd_body_##SUF(int rows, int m, const T *X, int ldx, const T *D, int ldd, T *W,  \
+                    const int32_t *cols, T alpha, T beta)                             \
+{                                                                                     \
+    const VT va = SET1(alpha), vb = SET1(beta);                                       \
+    const int scale = beta != (T)1;                                                   \
+    int r = 0;                                                                        \
+    UPD_GROUPS_OF(SUF, 8) UPD_GROUPS_OF(SUF, 4) UPD_GROUPS_OF(SUF, 2) UPD_GROUPS_OF(SUF, 1) \
+}                                                                                     \
+static AVX512 void upd_avx512_##SUF(int rows, int m, const T *X, int ldx, const T *D, \
+                                    int ldd, T *W, T alpha, T beta)                   \
+{                                                                                     \
+    upd_body_##SUF(rows, m, X, ldx, D, ldd, W, NULL, alpha, beta);                    \
+}                                                                                     \
+static AVX512 void upd_idx_avx512_##SUF(int rows, int m, const T *X, int ldx,         \
+                                        const T *D, int ldd, T *W,                    \
+                                        const int32_t *cols, T alpha)                 \
+{                                                                                     \
+    upd_body_##SUF(rows, m, X, ldx, D, ldd, W, cols, alpha, (T)1);                    \
 }
 
-static AVX512 void upd_avx512_s(int rows, int m, const float *X, int ldx,
-                                const float *D, int ldd, float *W,
-                                float alpha, float beta)
-{
-    upd_body_s(rows, m, X, ldx, D, ldd, W, NULL, alpha, beta);
-}
-
-static AVX512 void upd_idx_avx512_s(int rows, int m, const float *X, int ldx,
-                                    const float *D, int ldd, float *W,
-                                    const int32_t *cols, float alpha)
-{
-    upd_body_s(rows, m, X, ldx, D, ldd, W, cols, alpha, 1.0f);
-}
+DEFINE_UPD_AVX512(double, d, __m512d, _mm512_set1_pd)
+DEFINE_UPD_AVX512(float, s, __m512, _mm512_set1_ps)
 
 /* exp by range reduction x = n ln2 + r, |r| <= ln2/2, and a degree-12 Taylor
  * polynomial (truncation error below 2e-16 relative); 2^n applied by scalef,
