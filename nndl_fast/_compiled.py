@@ -48,9 +48,7 @@ class CompiledDenseMixin(DenseParamsMixin):
         else None. The results are the same either way."""
         if len(self.sizes) < 3 or X.ndim != 2 or X.size == 0:
             return None
-        if np.count_nonzero(X) > SPARSE_DENSITY * X.size:
-            return None
-        return _dense.sparse_rows(X)
+        return _dense.sparse_rows(X, max_density=SPARSE_DENSITY)
 
     def _forward_matrix(self, X, num_threads=None, X_sparse=None):
         """Outputs (n, n_out) for inputs X (n, n_in), through the compiled kernel

@@ -707,8 +707,9 @@ cdef void _fill_nonzero(const floating[:, ::1] X, const int64_t[::1] ptr, int32_
             q += <int64_t> nz
 
 
-def sparse_rows(X):
-    """:class:`SparseRows` of a 2-D float32/float64 array (native byte order)."""
+def sparse_rows(X, max_density=None):
+    """:class:`SparseRows` of a 2-D float32/float64 array (native byte order), or
+    None when more than ``max_density`` of its entries are nonzero."""
     if not isinstance(X, np.ndarray) or X.ndim != 2 or X.dtype not in (np.float32, np.float64):
         raise ValueError("X: expected a 2-D float32/float64 array, got %s %s"
                          % (getattr(X, "dtype", type(X).__name__), getattr(X, "shape", "")))
@@ -720,6 +721,8 @@ def sparse_rows(X):
     ptr = np.zeros(X.shape[0] + 1, np.int64)
     np.cumsum(np.count_nonzero(X, axis=1), out=ptr[1:])
     cdef int64_t nnz = ptr[X.shape[0]]
+    if max_density is not None and nnz > max_density * X.size:
+        return None
     # The fill writes one entry past a row's nonzeros (overwritten by the next
     # row's); 16 zeros after the values let kernels load whole vectors past a
     # row's end.

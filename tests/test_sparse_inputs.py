@@ -53,6 +53,9 @@ def test_sparse_rows_layout():
         np.testing.assert_array_equal(np.nonzero(bits)[0], cols)
     assert not xs.val.flags.writeable and not xs.idx.flags.writeable
     assert "density" in repr(xs)
+    # Denser than asked for: no sparse rows.
+    assert _dense.sparse_rows(X, max_density=xs.density + 1e-9) is not None
+    assert _dense.sparse_rows(X, max_density=xs.density * 0.99) is None
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
