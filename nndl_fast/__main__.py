@@ -26,24 +26,22 @@ def _layer_sizes(text):
     return sizes
 
 
-def _positive_int(text):
+def _int_at_least(text, low, expected):
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError("expected a positive integer, got %r" % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("expected a positive integer, got %d" % value)
+        raise argparse.ArgumentTypeError("expected %s, got %r" % (expected, text)) from None
+    if value < low:
+        raise argparse.ArgumentTypeError("expected %s, got %d" % (expected, value))
     return value
+
+
+def _positive_int(text):
+    return _int_at_least(text, 1, "a positive integer")
 
 
 def _non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected an integer >= 0, got %r" % text) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("expected an integer >= 0, got %d" % value)
-    return value
+    return _int_at_least(text, 0, "an integer >= 0")
 
 
 def _finite_float(text):

@@ -48,6 +48,24 @@ def _identical_examples(seed, n=60):
     return [(x, y)] * n
 
 
+def _run_in_threads(target, n):
+    """target(k) in n Python threads at once; their exceptions fail the test."""
+    errors = []
+
+    def run(k):
+        try:
+            target(k)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_python_threads_give_the_sequential_results(dtype):
     n_nets = 4
@@ -58,23 +76,14 @@ def test_python_threads_give_the_sequential_results(dtype):
     initial = [_params(n) for n in nets]
     data = [_identical_examples(k) for k in range(n_nets)]
 
-    errors = []
     barrier = threading.Barrier(n_nets)
 
     def train(k):
-        try:
-            barrier.wait()
-            nets[k].SGD(data[k], 3, 7, 2.0)
-        except BaseException as exc:  # reported by the main thread
-            errors.append(exc)
+        barrier.wait()
+        nets[k].SGD(data[k], 3, 7, 2.0)
 
     with contextlib.redirect_stdout(io.StringIO()):
-        threads = [threading.Thread(target=train, args=(k,)) for k in range(n_nets)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert not errors
+        _run_in_threads(train, n_nets)
         for k in range(n_nets):
             seq = network.Network([N_IN, 20, 18, N_OUT], dtype=dtype, num_threads=1)
             seq.weights = [p.copy() for p in initial[k][:3]]
@@ -113,11 +122,7 @@ def test_python_threads_with_private_generators_match_sequential(monkeypatch):
         nets[k].SGD(inputs[k], 2, 6, 1.5)
 
     with contextlib.redirect_stdout(io.StringIO()):
-        threads = [threading.Thread(target=train, args=(k,)) for k in range(n_nets)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _run_in_threads(train, n_nets)
         for k in range(n_nets):
             local.rng = random.Random(100 + k)
             seq = network.Network([N_IN, 17, N_OUT], num_threads=1)
