@@ -158,9 +158,9 @@ cdef struct Plan:
     nndl_csr csr                      # x as compressed sparse rows (sparse)
     bint lazy_decay                   # L2 decay of W^1 kept as a factor per block
     double *w1_scale                  # W^1 block b = w1_scale[8b] * stored (lazy_decay)
-    int32_t *sp_cols                  # 2 per thread: n_in (columns of a gathered batch)
-    int32_t *sp_pos                   # per thread: n_in (scratch of the gather)
-    uint64_t *sp_ubits                # per thread: n_words (scratch of the gather)
+    int32_t *sp_cols                  # the sparse gather's scratch: _sparse_scratch
+    int32_t *sp_pos
+    uint64_t *sp_ubits
 
 
 cdef inline floating _exp(floating z) noexcept nogil:
@@ -246,7 +246,6 @@ cdef inline void _upd_first(int rows, int m, const floating *X, int ldx, const f
     """_upd over all ``rows`` rows, or, with ``cols``, where input k of X (K
     columns) is row cols[k]: the other rows get only the β scaling (their
     gradient is exactly zero)."""
-    cdef Py_ssize_t r
     if cols == NULL:
         _upd(rows, m, X, ldx, D, ldd, W, alpha, beta)
         return
@@ -306,6 +305,38 @@ cdef void _update_bias(const Plan *p, floating *b, floating *vb, const floating 
             b[j] = b[j] - scale * s
 
 
+# The sparse gather's per-thread scratch (``_sparse_scratch``), each piece on
+# cache lines of its own: two column lists, a position table, the union's bits.
+cdef inline Py_ssize_t _cols_stride(const Plan *p) noexcept nogil:
+    return (p.sizes[0] + 15) // 16 * 16
+
+
+cdef inline int32_t *_sp_cols(const Plan *p, int tid, int j) noexcept nogil:
+    return p.sp_cols + (2 * tid + j) * _cols_stride(p)
+
+
+cdef inline int32_t *_sp_pos(const Plan *p, int tid) noexcept nogil:
+    return p.sp_pos + tid * _cols_stride(p)
+
+
+cdef inline uint64_t *_sp_ubits(const Plan *p, int tid) noexcept nogil:
+    return p.sp_ubits + tid * ((p.csr.n_words + 7) // 8 * 8)
+
+
+cdef tuple _sparse_scratch(Plan *p, int num_threads):
+    """Allocates the scratch above (when p.sparse) and points p at it; the
+    arrays returned must outlive the kernels' use of p."""
+    cdef Py_ssize_t n = num_threads * _cols_stride(p) if p.sparse else 1
+    cols = _aligned_zeros((2 * n,), np.int32)
+    pos = _aligned_zeros((n,), np.int32)
+    ubits = _aligned_zeros((num_threads * _ceil8(p.csr.n_words) if p.sparse else 1,),
+                           np.uint64)
+    p.sp_cols = <int32_t *> cnp.PyArray_DATA(cols)
+    p.sp_pos = <int32_t *> cnp.PyArray_DATA(pos)
+    p.sp_ubits = <uint64_t *> cnp.PyArray_DATA(ubits)
+    return cols, pos, ubits
+
+
 cdef int _gather(const Plan *p, int64_t start, int m, floating *xb, int32_t *cols,
                  int tid) noexcept nogil:
     """Rows ``order[start:start + m]`` of x into ``xb`` (m x K, row-major, this
@@ -320,9 +351,8 @@ cdef int _gather(const Plan *p, int64_t start, int m, floating *xb, int32_t *col
     cdef int32_t *pos
     cdef uint64_t *ubits
     if p.sparse:
-        # (Per-thread scratch on cache lines of its own.)
-        pos = p.sp_pos + <Py_ssize_t> tid * ((n_in + 15) // 16 * 16)
-        ubits = p.sp_ubits + <Py_ssize_t> tid * ((p.csr.n_words + 7) // 8 * 8)
+        pos = _sp_pos(p, tid)
+        ubits = _sp_ubits(p, tid)
         K = nndl_csr_union(m, &p.csr, p.order + start, 0, cols, pos, ubits)
         if floating is float:
             nndl_csr_scatter_s(0, m, &p.csr, p.order + start, 0, K, pos, ubits, xb)
@@ -474,7 +504,7 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
     a1[1] = a1_alt
     xbuf = xbuf + 2 * tid           # this thread's two input buffers
     for i in range(2):
-        cols[i] = p.sp_cols + <Py_ssize_t> (2 * tid + i) * n_in if p.sparse else NULL
+        cols[i] = _sp_cols(p, tid, i) if p.sparse else NULL
 
     if floating is float:
         fp_state = nndl_flush_denormals_begin()   # see src_c/dense.h
@@ -952,20 +982,13 @@ def train_epoch(X, Y, order, list weights, list biases, int mini_batch_size, dou
     # Per thread: two input buffers, for sparse inputs their column lists and
     # the gather's scratch.
     x_bufs = [_aligned_zeros((mbs, p.sizes[0]), dtype) for _ in range(2 * num_threads)]
-    cdef Py_ssize_t n_sp = num_threads * p.sizes[0] if p.sparse else 1
-    sp_cols = _aligned_zeros((2 * n_sp,), np.int32)
-    sp_pos = _aligned_zeros((n_sp + 16 * num_threads,), np.int32)
-    sp_ubits = _aligned_zeros((num_threads * _ceil8(p.csr.n_words) if p.sparse else 1,),
-                              np.uint64)
-    p.sp_cols = <int32_t *> cnp.PyArray_DATA(sp_cols)
+    sp_scratch = _sparse_scratch(&p, num_threads)
     # Plain L2 (no momentum): W^1's decay as a factor per block (8 doubles
     # apart: each on its owner's cache line).
     p.lazy_decay = L > 1 and not p.use_momentum and reg == L2 and p.decay != 1.0
     w1_scale = _aligned_zeros((8 * p.n_blocks[1],), np.float64)
     w1_scale[...] = 1.0
     p.w1_scale = <double *> cnp.PyArray_DATA(w1_scale)
-    p.sp_pos = <int32_t *> cnp.PyArray_DATA(sp_pos)
-    p.sp_ubits = <uint64_t *> cnp.PyArray_DATA(sp_ubits)
     cdef cnp.ndarray out_all = _aligned_zeros((num_threads, mbs, p.padded[L]), dtype)
     cdef cnp.ndarray dout_all = _aligned_zeros((num_threads, mbs, p.padded[L]), dtype)
     cdef cnp.ndarray Y_arr = Y
@@ -991,9 +1014,9 @@ cdef void _sparse_first_layer(const Plan *p, floating **W, int m, int64_t first,
     cdef int n_in = p.sizes[0], ld = p.padded[1]
     cdef int sub = 12 if floating is float else 10      # one sweep of the block kernels
     cdef int s0, ms, K, blk
-    cdef int32_t *cols = p.sp_cols + <Py_ssize_t> tid * ((n_in + 15) // 16 * 16)
-    cdef int32_t *pos = p.sp_pos + <Py_ssize_t> tid * ((n_in + 15) // 16 * 16)
-    cdef uint64_t *ubits = p.sp_ubits + <Py_ssize_t> tid * ((p.csr.n_words + 7) // 8 * 8)
+    cdef int32_t *cols = _sp_cols(p, tid, 0)
+    cdef int32_t *pos = _sp_pos(p, tid)
+    cdef uint64_t *ubits = _sp_ubits(p, tid)
     s0 = 0
     while s0 < m:
         ms = min(sub, m - s0)
@@ -1100,14 +1123,7 @@ cdef int _forward_impl(Plan *p, list weights, list biases, cnp.ndarray X,
     per_thread = (per_thread + 15) // 16 * 16               # own cache lines
     scratch_arr = _aligned_zeros((num_threads, per_thread), out.dtype)
     cdef floating *scratch = <floating *> cnp.PyArray_DATA(scratch_arr)
-    cdef Py_ssize_t n_sp = num_threads * ((n_in + 15) // 16 * 16) if p.sparse else 1
-    sp_cols = _aligned_zeros((n_sp,), np.int32)
-    sp_pos = _aligned_zeros((n_sp,), np.int32)
-    sp_ubits = _aligned_zeros((num_threads * ((p.csr.n_words + 7) // 8 * 8) if p.sparse else 1,),
-                              np.uint64)
-    p.sp_cols = <int32_t *> cnp.PyArray_DATA(sp_cols)
-    p.sp_pos = <int32_t *> cnp.PyArray_DATA(sp_pos)
-    p.sp_ubits = <uint64_t *> cnp.PyArray_DATA(sp_ubits)
+    sp_scratch = _sparse_scratch(p, num_threads)
     from cython.parallel import prange
     try:
         with nogil:
