@@ -161,6 +161,8 @@ def extensions():
             "nndl_fast." + name,
             sources=sources,
             include_dirs=[numpy.get_include(), "src_c"],
+            # a header edit rebuilds the extensions (setuptools only follows sources)
+            depends=sorted(glob(os.path.join("src_c", "*.h"))),
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         ))
     return exts
