@@ -17,7 +17,9 @@
  *     filters, each item with its own copy of the image's columns): with two
  *     threads, each then computes the activations and, in step 5, uses the
  *     deltas of exactly the rows of the next dense layer it owns, so they never
- *     move between cores.                                                 | barrier
+ *     move between cores. A one-channel first layer (MNIST's) on AVX-512
+ *     float32 takes conv_direct.h's kernels there: no im2col, z in "wide"
+ *     rows, the filter gradient straight from the image in step 5.      | barrier
  *  2. per dense layer, per block of input rows r0..r1 (fixed size):
  *     finish the previous dense layer's outputs for columns r0..r1 (sum of its
  *     partial products in block order, + b, act), dropout, then the partial
@@ -46,6 +48,9 @@ typedef struct {
     int block, n_blocks;                          /* dense: rows per block */
     int n_parts;                                  /* conv: parts of each image */
     int n_groups;                                 /* first conv layer: filter groups */
+    int direct;           /* first conv layer by conv_direct.h: col holds per-thread */
+    int pw_pad;           /* images (xp), z positions pw_pad apart per filter */
+    size_t xp_len;
 } SFX(nf_buf);
 
 #define NF_GEMM(net) (SFX_GEMM(net))
@@ -81,7 +86,7 @@ static void SFX(conv_part_forward)(const nf_net *net, const nf_layer *ly, const 
     const REAL *w = (const REAL *)ly->w, *b = (const REAL *)ly->b;
     SFX(im2col_rows)(in, col, ly->c_in, ly->h_in, ly->w_in, ly->kh, ly->kw, y0, y1);
     NF_GEMM(net)(0, 0, F, c1 - c0, K, (REAL)1, w, K, col + c0, P, (REAL)0, z + c0, P);
-    SFX(pool_max)(z, pm, F, ly->hc, ly->wc, ly->ph, ly->pw, oy0, oy1);
+    SFX(pool_max)(z, pm, F, ly->hc, ly->wc, ly->ph, ly->pw, oy0, oy1, ly->wc, (size_t)P);
     for (int f = 0; f < F; f++)
         SFX(act_rows)(ly->act, pm + (size_t)f * Q + oy0 * ly->wo, b[f],
                       a + (size_t)f * Q + oy0 * ly->wo, (oy1 - oy0) * ly->wo);
@@ -99,10 +104,31 @@ static void SFX(conv_group_forward)(const nf_net *net, const nf_layer *ly, const
     NF_GEMM(net)(0, 0, FG, P, K, (REAL)1, w + (size_t)f0 * K, K, col, P, (REAL)0,
                  z + (size_t)f0 * P, P);
     SFX(pool_max)(z + (size_t)f0 * P, pm + (size_t)f0 * Q, FG, ly->hc, ly->wc, ly->ph, ly->pw,
-                  0, ly->ho);
+                  0, ly->ho, ly->wc, (size_t)P);
     for (int f = f0; f < f0 + FG; f++)
         SFX(act_rows)(ly->act, pm + (size_t)f * Q, b[f], a + (size_t)f * Q, Q);
 }
+
+#if NF_DIRECT
+/* conv_group_forward by the direct kernels (conv_direct.h): z in wide layout. */
+static void SFX(conv_group_forward_direct)(const nf_layer *ly, const REAL *in, REAL *xp,
+                                           REAL *z, REAL *pm, REAL *a, int g, int G, int pw_pad)
+{
+    const int K = ly->kh * ly->kw, F = ly->n_filt, Q = ly->ho * ly->wo, FG = F / G, f0 = g * FG;
+    const REAL *b = (const REAL *)ly->b;
+    memcpy(xp, in, (size_t)ly->h_in * ly->w_in * sizeof(REAL));
+    nf_direct_fwd(xp, ly->w_in, ly->kh, ly->kw, (const REAL *)ly->w + (size_t)f0 * K, FG,
+                  z + (size_t)f0 * pw_pad, pw_pad);
+    if (NF_DIRECT_POOL2(ly))
+        nf_direct_pool2(z + (size_t)f0 * pw_pad, pm + (size_t)f0 * Q, FG, ly->ho, ly->wo,
+                        ly->w_in, pw_pad);
+    else
+        SFX(pool_max)(z + (size_t)f0 * pw_pad, pm + (size_t)f0 * Q, FG, ly->hc, ly->wc, ly->ph,
+                      ly->pw, 0, ly->ho, ly->w_in, (size_t)pw_pad);
+    for (int f = f0; f < f0 + FG; f++)
+        SFX(act_rows)(ly->act, pm + (size_t)f * Q, b[f], a + (size_t)f * Q, Q);
+}
+#endif
 
 static void SFX(conv_image_forward)(const nf_net *net, const nf_layer *ly, const REAL *in,
                                     REAL *col, REAL *z, REAL *pm, REAL *a)
@@ -135,7 +161,20 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
             SFX(alloc_all)(&B[l].delta, (size_t)m * ly->n_out, &ok);
             B[l].n_parts = nf_conv_parts(ly);
             B[l].n_groups = l == 0 ? nf_conv_groups(ly) : 1;
-            if (B[l].n_groups > 1) {   /* a copy of each image's columns per group */
+#if NF_DIRECT
+            B[l].direct = B[l].n_groups > 1 && ly->c_in == 1 && K <= NF_DIRECT_MAX_TAPS
+                          && nf_direct_available();
+#endif
+            if (B[l].direct) {   /* one padded image per thread; z in wide layout */
+                B[l].pw_pad = nf_direct_pw_pad(ly->hc, ly->w_in);
+                B[l].xp_len = nf_direct_xp_len(ly->hc, ly->w_in, ly->kh, ly->kw);
+                free(B[l].col);
+                free(B[l].z);
+                SFX(alloc_all)(&B[l].col, (size_t)nt * B[l].xp_len, &ok);
+                SFX(alloc_all)(&B[l].z, (size_t)m * ly->n_filt * B[l].pw_pad, &ok);
+                if (ok)
+                    memset(B[l].col, 0, (size_t)nt * B[l].xp_len * sizeof(REAL));
+            } else if (B[l].n_groups > 1) {   /* a copy of each image's columns per group */
                 free(B[l].col);
                 SFX(alloc_all)(&B[l].col, (size_t)B[l].n_groups * m * K * P, &ok);
             }
@@ -193,6 +232,21 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
                     /* The first conv layer by (filter group, image): the group
                      * owners are the owners of the dense rows these outputs feed. */
                     const int G = B[l].n_groups;
+#if NF_DIRECT
+                    if (B[l].direct) {
+                        const int pwp = B[l].pw_pad;
+#pragma omp for schedule(static) nowait
+                        for (int t = 0; t < G * m; t++)
+                            SFX(conv_group_forward_direct)(
+                                ly, xb + (size_t)(t % m) * n_in0,
+                                B[l].col + (size_t)tid * B[l].xp_len,
+                                B[l].z + (size_t)(t % m) * ly->n_filt * pwp,
+                                B[l].pm + (size_t)(t % m) * ly->n_out,
+                                B[l].a + (size_t)(t % m) * ly->n_out, t / m, G, pwp);
+                        NF_BARRIER();
+                        continue;
+                    }
+#endif
 #pragma omp for schedule(static) nowait
                     for (int t = 0; t < G * m; t++)
                         SFX(conv_group_forward)(net, ly, xb + (size_t)(t % m) * n_in0,
@@ -333,6 +387,38 @@ NF_BARRIER();
                     const nf_layer *ly = &net->layers[l];
                     const int K = ly->c_in * ly->kh * ly->kw, P = ly->hc * ly->wc;
                     const int F = ly->n_filt, Q = ly->ho * ly->wo, np = B[l].n_parts;
+#if NF_DIRECT
+                    if (B[l].direct) {   /* (first layer: no input gradient) */
+                        const int G = B[l].n_groups, FG = F / G, pwp = B[l].pw_pad;
+#pragma omp for schedule(static) nowait
+                        for (int t = 0; t < G * m; t++) {
+                            const int g = t / m, i = t % m, f0 = g * FG;
+                            REAL *xp = B[l].col + (size_t)tid * B[l].xp_len;
+                            REAL *zi = B[l].z + ((size_t)i * F + f0) * pwp;
+                            REAL *gi = B[l].delta + (size_t)i * ly->n_out + (size_t)f0 * Q;
+                            const REAL *ai = B[l].a + (size_t)i * ly->n_out + (size_t)f0 * Q;
+                            REAL *gb = B[l].gbp + (size_t)t * FG;
+                            for (int f = 0; f < FG; f++) {
+                                SFX(mul_act_prime)(ly->act, ai + (size_t)f * Q, gi + (size_t)f * Q, Q);
+                                gb[f] = SFX(sum8)(gi + (size_t)f * Q, Q);
+                            }
+                            if (NF_DIRECT_POOL2(ly))
+                                nf_direct_pool2_grad(zi, B[l].pm + (size_t)i * ly->n_out
+                                                     + (size_t)f0 * Q, gi, FG, ly->ho, ly->wo,
+                                                     ly->w_in, pwp);
+                            else
+                                SFX(pool_max_grad)(zi, B[l].pm + (size_t)i * ly->n_out
+                                                   + (size_t)f0 * Q, gi, zi, FG, ly->hc, ly->wc,
+                                                   ly->ph, ly->pw, 0, ly->ho, ly->w_in,
+                                                   (size_t)pwp);
+                            memcpy(xp, xb + (size_t)i * n_in0, (size_t)n_in0 * sizeof(REAL));
+                            nf_direct_gw(xp, ly->w_in, ly->kh, ly->kw, zi, FG, pwp,
+                                         B[l].gwp + (size_t)t * FG * K);
+                        }
+                        NF_BARRIER();
+                        continue;
+                    }
+#endif
                     if (B[l].n_groups > 1) {   /* (first layer: no input gradient) */
                         const int G = B[l].n_groups, FG = F / G;
 #pragma omp for schedule(static) nowait
@@ -349,7 +435,8 @@ NF_BARRIER();
                                 gb[f] = SFX(sum8)(gi + (size_t)f * Q, Q);
                             }
                             SFX(pool_max_grad)(zi, B[l].pm + (size_t)i * ly->n_out + (size_t)f0 * Q,
-                                               gi, zi, FG, ly->hc, ly->wc, ly->ph, ly->pw, 0, ly->ho);
+                                               gi, zi, FG, ly->hc, ly->wc, ly->ph, ly->pw, 0, ly->ho,
+                                               ly->wc, (size_t)P);
                             for (int p0 = 0; p0 < P; p0 += NF_GW_SLICE) {
                                 const int ns = P - p0 < NF_GW_SLICE ? P - p0 : NF_GW_SLICE;
                                 NF_GEMM(net)(0, 1, FG, K, ns, (REAL)1, zi + p0, P, col + p0, P,
@@ -378,7 +465,8 @@ NF_BARRIER();
                             gb[f] = SFX(sum8)(g + (size_t)f * Q + r0, nr);
                         }
                         SFX(pool_max_grad)(zi, B[l].pm + (size_t)i * ly->n_out, g, zi, F,
-                                           ly->hc, ly->wc, ly->ph, ly->pw, oy0, oy1);
+                                           ly->hc, ly->wc, ly->ph, ly->pw, oy0, oy1, ly->wc,
+                                           (size_t)P);
                         /* in slices: OpenBLAS's small-matrix kernels skip the packing */
                         for (int p0 = c0; p0 < c1; p0 += NF_GW_SLICE) {
                             const int ns = c1 - p0 < NF_GW_SLICE ? c1 - p0 : NF_GW_SLICE;
@@ -611,7 +699,7 @@ void SFX(nf_pool_forward)(const REAL *z, REAL *pooled, int n, int hc, int wc, in
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int i = 0; i < n; i++)
         SFX(pool_max)(z + (size_t)i * hc * wc, pooled + (size_t)i * ho * wo, 1, hc, wc, ph, pw, 0,
-                      ho);
+                      ho, wc, (size_t)hc * wc);
 }
 
 void SFX(nf_pool_backward)(const REAL *z, const REAL *pooled, const REAL *dpooled, REAL *dz,
@@ -622,7 +710,7 @@ void SFX(nf_pool_backward)(const REAL *z, const REAL *pooled, const REAL *dpoole
     for (int i = 0; i < n; i++)
         SFX(pool_max_grad)(z + (size_t)i * hc * wc, pooled + (size_t)i * ho * wo,
                            dpooled + (size_t)i * ho * wo, dz + (size_t)i * hc * wc, 1, hc, wc,
-                           ph, pw, 0, ho);
+                           ph, pw, 0, ho, wc, (size_t)hc * wc);
 }
 
 double SFX(nf_softmax_nll)(const REAL *z, const int64_t *y, REAL *p, REAL *dz, int m, int k)

@@ -118,17 +118,18 @@ static void SFX(col2im)(const REAL *dcol, REAL *dx, int c_in, int h, int w, int 
 }
 
 /* pooled (n, ho, wo) = max over ph x pw windows of z (n, hc, wc), border ignored;
- * pooled rows oy0 <= oy < oy1 only. */
+ * pooled rows oy0 <= oy < oy1 only. Rows of z are ldr apart and maps ldf apart
+ * (wc and hc*wc, or wider: see conv_direct.h). */
 static void SFX(pool_max)(const REAL *z, REAL *pooled, int n, int hc, int wc, int ph, int pw,
-                          int oy0, int oy1)
+                          int oy0, int oy1, int ldr, size_t ldf)
 {
     const int ho = hc / ph, wo = wc / pw;
     for (int f = 0; f < n; f++) {
         for (int oy = oy0; oy < oy1; oy++) {
-            const REAL *row = z + ((size_t)f * hc + (size_t)oy * ph) * wc;
+            const REAL *row = z + (size_t)f * ldf + (size_t)oy * ph * ldr;
             REAL *pr = pooled + ((size_t)f * ho + oy) * wo;
             if (ph == 2 && pw == 2) {
-                const REAL *r2 = row + wc;
+                const REAL *r2 = row + ldr;
                 for (int ox = 0; ox < wo; ox++) {
                     REAL m0 = row[2 * ox] > row[2 * ox + 1] ? row[2 * ox] : row[2 * ox + 1];
                     REAL m1 = r2[2 * ox] > r2[2 * ox + 1] ? r2[2 * ox] : r2[2 * ox + 1];
@@ -139,7 +140,7 @@ static void SFX(pool_max)(const REAL *z, REAL *pooled, int n, int hc, int wc, in
             for (int ox = 0; ox < wo; ox++)
                 pr[ox] = row[(size_t)ox * pw];
             for (int dy = 0; dy < ph; dy++) {
-                const REAL *r = row + (size_t)dy * wc;
+                const REAL *r = row + (size_t)dy * ldr;
                 for (int dx = 0; dx < pw; dx++)
                     for (int ox = 0; ox < wo; ox++) {
                         const REAL v = r[(size_t)ox * pw + dx];
@@ -152,9 +153,12 @@ static void SFX(pool_max)(const REAL *z, REAL *pooled, int n, int hc, int wc, in
 
 /* dz (n, hc, wc) from d pooled: every input equal to its window's max receives
  * the window's gradient (Theano's rule); the ignored border gets zero. dz may be z.
- * Only the rows of pooled rows oy0 <= oy < oy1, and the border rows when oy1 == ho. */
+ * Only the rows of pooled rows oy0 <= oy < oy1, and the border rows when oy1 == ho.
+ * Rows ldr apart (zero from wo*pw to ldr), maps ldf apart (zero from hc*ldr to
+ * ldf when oy1 == ho), as in pool_max. */
 static void SFX(pool_max_grad)(const REAL *z, const REAL *pooled, const REAL *dpooled, REAL *dz,
-                               int n, int hc, int wc, int ph, int pw, int oy0, int oy1)
+                               int n, int hc, int wc, int ph, int pw, int oy0, int oy1,
+                               int ldr, size_t ldf)
 {
     const int ho = hc / ph, wo = wc / pw;
     for (int f = 0; f < n; f++) {
@@ -162,7 +166,7 @@ static void SFX(pool_max_grad)(const REAL *z, const REAL *pooled, const REAL *dp
             const REAL *pr = pooled + ((size_t)f * ho + oy) * wo;
             const REAL *gr = dpooled + ((size_t)f * ho + oy) * wo;
             for (int dy = 0; dy < ph; dy++) {
-                const size_t r = ((size_t)f * hc + (size_t)oy * ph + dy) * wc;
+                const size_t r = (size_t)f * ldf + ((size_t)oy * ph + dy) * ldr;
                 const REAL *zr = z + r;
                 REAL *dr = dz + r;
                 if (pw == 2) {
@@ -180,13 +184,13 @@ static void SFX(pool_max_grad)(const REAL *z, const REAL *pooled, const REAL *dp
                             dr[i] = zr[i] == pr[ox] ? gr[ox] : (REAL)0;
                         }
                 }
-                for (int x = wo * pw; x < wc; x++)
+                for (int x = wo * pw; x < ldr; x++)
                     dr[x] = 0;
             }
         }
         if (oy1 == ho)
-            for (int y = ho * ph; y < hc; y++)
-                memset(dz + ((size_t)f * hc + y) * wc, 0, (size_t)wc * sizeof(REAL));
+            memset(dz + (size_t)f * ldf + (size_t)ho * ph * ldr, 0,
+                   (ldf - (size_t)ho * ph * ldr) * sizeof(REAL));
     }
 }
 

@@ -1,6 +1,8 @@
 /* Chapter-6 conv nets in C: see convnet.h (interface), conv_kernels.h (im2col,
  * col2im, max-pool, softmax, dropout masks) and conv_engine.h (training and
- * inference). The two headers are templates, included once per dtype. */
+ * inference). The two headers are templates, included once per dtype;
+ * conv_direct.h (direct convolution of one-channel images, float32 AVX-512)
+ * is included once. */
 /* We never read the floating-point exception flags; without trapping math GCC
  * may if-convert (and so vectorise) the clamps and selects of the kernels. */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -133,7 +135,10 @@ int nf_dense_block(int n_in)
     return block > 0 ? block : 1;
 }
 
+#include "conv_direct.h"
+
 #define REAL float
+#define NF_DIRECT NF_HAVE_DIRECT   /* the direct kernels are float32 only */
 #define SFX(name) name##_f
 #define SFX_GEMM(net) ((net)->gemm_f)
 #define SFX_GEMM_T nf_gemm_f
@@ -151,7 +156,9 @@ int nf_dense_block(int n_in)
 #undef VEXP
 #undef NF_GEMM
 
+#undef NF_DIRECT
 #define REAL double
+#define NF_DIRECT 0
 #define SFX(name) name##_d
 #define SFX_GEMM(net) ((net)->gemm_d)
 #define SFX_GEMM_T nf_gemm_d

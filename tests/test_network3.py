@@ -329,3 +329,92 @@ def test_banded_conv_layers_equal_reference_and_any_thread_count():
     for other in nets[1:]:
         for pa, pb in zip(nets[0].params, other.params):
             np.testing.assert_array_equal(pa.get_value(), pb.get_value())
+
+
+# One-channel first conv layers with an even number of filters train by filter
+# groups; on AVX-512 processors they take the direct kernels (src_c/conv_direct.h,
+# float32), elsewhere and under NNDL_FAST_KERNELS=generic im2col + GEMM.
+DIRECT_SHAPES = [
+    # (filters, kh, kw, h, w, pool, activation)
+    (20, 5, 5, 28, 28, (2, 2), "sigmoid"),   # the book's first conv layer
+    (6, 3, 3, 9, 10, (2, 2), "ReLU"),       # odd conv rows and columns: a border
+    (2, 2, 4, 12, 11, (2, 2), "tanh"),
+    (4, 5, 5, 36, 34, (2, 2), "sigmoid"),   # rows over 32 wide
+    (4, 3, 3, 11, 11, (3, 3), "sigmoid"),   # 3x3 pooling
+    (2, 1, 1, 6, 6, (2, 2), "linear"),
+]
+
+
+def one_channel_net(mod, shape, m=5, dtype=np.float32, seed=4, **kw):
+    nf, kh, kw_, h, w, pool, act = shape
+    fn = getattr(mod, act)
+    n_out = nf * ((h - kh + 1) // pool[0]) * ((w - kw_ + 1) // pool[1])
+    np.random.seed(seed)
+    layers = [mod.ConvPoolLayer((nf, 1, kh, kw_), (m, 1, h, w), pool, fn),
+              mod.FullyConnectedLayer(n_out, 6, fn),
+              mod.SoftmaxLayer(6, 3)]
+    layers[-1].w.set_value(0.5 * np.random.standard_normal(layers[-1].w.shape))
+    return (N.Network if mod is N else R.Network)(layers, m, dtype=dtype, **kw)
+
+
+def one_channel_data(shape, n=30, seed=6):
+    """Inputs with many exact zeros (as MNIST's), so that pooling windows tie."""
+    h, w = shape[3], shape[4]
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, h * w)) * (rng.random((n, h * w)) < 0.4)
+    return x.astype(np.float32), rng.integers(0, 3, n)
+
+
+@pytest.mark.parametrize("shape", DIRECT_SHAPES, ids=lambda s: "x".join(map(str, s[:5])))
+def test_one_channel_first_layer_equals_reference_and_any_thread_count(shape):
+    x, y = one_channel_data(shape)
+    eta = 0.05 if shape[-1] == "linear" else 0.3
+    ref = one_channel_net(R, shape)
+    ref._train_batches(x, y, 0, 6, eta, 0.1, 6)
+    nets = [one_channel_net(N, shape, num_threads=t) for t in (1, 2, 3)]
+    for net in nets:
+        net._train_batches(x, y, 0, 6, eta, 0.1, 6)
+    for pa, pb in zip(nets[0].params, ref.params):
+        np.testing.assert_allclose(pa.get_value(), pb.get_value(), rtol=2e-4, atol=2e-5)
+    for other in nets[1:]:
+        for pa, pb in zip(nets[0].params, other.params):
+            np.testing.assert_array_equal(pa.get_value(), pb.get_value())
+
+
+_KERNELS_SCRIPT = """
+import sys
+import numpy as np
+sys.path[:0] = [{tests!r}]
+import test_network3 as T
+out = []
+for shape in T.DIRECT_SHAPES:
+    x, y = T.one_channel_data(shape)
+    net = T.one_channel_net(T.N, shape, num_threads=2)
+    net._train_batches(x, y, 0, 6, 0.05 if shape[-1] == "linear" else 0.3, 0.1, 6)
+    out += [p.get_value().ravel() for p in net.params]
+np.save(sys.argv[1], np.concatenate(out))
+"""
+
+
+def test_direct_and_portable_conv_kernels_agree(tmp_path):
+    """NNDL_FAST_KERNELS=generic trains the same one-channel nets by im2col + GEMM:
+    the same numbers as the default kernels, to float32 rounding."""
+    import os
+    import subprocess
+    import sys
+    outs = {}
+    script = _KERNELS_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)))
+    for kernels in ("default", "generic"):
+        env = dict(os.environ)
+        env.pop("NNDL_FAST_KERNELS", None)
+        if env.get("PYTHONPATH"):
+            env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in
+                                                env["PYTHONPATH"].split(os.pathsep))
+        if kernels == "generic":
+            env["NNDL_FAST_KERNELS"] = "generic"
+        path = tmp_path / (kernels + ".npy")
+        proc = subprocess.run([sys.executable, "-c", script, str(path)], env=env,
+                              capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+        assert proc.returncode == 0, proc.stderr
+        outs[kernels] = np.load(path)
+    np.testing.assert_allclose(outs["generic"], outs["default"], rtol=1e-4, atol=1e-5)
