@@ -158,11 +158,15 @@ static NF_AVX512 void nf_direct_pool2(const float *z, float *pooled, int nf, int
         }
 }
 
-/* The gradient of nf_direct_pool2, in place of z: every input equal to its
- * window's max gets the window's gradient g (Theano's rule, as pool_max_grad),
- * every other position of the map (up to pw_pad) gets zero. */
-static NF_AVX512 void nf_direct_pool2_grad(float *z, const float *pooled, const float *g,
-                                           int nf, int ho, int wo, int w, int pw_pad)
+/* The gradient of nf_direct_pool2 into dz (nf maps, pw_pad apart, plus 32
+ * values of slack): every input equal to its window's max gets the window's
+ * gradient g (Theano's rule, as pool_max_grad), every other position of the
+ * map zero. Rows are stored whole, 32 values from their start: the part past
+ * a row's end is overwritten by the next row, map or the zeros of the tail.
+ * (Unmasked stores to a buffer of its own: masked stores into z, right
+ * before the masked loads of the next row, made every load wait.) */
+static NF_AVX512 void nf_direct_pool2_grad(const float *z, const float *pooled, const float *g,
+                                           float *dz, int nf, int ho, int wo, int w, int pw_pad)
 {
     const __m512i half = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
     const __m512i half2 = _mm512_add_epi32(half, _mm512_set1_epi32(8));
@@ -173,23 +177,24 @@ static NF_AVX512 void nf_direct_pool2_grad(float *z, const float *pooled, const 
     const __mmask16 uhi = (__mmask16)(used <= 16 ? 0 : (1u << (used - 16)) - 1);
     const __mmask16 in = (__mmask16)((1u << wo) - 1);
     for (int f = 0; f < nf; f++) {
-        float *zf = z + (size_t)f * pw_pad;
+        const float *zf = z + (size_t)f * pw_pad;
+        float *df = dz + (size_t)f * pw_pad;
         for (int oy = 0; oy < ho; oy++) {
             const __m512 p = _mm512_maskz_loadu_ps(in, pooled + ((size_t)f * ho + oy) * wo);
             const __m512 gv = _mm512_maskz_loadu_ps(in, g + ((size_t)f * ho + oy) * wo);
             const __m512 pa = _mm512_permutexvar_ps(half, p), pb = _mm512_permutexvar_ps(half2, p);
             const __m512 ga = _mm512_permutexvar_ps(half, gv), gb = _mm512_permutexvar_ps(half2, gv);
             for (int dy = 0; dy < 2; dy++) {
-                float *r = zf + (size_t)(2 * oy + dy) * w;
-                const __mmask16 ka = _mm512_mask_cmp_ps_mask(ulo, _mm512_maskz_loadu_ps(lo, r), pa,
-                                                             _CMP_EQ_OQ);
-                const __mmask16 kb = _mm512_mask_cmp_ps_mask(uhi, _mm512_maskz_loadu_ps(hi, r + 16),
+                const size_t r = (size_t)(2 * oy + dy) * w;
+                const __mmask16 ka = _mm512_mask_cmp_ps_mask(ulo, _mm512_maskz_loadu_ps(lo, zf + r),
+                                                             pa, _CMP_EQ_OQ);
+                const __mmask16 kb = _mm512_mask_cmp_ps_mask(uhi, _mm512_maskz_loadu_ps(hi, zf + r + 16),
                                                              pb, _CMP_EQ_OQ);
-                _mm512_mask_storeu_ps(r, lo, _mm512_maskz_mov_ps(ka, ga));
-                _mm512_mask_storeu_ps(r + 16, hi, _mm512_maskz_mov_ps(kb, gb));
+                _mm512_storeu_ps(df + r, _mm512_maskz_mov_ps(ka, ga));
+                _mm512_storeu_ps(df + r + 16, _mm512_maskz_mov_ps(kb, gb));
             }
         }
-        memset(zf + (size_t)2 * ho * w, 0, (size_t)(pw_pad - 2 * ho * w) * sizeof(float));
+        memset(df + (size_t)2 * ho * w, 0, (size_t)(pw_pad - 2 * ho * w) * sizeof(float));
     }
 }
 

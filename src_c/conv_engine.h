@@ -48,9 +48,9 @@ typedef struct {
     int block, n_blocks;                          /* dense: rows per block */
     int n_parts;                                  /* conv: parts of each image */
     int n_groups;                                 /* first conv layer: filter groups */
-    int direct;           /* first conv layer by conv_direct.h: col holds per-thread */
-    int pw_pad;           /* images (xp), z positions pw_pad apart per filter */
-    size_t xp_len;
+    int direct;           /* first conv layer by conv_direct.h: col holds per thread */
+    int pw_pad;           /* a padded image (xp_len) and a group's dz (dz_len); z */
+    size_t xp_len, dz_len;   /* positions pw_pad apart per filter */
 } SFX(nf_buf);
 
 #define NF_GEMM(net) (SFX_GEMM(net))
@@ -168,12 +168,13 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
             if (B[l].direct) {   /* one padded image per thread; z in wide layout */
                 B[l].pw_pad = nf_direct_pw_pad(ly->hc, ly->w_in);
                 B[l].xp_len = nf_direct_xp_len(ly->hc, ly->w_in, ly->kh, ly->kw);
+                B[l].dz_len = (size_t)(ly->n_filt / B[l].n_groups) * B[l].pw_pad + 32;
                 free(B[l].col);
                 free(B[l].z);
-                SFX(alloc_all)(&B[l].col, (size_t)nt * B[l].xp_len, &ok);
+                SFX(alloc_all)(&B[l].col, (size_t)nt * (B[l].xp_len + B[l].dz_len), &ok);
                 SFX(alloc_all)(&B[l].z, (size_t)m * ly->n_filt * B[l].pw_pad, &ok);
                 if (ok)
-                    memset(B[l].col, 0, (size_t)nt * B[l].xp_len * sizeof(REAL));
+                    memset(B[l].col, 0, (size_t)nt * (B[l].xp_len + B[l].dz_len) * sizeof(REAL));
             } else if (B[l].n_groups > 1) {   /* a copy of each image's columns per group */
                 free(B[l].col);
                 SFX(alloc_all)(&B[l].col, (size_t)B[l].n_groups * m * K * P, &ok);
@@ -239,7 +240,7 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
                         for (int t = 0; t < G * m; t++)
                             SFX(conv_group_forward_direct)(
                                 ly, xb + (size_t)(t % m) * n_in0,
-                                B[l].col + (size_t)tid * B[l].xp_len,
+                                B[l].col + (size_t)tid * (B[l].xp_len + B[l].dz_len),
                                 B[l].z + (size_t)(t % m) * ly->n_filt * pwp,
                                 B[l].pm + (size_t)(t % m) * ly->n_out,
                                 B[l].a + (size_t)(t % m) * ly->n_out, t / m, G, pwp);
@@ -393,8 +394,9 @@ NF_BARRIER();
 #pragma omp for schedule(static) nowait
                         for (int t = 0; t < G * m; t++) {
                             const int g = t / m, i = t % m, f0 = g * FG;
-                            REAL *xp = B[l].col + (size_t)tid * B[l].xp_len;
-                            REAL *zi = B[l].z + ((size_t)i * F + f0) * pwp;
+                            REAL *xp = B[l].col + (size_t)tid * (B[l].xp_len + B[l].dz_len);
+                            REAL *dzi = xp + B[l].xp_len;
+                            const REAL *zi = B[l].z + ((size_t)i * F + f0) * pwp;
                             REAL *gi = B[l].delta + (size_t)i * ly->n_out + (size_t)f0 * Q;
                             const REAL *ai = B[l].a + (size_t)i * ly->n_out + (size_t)f0 * Q;
                             REAL *gb = B[l].gbp + (size_t)t * FG;
@@ -404,15 +406,15 @@ NF_BARRIER();
                             }
                             if (NF_DIRECT_POOL2(ly))
                                 nf_direct_pool2_grad(zi, B[l].pm + (size_t)i * ly->n_out
-                                                     + (size_t)f0 * Q, gi, FG, ly->ho, ly->wo,
-                                                     ly->w_in, pwp);
+                                                     + (size_t)f0 * Q, gi, dzi, FG, ly->ho,
+                                                     ly->wo, ly->w_in, pwp);
                             else
                                 SFX(pool_max_grad)(zi, B[l].pm + (size_t)i * ly->n_out
-                                                   + (size_t)f0 * Q, gi, zi, FG, ly->hc, ly->wc,
+                                                   + (size_t)f0 * Q, gi, dzi, FG, ly->hc, ly->wc,
                                                    ly->ph, ly->pw, 0, ly->ho, ly->w_in,
                                                    (size_t)pwp);
                             memcpy(xp, xb + (size_t)i * n_in0, (size_t)n_in0 * sizeof(REAL));
-                            nf_direct_gw(xp, ly->w_in, ly->kh, ly->kw, zi, FG, pwp,
+                            nf_direct_gw(xp, ly->w_in, ly->kh, ly->kw, dzi, FG, pwp,
                                          B[l].gwp + (size_t)t * FG * K);
                         }
                         NF_BARRIER();
