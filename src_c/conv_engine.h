@@ -130,6 +130,21 @@ static void SFX(conv_group_forward_direct)(const nf_layer *ly, const REAL *in, R
 }
 #endif
 
+/* Finish a dense layer's outputs for columns j0..j1 of its m examples: the sum
+ * of its blocks' partial products (in block order), + b, act. */
+static void SFX(dense_finish)(const nf_layer *pl, const SFX(nf_buf) *pbuf, int m, int j0, int j1)
+{
+    const int n = pl->n_out;
+    const REAL *b = (const REAL *)pl->b;
+    for (int i = 0; i < m; i++) {
+        REAL *ai = pbuf->a + (size_t)i * n;
+        SFX(sum_parts)(pbuf->part + (size_t)i * n + j0, (size_t)m * n, pbuf->n_blocks, j1 - j0,
+                       ai + j0);
+        for (int j = j0; j < j1; j++)
+            ai[j] = SFX(act)(pl->act, ai[j] + b[j]);
+    }
+}
+
 static void SFX(conv_image_forward)(const nf_net *net, const nf_layer *ly, const REAL *in,
                                     REAL *col, REAL *z, REAL *pm, REAL *a)
 {
@@ -283,21 +298,11 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
                  * finish it first, in column chunks (same sums, same order). */
                 const int finish_apart = l > NC && nb < 4;
                 if (finish_apart) {
-                    const nf_layer *pl = &net->layers[l - 1];
-                    const REAL *pb = (const REAL *)pl->b, *part = B[l - 1].part;
-                    const size_t stride = (size_t)m * n_in;
                     const int n_chunks = (n_in + 15) / 16;
 #pragma omp for schedule(static) nowait
-                    for (int c = 0; c < n_chunks; c++) {
-                        const int j0 = c * 16, j1 = j0 + 16 < n_in ? j0 + 16 : n_in;
-                        for (int i = 0; i < m; i++) {
-                            REAL *ai = B[l - 1].a + (size_t)i * n_in;
-                            SFX(sum_parts)(part + (size_t)i * n_in + j0, stride,
-                                           B[l - 1].n_blocks, j1 - j0, ai + j0);
-                            for (int j = j0; j < j1; j++)
-                                ai[j] = SFX(act)(pl->act, ai[j] + pb[j]);
-                        }
-                    }
+                    for (int c = 0; c < n_chunks; c++)
+                        SFX(dense_finish)(&net->layers[l - 1], &B[l - 1], m, c * 16,
+                                          c * 16 + 16 < n_in ? c * 16 + 16 : n_in);
                     NF_BARRIER();
                 }
 #pragma omp for schedule(static) nowait
@@ -305,18 +310,8 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
                     const int r0 = blk * B[l].block;
                     const int r1 = r0 + B[l].block < n_in ? r0 + B[l].block : n_in;
                     const REAL *src = in;
-                    if (l > NC && !finish_apart) {   /* finish the previous layer's columns r0..r1 */
-                        const nf_layer *pl = &net->layers[l - 1];
-                        const REAL *pb = (const REAL *)pl->b, *part = B[l - 1].part;
-                        const size_t stride = (size_t)m * n_in;
-                        for (int i = 0; i < m; i++) {
-                            REAL *ai = B[l - 1].a + (size_t)i * n_in;
-                            SFX(sum_parts)(part + (size_t)i * n_in + r0, stride,
-                                           B[l - 1].n_blocks, r1 - r0, ai + r0);
-                            for (int j = r0; j < r1; j++)
-                                ai[j] = SFX(act)(pl->act, ai[j] + pb[j]);
-                        }
-                    }
+                    if (l > NC && !finish_apart)   /* the previous layer's columns r0..r1 */
+                        SFX(dense_finish)(&net->layers[l - 1], &B[l - 1], m, r0, r1);
                     if (ly->p_dropout > 0) {
                         SFX(dropout_rows)(net->dropout_seed, l, step, ly->p_dropout, m, n_in,
                                           r0, r1, in, B[l].mask, B[l].xd);
