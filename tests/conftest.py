@@ -1,6 +1,9 @@
 import contextlib
 import io
+import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -38,3 +41,26 @@ def quiet():
 def seed_all(np_seed=0, py_seed=0):
     np.random.seed(np_seed)
     random.seed(py_seed)
+
+
+@pytest.fixture
+def run_with_kernels(tmp_path):
+    """run(script, kernels) runs ``python -c script OUT.npy`` in a fresh interpreter
+    with the default compiled kernels ("default") or NNDL_FAST_KERNELS=generic
+    ("generic"), and returns (its stdout, stripped; the array it saved to OUT.npy)."""
+    def run(script, kernels):
+        env = dict(os.environ)
+        env.pop("NNDL_FAST_KERNELS", None)
+        if env.get("PYTHONPATH"):
+            env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in
+                                                env["PYTHONPATH"].split(os.pathsep))
+        if kernels == "generic":
+            env["NNDL_FAST_KERNELS"] = "generic"
+        path = tmp_path / (kernels + ".npy")
+        # (Run from tmp_path: "python -c" puts the working directory first on
+        # sys.path, which in a checkout is the uncompiled source tree.)
+        proc = subprocess.run([sys.executable, "-c", script, str(path)], env=env,
+                              capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip(), np.load(path)
+    return run

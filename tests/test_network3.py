@@ -2,6 +2,7 @@
 independence, the book's API and printed lines."""
 import contextlib
 import io
+import os
 import re
 import threading
 
@@ -396,25 +397,9 @@ np.save(sys.argv[1], np.concatenate(out))
 """
 
 
-def test_direct_and_portable_conv_kernels_agree(tmp_path):
+def test_direct_and_portable_conv_kernels_agree(run_with_kernels):
     """NNDL_FAST_KERNELS=generic trains the same one-channel nets by im2col + GEMM:
     the same numbers as the default kernels, to float32 rounding."""
-    import os
-    import subprocess
-    import sys
-    outs = {}
     script = _KERNELS_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)))
-    for kernels in ("default", "generic"):
-        env = dict(os.environ)
-        env.pop("NNDL_FAST_KERNELS", None)
-        if env.get("PYTHONPATH"):
-            env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in
-                                                env["PYTHONPATH"].split(os.pathsep))
-        if kernels == "generic":
-            env["NNDL_FAST_KERNELS"] = "generic"
-        path = tmp_path / (kernels + ".npy")
-        proc = subprocess.run([sys.executable, "-c", script, str(path)], env=env,
-                              capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
-        assert proc.returncode == 0, proc.stderr
-        outs[kernels] = np.load(path)
+    outs = {k: run_with_kernels(script, k)[1] for k in ("default", "generic")}
     np.testing.assert_allclose(outs["generic"], outs["default"], rtol=1e-4, atol=1e-5)

@@ -1,8 +1,5 @@
 """The first layer on sparse inputs (``_dense.sparse_rows``): the same numbers as
 the dense rows, bit for bit, in training and inference, on every kernel set."""
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -166,25 +163,10 @@ print(_dense.kernel_isa())
 """
 
 
-def test_portable_kernels_agree(tmp_path):
+def test_portable_kernels_agree(run_with_kernels):
     """NNDL_FAST_KERNELS=generic runs the portable C kernels: sparse equals dense
     there too, and both kernel sets give the same numbers to rounding."""
-    outs = {}
-    for kernels in ("default", "generic"):
-        env = dict(os.environ)
-        env.pop("NNDL_FAST_KERNELS", None)
-        if env.get("PYTHONPATH"):
-            env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in
-                                                env["PYTHONPATH"].split(os.pathsep))
-        if kernels == "generic":
-            env["NNDL_FAST_KERNELS"] = "generic"
-        path = tmp_path / (kernels + ".npy")
-        # (Run from tmp_path: "python -c" puts the working directory first on
-        # sys.path, which in a checkout is the uncompiled source tree.)
-        proc = subprocess.run([sys.executable, "-c", _GENERIC_SCRIPT, str(path)], env=env,
-                              capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
-        assert proc.returncode == 0, proc.stderr
-        outs[kernels] = (proc.stdout.strip(), np.load(path))
+    outs = {k: run_with_kernels(_GENERIC_SCRIPT, k) for k in ("default", "generic")}
     assert outs["generic"][0] == "generic"
     a, g = outs["default"][1], outs["generic"][1]
     half = a.size // 2
