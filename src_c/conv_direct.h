@@ -133,6 +133,13 @@ static NF_AVX512 void nf_direct_gw(const float *xp, int w, int kh, int kw, const
     }
 }
 
+/* The lanes of a 16-float vector that start at column `from` and lie below n. */
+static inline __mmask16 nf_lanes_below(int n, int from)
+{
+    const int k = n - from;
+    return (__mmask16)(k >= 16 ? 0xFFFF : k <= 0 ? 0 : (1u << k) - 1);
+}
+
 /* 2x2 max-pooling of nf maps in wide layout (rows w <= 32 apart, maps pw_pad
  * apart): pooled (nf, ho, wo), wo <= 16. Same result as conv_kernels.h's
  * pool_max: the larger of each pair (the second on a tie, where both are equal). */
@@ -142,9 +149,8 @@ static NF_AVX512 void nf_direct_pool2(const float *z, float *pooled, int nf, int
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16,
                                           14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-    const __mmask16 lo = (__mmask16)(w >= 16 ? 0xFFFF : (1u << w) - 1);
-    const __mmask16 hi = (__mmask16)(w <= 16 ? 0 : (1u << (w - 16)) - 1);
-    const __mmask16 out = (__mmask16)((1u << wo) - 1);
+    const __mmask16 lo = nf_lanes_below(w, 0), hi = nf_lanes_below(w, 16);
+    const __mmask16 out = nf_lanes_below(wo, 0);
     for (int f = 0; f < nf; f++)
         for (int oy = 0; oy < ho; oy++) {
             const float *r0 = z + (size_t)f * pw_pad + (size_t)(2 * oy) * w, *r1 = r0 + w;
@@ -171,11 +177,9 @@ static NF_AVX512 void nf_direct_pool2_grad(const float *z, const float *pooled, 
     const __m512i half = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
     const __m512i half2 = _mm512_add_epi32(half, _mm512_set1_epi32(8));
     const int used = 2 * wo;   /* columns inside windows */
-    const __mmask16 lo = (__mmask16)(w >= 16 ? 0xFFFF : (1u << w) - 1);
-    const __mmask16 hi = (__mmask16)(w <= 16 ? 0 : (1u << (w - 16)) - 1);
-    const __mmask16 ulo = (__mmask16)(used >= 16 ? 0xFFFF : (1u << used) - 1);
-    const __mmask16 uhi = (__mmask16)(used <= 16 ? 0 : (1u << (used - 16)) - 1);
-    const __mmask16 in = (__mmask16)((1u << wo) - 1);
+    const __mmask16 lo = nf_lanes_below(w, 0), hi = nf_lanes_below(w, 16);
+    const __mmask16 ulo = nf_lanes_below(used, 0), uhi = nf_lanes_below(used, 16);
+    const __mmask16 in = nf_lanes_below(wo, 0);
     for (int f = 0; f < nf; f++) {
         const float *zf = z + (size_t)f * pw_pad;
         float *df = dz + (size_t)f * pw_pad;
