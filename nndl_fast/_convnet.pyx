@@ -41,7 +41,7 @@ cdef extern from "convnet.h" nogil:
         nf_gemm_d gemm_d
         nf_layer layers[NF_MAX_LAYERS]
 
-    int nf_dense_block(int n_in)
+    int nf_dense_block(int n_in, int n_out, int m)
     int nf_train_f(const nf_net *net, const float *x, const int64_t *y, int64_t n_batches,
                    int m, double eta, double reg, int64_t first_step)
     int nf_train_d(const nf_net *net, const double *x, const int64_t *y, int64_t n_batches,
@@ -92,9 +92,12 @@ ACT_LINEAR, ACT_SIGMOID, ACT_TANH, ACT_RELU = 0, 1, 2, 3
 MAX_LAYERS = NF_MAX_LAYERS
 
 
-def dense_block(int n_in):
-    """Rows per block of a dense layer with ``n_in`` inputs (independent of threads)."""
-    return nf_dense_block(n_in)
+def dense_block(int n_in, int n_out, int mini_batch_size):
+    """Rows per block of a dense layer in training (independent of threads)."""
+    if min(n_in, n_out, mini_batch_size) < 1:
+        raise ValueError("expected positive sizes, got n_in=%d, n_out=%d, mini_batch_size=%d"
+                         % (n_in, n_out, mini_batch_size))
+    return nf_dense_block(n_in, n_out, mini_batch_size)
 
 
 cdef void *_data(object a):

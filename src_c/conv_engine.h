@@ -197,7 +197,7 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
             SFX(alloc_all)(&B[l].gwp, (size_t)m * B[l].n_parts * ly->n_filt * K, &ok);
             SFX(alloc_all)(&B[l].gbp, (size_t)m * B[l].n_parts * ly->n_filt, &ok);
         } else {
-            B[l].block = nf_dense_block(ly->n_in);
+            B[l].block = nf_dense_block(ly->n_in, ly->n_out, m);
             B[l].n_blocks = (ly->n_in + B[l].block - 1) / B[l].block;
             SFX(alloc_all)(&B[l].part, (size_t)B[l].n_blocks * m * ly->n_out, &ok);
             if (ly->p_dropout > 0) {

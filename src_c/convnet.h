@@ -46,8 +46,9 @@ typedef struct {
     nf_layer layers[NF_MAX_LAYERS];
 } nf_net;
 
-/* Blocks of a dense layer's input rows (a function of n_in only). */
-int nf_dense_block(int n_in);
+/* Rows per block of a dense layer's inputs in training on mini-batches of m
+ * (a function of the shapes only). */
+int nf_dense_block(int n_in, int n_out, int m);
 
 /* Train n_batches mini-batches of m examples, x (n_batches*m, n_in) and labels
  * y (n_batches*m,), in order; step numbers (for dropout) first_step, ...

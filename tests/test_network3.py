@@ -107,6 +107,37 @@ def test_fc_only_network_equals_reference():
         np.testing.assert_allclose(pa.get_value(), pb.get_value(), rtol=1e-10, atol=1e-12)
 
 
+def test_wide_dense_layers_in_small_row_blocks():
+    """Row blocks of a dense layer stay under 10^6 multiply-adds when that leaves 32
+    rows or more (OpenBLAS's small-matrix kernels); the results are the reference's
+    and the same for any thread count."""
+    from nndl_fast import _convnet
+    assert _convnet.dense_block(2880, 100, 10) == 96       # the book's first conv net
+    assert _convnet.dense_block(1000, 1000, 10) == 96      # its 1000-unit layers
+    assert _convnet.dense_block(1000, 1000, 100) == 104    # a cap under 32 rows: none
+    for n_in, n_out, m in [(640, 1000, 10), (300, 200, 100), (5000, 300, 10)]:
+        block = _convnet.dense_block(n_in, n_out, m)
+        assert block % 8 == 0 and 32 <= block and m * block * n_out <= 10 ** 6
+    with pytest.raises(ValueError, match="positive sizes"):
+        _convnet.dense_block(100, 0, 10)
+
+    def build(mod, **kw):   # 300 inputs in 7 blocks of 48 rows (3 of 104 uncapped)
+        np.random.seed(7)
+        return (N.Network if mod is N else R.Network)(
+            [mod.FullyConnectedLayer(300, 200, mod.sigmoid, p_dropout=0.1),
+             mod.SoftmaxLayer(200, 10)], 100, dtype=np.float64, **kw)
+    rng = np.random.default_rng(2)
+    x, y = rng.random((300, 300)), rng.integers(0, 10, 300)
+    nets = [build(N, num_threads=t) for t in (1, 2, 3)] + [build(R)]
+    for net in nets:
+        net._train_batches(x, y, 0, 3, 0.5, 0.1, 3)
+    for net in nets[1:3]:
+        for pa, pb in zip(nets[0].params, net.params):
+            np.testing.assert_array_equal(pa.get_value(), pb.get_value())
+    for pa, pb in zip(nets[0].params, nets[3].params):
+        np.testing.assert_allclose(pa.get_value(), pb.get_value(), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_identical_for_1_and_2_threads(dtype):
     x, y = small_data(80)
