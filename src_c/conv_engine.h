@@ -31,19 +31,26 @@
  *     what another still reads; the row blocks stay in the same thread's cache
  *     for forward and backward.                                           | barrier
  *  5. conv backward, from the top conv layer down, per (image, part): pool
- *     gradient, the part's filter gradient (GEMM dz·col^T), dcol = W^T·dz;
- *     | barrier; then per image the input gradient's col2im (bands overlap
- *     there).                                                              | barrier
+ *     gradient, the part's bias gradient, dcol = W^T·dz;                  | barrier
+ *     then per image the filter gradient (GEMM dz·col^T, by chunks of
+ *     columns) and the input gradient's col2im (bands overlap there). One
+ *     partial filter gradient per image, not per part: the update reads a
+ *     quarter as much.                                                     | barrier
  *  6. conv updates by parameter elements, summing the partial gradients in
- *     (image, part) order (first layer: in image order, per filter group). | barrier
+ *     image order (biases: (image, part) order; first layer: per filter
+ *     group).                                                              | barrier
  */
 
 #ifndef NF_GW_SLICE
 #define NF_GW_SLICE 192
 #endif
+#ifndef NF_GW_ROWS
+#define NF_GW_ROWS 128
+#endif
 
 typedef struct {
     REAL *col, *z, *pm, *a, *delta, *gwp, *gbp;   /* conv */
+    REAL *dcol;                                   /* conv, banded, l > 0 */
     REAL *xd, *mask, *part;                       /* dense */
     int block, n_blocks;                          /* dense: rows per block */
     int n_parts;                                  /* conv: parts of each image */
@@ -70,7 +77,7 @@ static void SFX(free_bufs)(SFX(nf_buf) *B, int L)
 {
     for (int l = 0; l < L; l++) {
         free(B[l].col); free(B[l].z); free(B[l].pm); free(B[l].a); free(B[l].delta);
-        free(B[l].gwp); free(B[l].gbp); free(B[l].xd); free(B[l].mask); free(B[l].part);
+        free(B[l].gwp); free(B[l].gbp); free(B[l].dcol); free(B[l].xd); free(B[l].mask); free(B[l].part);
     }
 }
 
@@ -194,7 +201,10 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
                 free(B[l].col);
                 SFX(alloc_all)(&B[l].col, (size_t)B[l].n_groups * m * K * P, &ok);
             }
-            SFX(alloc_all)(&B[l].gwp, (size_t)m * B[l].n_parts * ly->n_filt * K, &ok);
+            /* filter gradients: per (group, image), or per image (banded path) */
+            SFX(alloc_all)(&B[l].gwp, (size_t)m * ly->n_filt * K, &ok);
+            if (l > 0)
+                SFX(alloc_all)(&B[l].dcol, m * K * P, &ok);
             SFX(alloc_all)(&B[l].gbp, (size_t)m * B[l].n_parts * ly->n_filt, &ok);
         } else {
             B[l].block = nf_dense_block(ly->n_in, ly->n_out, m);
@@ -449,12 +459,10 @@ NF_BARRIER();
                         const int oy0 = q * ly->ho / np, oy1 = (q + 1) * ly->ho / np;
                         const int y0 = oy0 * ly->ph, y1 = oy1 == ly->ho ? ly->hc : oy1 * ly->ph;
                         const int c0 = y0 * ly->wc, c1 = y1 * ly->wc;
-                        REAL *col = B[l].col + (size_t)i * K * P;
                         REAL *zi = B[l].z + (size_t)i * F * P;
                         REAL *g = B[l].delta + (size_t)i * ly->n_out;
                         const REAL *a = B[l].a + (size_t)i * ly->n_out;
                         REAL *gb = B[l].gbp + (size_t)t * F;
-                        REAL *gw = B[l].gwp + (size_t)t * F * K;
                         const int r0 = oy0 * ly->wo, nr = (oy1 - oy0) * ly->wo;
                         for (int f = 0; f < F; f++) {
                             SFX(mul_act_prime)(ly->act, a + (size_t)f * Q + r0,
@@ -464,23 +472,38 @@ NF_BARRIER();
                         SFX(pool_max_grad)(zi, B[l].pm + (size_t)i * ly->n_out, g, zi, F,
                                            ly->hc, ly->wc, ly->ph, ly->pw, oy0, oy1, ly->wc,
                                            (size_t)P);
-                        /* in slices: OpenBLAS's small-matrix kernels skip the packing */
-                        for (int p0 = c0; p0 < c1; p0 += NF_GW_SLICE) {
-                            const int ns = c1 - p0 < NF_GW_SLICE ? c1 - p0 : NF_GW_SLICE;
-                            NF_GEMM(net)(0, 1, F, K, ns, (REAL)1, zi + p0, P, col + p0, P,
-                                         (REAL)(p0 > c0), gw, K);
-                        }
-                        if (l > 0)   /* dcol = W^T dz, in place of the columns just used */
+                        if (l > 0)   /* dcol = W^T dz */
                             NF_GEMM(net)(1, 0, K, c1 - c0, F, (REAL)1, (const REAL *)ly->w, K,
-                                         zi + c0, P, (REAL)0, col + c0, P);
+                                         zi + c0, P, (REAL)0,
+                                         B[l].dcol + (size_t)i * K * P + c0, P);
                     }
                     NF_BARRIER();
-                    if (l > 0) {
+                    {
+                        /* per image: the filter gradient, by chunks of NF_GW_ROWS of its
+                         * K columns (each a product small enough for OpenBLAS's
+                         * small-matrix kernels), and the input gradient's col2im */
+                        const int nkc = (K + NF_GW_ROWS - 1) / NF_GW_ROWS;
+                        const int per = nkc + (l > 0);
 #pragma omp for schedule(static) nowait
-                        for (int i = 0; i < m; i++)
-                            SFX(col2im)(B[l].col + (size_t)i * K * P,
-                                        B[l - 1].delta + (size_t)i * ly->n_in,
-                                        ly->c_in, ly->h_in, ly->w_in, ly->kh, ly->kw);
+                        for (int t = 0; t < m * per; t++) {
+                            const int i = t / per, c = t % per;
+                            if (c == nkc) {
+                                SFX(col2im)(B[l].dcol + (size_t)i * K * P,
+                                            B[l - 1].delta + (size_t)i * ly->n_in,
+                                            ly->c_in, ly->h_in, ly->w_in, ly->kh, ly->kw);
+                                continue;
+                            }
+                            const int k0 = c * NF_GW_ROWS;
+                            const int kn = K - k0 < NF_GW_ROWS ? K - k0 : NF_GW_ROWS;
+                            const REAL *zi = B[l].z + (size_t)i * F * P;
+                            const REAL *col = B[l].col + (size_t)i * K * P + (size_t)k0 * P;
+                            REAL *gw = B[l].gwp + (size_t)i * F * K + k0;
+                            for (int p0 = 0; p0 < P; p0 += NF_GW_SLICE) {
+                                const int ns = P - p0 < NF_GW_SLICE ? P - p0 : NF_GW_SLICE;
+                                NF_GEMM(net)(0, 1, F, kn, ns, (REAL)1, zi + p0, P, col + p0, P,
+                                             (REAL)(p0 > 0), gw, K);
+                            }
+                        }
                         NF_BARRIER();
                     }
                 }
@@ -490,7 +513,9 @@ NF_BARRIER();
                     const int F = ly->n_filt, K = ly->c_in * ly->kh * ly->kw;
                     REAL *w = (REAL *)ly->w, *b = (REAL *)ly->b;
                     const REAL *gwp = B[l].gwp, *gbp = B[l].gbp;
-                    const int n_part = m * B[l].n_parts;   /* partials, summed in order */
+                    /* partials, summed in order: filter gradients per image, biases
+                     * per (image, part) */
+                    const int n_bpart = m * B[l].n_parts;
                     const int n_chunks = (F * K + 63) / 64;
                     if (B[l].n_groups > 1) {
                         /* partial t = (group t / m, image t % m): FG·K weights, FG biases */
@@ -526,13 +551,13 @@ NF_BARRIER();
                         if (c < n_chunks) {   /* 64 filter weights */
                             REAL s[64];
                             const int e0 = c * 64, n = F * K - e0 < 64 ? F * K - e0 : 64;
-                            SFX(sum_parts)(gwp + e0, (size_t)F * K, n_part, n, s);
+                            SFX(sum_parts)(gwp + e0, (size_t)F * K, m, n, s);
                             for (int j = 0; j < n; j++)
                                 w[e0 + j] -= (REAL)eta * (s[j] + (REAL)reg * w[e0 + j]);
                         } else {              /* the biases */
                             for (int f = 0; f < F; f++) {
                                 REAL s = gbp[f];
-                                for (int t = 1; t < n_part; t++)
+                                for (int t = 1; t < n_bpart; t++)
                                     s += gbp[(size_t)t * F + f];
                                 b[f] -= (REAL)eta * s;
                             }

@@ -340,9 +340,11 @@ def test_reference_fallback_gives_the_same_results(monkeypatch):
 def banded_net(mod, m=3, dtype=np.float64, seed=11, **kw):
     """Conv layers big enough to be cut into bands of pooled rows (odd borders too)."""
     np.random.seed(seed)
+    # the second layer's filter gradient (8 * 5 * 5 = 200 columns) goes in two
+    # chunks of columns (NF_GW_ROWS = 128)
     layers = [mod.ConvPoolLayer((8, 2, 5, 5), (m, 2, 25, 24), (2, 2), mod.tanh),    # 2 bands
-              mod.ConvPoolLayer((40, 8, 3, 3), (m, 8, 10, 10), (2, 3), mod.ReLU),  # 2 bands
-              mod.FullyConnectedLayer(40 * 4 * 2, 10, mod.sigmoid),
+              mod.ConvPoolLayer((40, 8, 5, 5), (m, 8, 10, 10), (2, 3), mod.ReLU),  # 3 bands
+              mod.FullyConnectedLayer(40 * 3 * 2, 10, mod.sigmoid),
               mod.SoftmaxLayer(10, 3)]
     return (N.Network if mod is N else R.Network)(layers, m, dtype=dtype, **kw)
 
