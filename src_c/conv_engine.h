@@ -50,7 +50,7 @@
 
 typedef struct {
     REAL *col, *z, *pm, *a, *delta, *gwp, *gbp;   /* conv */
-    REAL *dcol;                                   /* conv, banded, l > 0 */
+    REAL *dcol, *dzt;     /* conv, banded: W^T·dz (l > 0) and dz transposed (P, F) */
     REAL *xd, *mask, *part;                       /* dense */
     int block, n_blocks;                          /* dense: rows per block */
     int n_parts;                                  /* conv: parts of each image */
@@ -77,7 +77,7 @@ static void SFX(free_bufs)(SFX(nf_buf) *B, int L)
 {
     for (int l = 0; l < L; l++) {
         free(B[l].col); free(B[l].z); free(B[l].pm); free(B[l].a); free(B[l].delta);
-        free(B[l].gwp); free(B[l].gbp); free(B[l].dcol); free(B[l].xd); free(B[l].mask); free(B[l].part);
+        free(B[l].gwp); free(B[l].gbp); free(B[l].dcol); free(B[l].dzt); free(B[l].xd); free(B[l].mask); free(B[l].part);
     }
 }
 
@@ -201,8 +201,11 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
                 free(B[l].col);
                 SFX(alloc_all)(&B[l].col, (size_t)B[l].n_groups * m * K * P, &ok);
             }
-            /* filter gradients: per (group, image), or per image (banded path) */
+            /* filter gradients: per (group, image) (F, K), or per image (banded
+             * path; transposed, (K, F)) */
             SFX(alloc_all)(&B[l].gwp, (size_t)m * ly->n_filt * K, &ok);
+            if (B[l].n_groups == 1)
+                SFX(alloc_all)(&B[l].dzt, (size_t)m * P * ly->n_filt, &ok);
             if (l > 0)
                 SFX(alloc_all)(&B[l].dcol, m * K * P, &ok);
             SFX(alloc_all)(&B[l].gbp, (size_t)m * B[l].n_parts * ly->n_filt, &ok);
@@ -472,6 +475,12 @@ NF_BARRIER();
                         SFX(pool_max_grad)(zi, B[l].pm + (size_t)i * ly->n_out, g, zi, F,
                                            ly->hc, ly->wc, ly->ph, ly->pw, oy0, oy1, ly->wc,
                                            (size_t)P);
+                        {   /* the band's dz transposed, for the filter gradient */
+                            REAL *dt = B[l].dzt + (size_t)i * P * F;
+                            for (int p = c0; p < c1; p++)
+                                for (int f = 0; f < F; f++)
+                                    dt[(size_t)p * F + f] = zi[(size_t)f * P + p];
+                        }
                         if (l > 0)   /* dcol = W^T dz */
                             NF_GEMM(net)(1, 0, K, c1 - c0, F, (REAL)1, (const REAL *)ly->w, K,
                                          zi + c0, P, (REAL)0,
@@ -479,9 +488,10 @@ NF_BARRIER();
                     }
                     NF_BARRIER();
                     {
-                        /* per image: the filter gradient, by chunks of NF_GW_ROWS of its
-                         * K columns (each a product small enough for OpenBLAS's
-                         * small-matrix kernels), and the input gradient's col2im */
+                        /* per image: the filter gradient, transposed (gw^T = col·dz^T: a
+                         * product whose operands are not both laid out along the sum,
+                         * which OpenBLAS's small-matrix kernels take), by chunks of
+                         * NF_GW_ROWS of its K rows; and the input gradient's col2im */
                         const int nkc = (K + NF_GW_ROWS - 1) / NF_GW_ROWS;
                         const int per = nkc + (l > 0);
 #pragma omp for schedule(static) nowait
@@ -495,13 +505,13 @@ NF_BARRIER();
                             }
                             const int k0 = c * NF_GW_ROWS;
                             const int kn = K - k0 < NF_GW_ROWS ? K - k0 : NF_GW_ROWS;
-                            const REAL *zi = B[l].z + (size_t)i * F * P;
+                            const REAL *dt = B[l].dzt + (size_t)i * P * F;
                             const REAL *col = B[l].col + (size_t)i * K * P + (size_t)k0 * P;
-                            REAL *gw = B[l].gwp + (size_t)i * F * K + k0;
+                            REAL *gwt = B[l].gwp + (size_t)i * F * K + (size_t)k0 * F;
                             for (int p0 = 0; p0 < P; p0 += NF_GW_SLICE) {
                                 const int ns = P - p0 < NF_GW_SLICE ? P - p0 : NF_GW_SLICE;
-                                NF_GEMM(net)(0, 1, F, kn, ns, (REAL)1, zi + p0, P, col + p0, P,
-                                             (REAL)(p0 > 0), gw, K);
+                                NF_GEMM(net)(0, 0, kn, F, ns, (REAL)1, col + p0, P,
+                                             dt + (size_t)p0 * F, F, (REAL)(p0 > 0), gwt, F);
                             }
                         }
                         NF_BARRIER();
@@ -548,12 +558,14 @@ NF_BARRIER();
                     }
 #pragma omp for schedule(static) nowait
                     for (int c = 0; c <= n_chunks; c++) {
-                        if (c < n_chunks) {   /* 64 filter weights */
+                        if (c < n_chunks) {   /* 64 filter weights, (k, f) order */
                             REAL s[64];
                             const int e0 = c * 64, n = F * K - e0 < 64 ? F * K - e0 : 64;
                             SFX(sum_parts)(gwp + e0, (size_t)F * K, m, n, s);
-                            for (int j = 0; j < n; j++)
-                                w[e0 + j] -= (REAL)eta * (s[j] + (REAL)reg * w[e0 + j]);
+                            for (int j = 0; j < n; j++) {
+                                REAL *wj = w + (size_t)((e0 + j) % F) * K + (e0 + j) / F;
+                                *wj -= (REAL)eta * (s[j] + (REAL)reg * *wj);
+                            }
                         } else {              /* the biases */
                             for (int f = 0; f < F; f++) {
                                 REAL s = gbp[f];
