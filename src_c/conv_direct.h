@@ -202,6 +202,67 @@ static NF_AVX512 void nf_direct_pool2_grad(const float *z, const float *pooled, 
     }
 }
 
+/* im2col_rows and col2im of conv_kernels.h for input rows of w <= 16 (the
+ * later conv layers of MNIST nets: 12 wide for the book's second): one masked
+ * load and store a row, where the portable loops spent more on their bounds
+ * and tails than on the copy. The same values, added in the same order. */
+#define NF_DIRECT_NARROW(ly) ((ly)->w_in <= 16)
+
+static NF_AVX512 void nf_direct_im2col_rows(const float *in, float *col, int c_in, int h,
+                                            int w, int kh, int kw, int y0, int y1)
+{
+    const int hc = h - kh + 1, wc = w - kw + 1, P = hc * wc;
+    const __mmask16 k = nf_lanes_below(wc, 0);
+    for (int c = 0; c < c_in; c++)
+        for (int u = 0; u < kh; u++)
+            for (int v = 0; v < kw; v++) {
+                float *dst = col + (size_t)(c * kh * kw + (kh - 1 - u) * kw + (kw - 1 - v)) * P;
+                const float *src = in + (size_t)c * h * w + (size_t)u * w + v;
+                for (int y = y0; y < y1; y++)
+                    _mm512_mask_storeu_ps(dst + (size_t)y * wc, k,
+                                          _mm512_maskz_loadu_ps(k, src + (size_t)y * w));
+            }
+}
+
+/* dx rows r of CB channels c0.. at once (independent sums: one alone would
+ * wait on each add), each sum held in a register: adding into dx tap by tap,
+ * the loads of each tap waited for the overlapping stores of the one before. */
+static inline __attribute__((always_inline, target("avx512f")))
+void nf_direct_col2im_rows(const int CB, const float *dcol, float *dx, int c0, int h, int w,
+                           int kh, int kw, int r)
+{
+    const int hc = h - kh + 1, wc = w - kw + 1, P = hc * wc, K1 = kh * kw;
+    __m512 acc[4];
+    for (int j = 0; j < CB; j++)
+        acc[j] = _mm512_setzero_ps();
+    for (int u = 0; u < kh; u++) {
+        const int y = r - u;
+        if (y < 0 || y >= hc)
+            continue;
+        for (int v = 0; v < kw; v++) {   /* dcol's row y, shifted right by v */
+            const float *src = dcol + ((size_t)c0 * K1 + (kh - 1 - u) * kw + (kw - 1 - v)) * P
+                               + (size_t)y * wc - v;
+            const __mmask16 k = (__mmask16)(nf_lanes_below(wc, 0) << v);
+            for (int j = 0; j < CB; j++)
+                acc[j] = _mm512_add_ps(acc[j], _mm512_maskz_loadu_ps(k, src + (size_t)j * K1 * P));
+        }
+    }
+    for (int j = 0; j < CB; j++)
+        _mm512_mask_storeu_ps(dx + ((size_t)(c0 + j) * h + r) * w, nf_lanes_below(w, 0), acc[j]);
+}
+
+static NF_AVX512 void nf_direct_col2im(const float *dcol, float *dx, int c_in, int h, int w,
+                                       int kh, int kw)
+{
+    int c = 0;
+    for (; c + 4 <= c_in; c += 4)
+        for (int r = 0; r < h; r++)
+            nf_direct_col2im_rows(4, dcol, dx, c, h, w, kh, kw, r);
+    for (; c < c_in; c++)
+        for (int r = 0; r < h; r++)
+            nf_direct_col2im_rows(1, dcol, dx, c, h, w, kh, kw, r);
+}
+
 /* The direct kernels run where the processor has AVX-512F and
  * NNDL_FAST_KERNELS is not "generic" (which selects im2col + GEMM). */
 static int nf_direct_available(void)

@@ -91,7 +91,12 @@ static void SFX(conv_part_forward)(const nf_net *net, const nf_layer *ly, const 
     const int y0 = oy0 * ly->ph, y1 = oy1 == ly->ho ? ly->hc : oy1 * ly->ph;
     const int c0 = y0 * ly->wc, c1 = y1 * ly->wc;
     const REAL *w = (const REAL *)ly->w, *b = (const REAL *)ly->b;
-    SFX(im2col_rows)(in, col, ly->c_in, ly->h_in, ly->w_in, ly->kh, ly->kw, y0, y1);
+#if NF_DIRECT
+    if (NF_DIRECT_NARROW(ly) && nf_direct_available())
+        nf_direct_im2col_rows(in, col, ly->c_in, ly->h_in, ly->w_in, ly->kh, ly->kw, y0, y1);
+    else
+#endif
+        SFX(im2col_rows)(in, col, ly->c_in, ly->h_in, ly->w_in, ly->kh, ly->kw, y0, y1);
     NF_GEMM(net)(0, 0, F, c1 - c0, K, (REAL)1, w, K, col + c0, P, (REAL)0, z + c0, P);
     SFX(pool_max)(z, pm, F, ly->hc, ly->wc, ly->ph, ly->pw, oy0, oy1, ly->wc, (size_t)P);
     for (int f = 0; f < F; f++)
@@ -498,9 +503,16 @@ NF_BARRIER();
                         for (int t = 0; t < m * per; t++) {
                             const int i = t / per, c = t % per;
                             if (c == nkc) {
-                                SFX(col2im)(B[l].dcol + (size_t)i * K * P,
-                                            B[l - 1].delta + (size_t)i * ly->n_in,
-                                            ly->c_in, ly->h_in, ly->w_in, ly->kh, ly->kw);
+                                const REAL *dc = B[l].dcol + (size_t)i * K * P;
+                                REAL *dx = B[l - 1].delta + (size_t)i * ly->n_in;
+#if NF_DIRECT
+                                if (NF_DIRECT_NARROW(ly) && nf_direct_available())
+                                    nf_direct_col2im(dc, dx, ly->c_in, ly->h_in, ly->w_in,
+                                                     ly->kh, ly->kw);
+                                else
+#endif
+                                    SFX(col2im)(dc, dx, ly->c_in, ly->h_in, ly->w_in, ly->kh,
+                                                ly->kw);
                                 continue;
                             }
                             const int k0 = c * NF_GW_ROWS;

@@ -426,13 +426,25 @@ for shape in T.DIRECT_SHAPES:
     net = T.one_channel_net(T.N, shape, num_threads=2)
     net._train_batches(x, y, 0, 6, 0.05 if shape[-1] == "linear" else 0.3, 0.1, 6)
     out += [p.get_value().ravel() for p in net.params]
+# then a two-channel net: rows 10 wide in the second conv layer (narrow im2col/col2im)
+rng = np.random.default_rng(2)
+x, y = rng.random((30, 2 * 25 * 24)), rng.integers(0, 3, 30)
+net = T.banded_net(T.N, dtype=np.float32, num_threads=2)
+net._train_batches(x, y, 0, 10, 0.1, 0.1, 10)
+print(sum(p.get_value().size for p in net.params))
+out += [p.get_value().ravel() for p in net.params]
 np.save(sys.argv[1], np.concatenate(out))
 """
 
 
 def test_direct_and_portable_conv_kernels_agree(run_with_kernels):
     """NNDL_FAST_KERNELS=generic trains the same one-channel nets by im2col + GEMM:
-    the same numbers as the default kernels, to float32 rounding."""
+    the same numbers as the default kernels, to float32 rounding; and a net whose
+    second conv layer has narrow rows (im2col and col2im of one vector a row by
+    default) to the last bit."""
     script = _KERNELS_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)))
-    outs = {k: run_with_kernels(script, k)[1] for k in ("default", "generic")}
+    runs = {k: run_with_kernels(script, k) for k in ("default", "generic")}
+    n_banded = int(runs["default"][0])
+    outs = {k: r[1] for k, r in runs.items()}
     np.testing.assert_allclose(outs["generic"], outs["default"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(outs["generic"][-n_banded:], outs["default"][-n_banded:])
