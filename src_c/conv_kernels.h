@@ -250,22 +250,25 @@ static double SFX(softmax_nll)(const REAL *z, const int64_t *y, REAL *p, REAL *d
     return cost / m;
 }
 
-/* The keep-mask of elements [e0, e0 + n) of layer `layer` at `step` (see
- * reference.network3.dropout_mask): out[e] = 1 keeps, 0 drops; scaled by `scale_in`
- * (the inputs) into xd when xd is not NULL. */
-static void SFX(dropout_rows)(uint64_t seed, int layer, int64_t step, double p, int m,
-                              int n_in, int r0, int r1, const REAL *in, REAL *mask, REAL *xd)
+/* The keep-mask of columns r0..r1 of the m rows of layer `layer`'s inputs at
+ * `step` (see reference.network3.dropout_mask): mask[e] = 1 keeps, 0 drops; the
+ * inputs times the mask into xd when xd is not NULL. Element e is kept when
+ * (h >> 11) * 2^-53 < 1 - p for its hash h, that is when the integer h >> 11 is
+ * below ceil((1 - p) * 2^53) (exact: both sides scale by a power of two), a
+ * test the compiler vectorises. */
+NF_CLONES static void SFX(dropout_rows)(uint64_t seed, int layer, int64_t step, double p, int m,
+                                        int n_in, int r0, int r1, const REAL *in, REAL *mask,
+                                        REAL *xd)
 {
     const uint64_t base = nf_mix(nf_mix(seed + (uint64_t)layer) ^ (uint64_t)step);
-    const double keep = 1.0 - p;
+    const uint64_t below = (uint64_t)ceil((1.0 - p) * 9007199254740992.0);
     for (int i = 0; i < m; i++) {
-        for (int j = r0; j < r1; j++) {
-            const size_t e = (size_t)i * n_in + j;
-            const uint64_t h = nf_mix(base ^ (uint64_t)e);
-            const REAL k = ((double)(h >> 11) * (1.0 / 9007199254740992.0)) < keep ? (REAL)1 : (REAL)0;
-            mask[e] = k;
-            if (xd)
-                xd[e] = in[e] * k;
-        }
+        const size_t e0 = (size_t)i * n_in;
+        REAL *mk = mask + e0;
+        for (int j = r0; j < r1; j++)
+            mk[j] = (nf_mix(base ^ (uint64_t)(e0 + j)) >> 11) < below ? (REAL)1 : (REAL)0;
+        if (xd)
+            for (int j = r0; j < r1; j++)
+                xd[e0 + j] = in[e0 + j] * mk[j];
     }
 }
