@@ -362,13 +362,8 @@ NF_BARRIER();
                 REAL *w = (REAL *)ly->w, *b = (REAL *)ly->b;
                 const REAL *xin = ly->p_dropout > 0 ? B[l].xd : (l == 0 ? xb : B[l - 1].a);
                 REAL *din = l > 0 ? B[l - 1].delta : NULL;
-                if (l < L - 1) {
-                    for (int i = 0; i < m; i++)
-                        for (int j = 0; j < n_out; j++) {
-                            const size_t e = (size_t)i * n_out + j;
-                            dz[e] = B[l].delta[e] * SFX(act_prime)(ly->act, B[l].a[e]);
-                        }
-                }
+                if (l < L - 1)
+                    SFX(times_act_prime)(ly->act, B[l].a, B[l].delta, dz, m * n_out);
 #pragma omp for schedule(static) nowait
                 for (int blk = 0; blk < nb; blk++) {
                     const int r0 = blk * B[l].block;
@@ -573,10 +568,15 @@ NF_BARRIER();
                         if (c < n_chunks) {   /* 64 filter weights, (k, f) order */
                             REAL s[64];
                             const int e0 = c * 64, n = F * K - e0 < 64 ? F * K - e0 : 64;
+                            int f = e0 % F, k = e0 / F;
                             SFX(sum_parts)(gwp + e0, (size_t)F * K, m, n, s);
                             for (int j = 0; j < n; j++) {
-                                REAL *wj = w + (size_t)((e0 + j) % F) * K + (e0 + j) / F;
+                                REAL *wj = w + (size_t)f * K + k;
                                 *wj -= (REAL)eta * (s[j] + (REAL)reg * *wj);
+                                if (++f == F) {
+                                    f = 0;
+                                    k++;
+                                }
                             }
                         } else {              /* the biases */
                             for (int f = 0; f < F; f++) {

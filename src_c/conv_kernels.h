@@ -18,17 +18,6 @@ static inline REAL SFX(act)(int act, REAL z)
     }
 }
 
-/* The activation's derivative, from its output a. */
-static inline REAL SFX(act_prime)(int act, REAL a)
-{
-    switch (act) {
-    case NF_SIGMOID: return a * ((REAL)1 - a);
-    case NF_TANH:    return (REAL)1 - a * a;
-    case NF_RELU:    return a > 0 ? (REAL)1 : (REAL)0;
-    default:         return (REAL)1;
-    }
-}
-
 /* out[j] = act(in[j] + bias) for n values: the loops GCC vectorises (VEXP is a
  * branch-free exp for float, libm's exp for double); compiled for AVX-512, AVX2
  * and the baseline, chosen at load time where the toolchain can (NF_CLONES). */
@@ -70,6 +59,26 @@ static void SFX(mul_act_prime)(int act, const REAL *a, REAL *g, int n)
         for (int j = 0; j < n; j++) g[j] = a[j] > 0 ? g[j] : (REAL)0;
         break;
     default:
+        break;
+    }
+}
+
+/* out[j] = g[j] * act'(a[j]), the derivative from the activation's output a
+ * (sigmoid a(1 - a), tanh 1 - a^2, ReLU 1 or 0, linear 1). */
+static void SFX(times_act_prime)(int act, const REAL *a, const REAL *g, REAL *out, int n)
+{
+    switch (act) {
+    case NF_SIGMOID:
+        for (int j = 0; j < n; j++) out[j] = g[j] * (a[j] * ((REAL)1 - a[j]));
+        break;
+    case NF_TANH:
+        for (int j = 0; j < n; j++) out[j] = g[j] * ((REAL)1 - a[j] * a[j]);
+        break;
+    case NF_RELU:
+        for (int j = 0; j < n; j++) out[j] = g[j] * (a[j] > 0 ? (REAL)1 : (REAL)0);
+        break;
+    default:
+        for (int j = 0; j < n; j++) out[j] = g[j] * (REAL)1;
         break;
     }
 }
