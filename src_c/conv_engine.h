@@ -152,8 +152,7 @@ static void SFX(dense_finish)(const nf_layer *pl, const SFX(nf_buf) *pbuf, int m
         REAL *ai = pbuf->a + (size_t)i * n;
         SFX(sum_parts)(pbuf->part + (size_t)i * n + j0, (size_t)m * n, pbuf->n_blocks, j1 - j0,
                        ai + j0);
-        for (int j = j0; j < j1; j++)
-            ai[j] = SFX(act)(pl->act, ai[j] + b[j]);
+        SFX(act_bias)(pl->act, ai + j0, b + j0, j1 - j0);
     }
 }
 
@@ -670,8 +669,7 @@ int SFX(nf_predict)(const nf_net *net, const REAL *x, int64_t n, REAL *out)
                     for (int j = 0; j < ly->n_out; j++)
                         oi[j] /= s;
                 } else {
-                    for (int j = 0; j < ly->n_out; j++)
-                        oi[j] = SFX(act)(ly->act, oi[j] + b[j]);
+                    SFX(act_bias)(ly->act, oi, b, ly->n_out);
                 }
             }
         }

@@ -8,13 +8,26 @@
  *     z (F, P) = W (F, K) · col (K, P).
  */
 
-static inline REAL SFX(act)(int act, REAL z)
+/* a[j] = act(a[j] + b[j]) for n values: sigmoid 1/(1 + e^-z) and tanh by libm
+ * (EXP, TANH), ReLU max(z, 0), linear z; the choice made once for the row. */
+static void SFX(act_bias)(int act, REAL *a, const REAL *b, int n)
 {
     switch (act) {
-    case NF_SIGMOID: return (REAL)1 / ((REAL)1 + EXP(-z));
-    case NF_TANH:    return TANH(z);
-    case NF_RELU:    return z > 0 ? z : (REAL)0;
-    default:         return z;
+    case NF_SIGMOID:
+        for (int j = 0; j < n; j++) a[j] = (REAL)1 / ((REAL)1 + EXP(-(a[j] + b[j])));
+        break;
+    case NF_TANH:
+        for (int j = 0; j < n; j++) a[j] = TANH(a[j] + b[j]);
+        break;
+    case NF_RELU:
+        for (int j = 0; j < n; j++) {
+            const REAL z = a[j] + b[j];
+            a[j] = z > 0 ? z : (REAL)0;
+        }
+        break;
+    default:
+        for (int j = 0; j < n; j++) a[j] = a[j] + b[j];
+        break;
     }
 }
 
