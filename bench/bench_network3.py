@@ -1,15 +1,18 @@
 """Seconds per 50,000-image epoch of the book's first conv net (chapter 6).
 
     python bench/bench_network3.py [--images N] [--quick] [--threads T] [--dtype D]
-    python -m nndl_fast bench network3 --quick
+    python bench/bench_network3.py --net dropout --images 10000 --skip-reference
 
 Network: ConvPoolLayer(20 x 5x5 on 28x28, pool 2x2) -> FullyConnectedLayer(2880, 100)
--> SoftmaxLayer(100, 10), sigmoid, mini-batch 10, eta 0.1 (the book's first conv net).
+-> SoftmaxLayer(100, 10), sigmoid, mini-batch 10, eta 0.1 (the book's first conv net);
+with --net, another row of the book's chapter-6 table (bench/ch6_table.py: conv2,
+relu, dropout), at its eta.
 Measured in the same run: nndl_fast (compiled), the pure-NumPy reference
-(nndl_fast.reference.network3) and PyTorch on the CPU when it is installed. Each
-is timed on a slice of the training data and scaled to 50,000 images; ratios are
-against the measurements of this run. Results (with threadpoolctl's view of the
-BLAS and OpenMP libraries) go to bench/results/bench_network3.json.
+(nndl_fast.reference.network3) and, for the first conv net, PyTorch on the CPU when
+it is installed. Each is timed on a slice of the training data and scaled to 50,000
+images; ratios are against the measurements of this run. Results (with
+threadpoolctl's view of the BLAS and OpenMP libraries) go to
+bench/results/bench_network3.json.
 """
 import argparse
 import json
@@ -22,44 +25,44 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+from ch6_table import M, hyper, layers_for  # noqa: E402  (the book's chapter-6 nets)
 
 EPOCH = 50000
-M, ETA = 10, 0.1
+NETS = ["conv1", "conv2", "relu", "dropout"]
+ETA = hyper("conv1")[0]
 
 
-def book_layers(mod):
-    return [mod.ConvPoolLayer(image_shape=(M, 1, 28, 28), filter_shape=(20, 1, 5, 5),
-                              poolsize=(2, 2)),
-            mod.FullyConnectedLayer(n_in=20 * 12 * 12, n_out=100),
-            mod.SoftmaxLayer(n_in=100, n_out=10)]
-
-
-def time_nndl_fast(x, y, dtype, threads, repeats):
+def time_nndl_fast(x, y, dtype, threads, repeats, net_name="conv1"):
     from nndl_fast import network3
     np.random.seed(0)
-    net = network3.Network(book_layers(network3), M, dtype=dtype, num_threads=threads)
+    eta = hyper(net_name)[0]
+    net = network3.Network(layers_for(net_name, network3), M, dtype=dtype,
+                           num_threads=threads)
     x = np.ascontiguousarray(x, dtype=dtype)
     n_batches = len(x) // M
-    net._train_batches(x, y, 0, min(n_batches, 100), ETA, 0.0, n_batches)  # warm-up
+    net._train_batches(x, y, 0, min(n_batches, 100), eta, 0.0, n_batches)  # warm-up
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         # as SGD does it: runs of up to 1000 mini-batches per compiled call
         for first in range(0, n_batches, 1000):
-            net._train_batches(x, y, first, min(1000, n_batches - first), ETA, 0.0, n_batches)
+            net._train_batches(x, y, first, min(1000, n_batches - first), eta, 0.0, n_batches)
         best = min(best, time.perf_counter() - t0)
     return best * EPOCH / (n_batches * M)
 
 
-def time_reference(x, y, dtype):
+def time_reference(x, y, dtype, net_name="conv1"):
     from nndl_fast.reference import network3 as ref
     np.random.seed(0)
-    net = ref.Network(book_layers(ref), M, dtype=dtype)
+    eta = hyper(net_name)[0]
+    net = ref.Network(layers_for(net_name, ref), M, dtype=dtype)
     x = np.ascontiguousarray(x, dtype=dtype)
     n_batches = len(x) // M
-    net._train_batches(x, y, 0, min(n_batches, 10), ETA, 0.0, n_batches)
+    net._train_batches(x, y, 0, min(n_batches, 10), eta, 0.0, n_batches)
     t0 = time.perf_counter()
-    net._train_batches(x, y, 0, n_batches, ETA, 0.0, n_batches)
+    net._train_batches(x, y, 0, n_batches, eta, 0.0, n_batches)
     return (time.perf_counter() - t0) * EPOCH / (n_batches * M)
 
 
@@ -115,6 +118,9 @@ def main(argv=None):
     p.add_argument("--skip-torch", action="store_true")
     p.add_argument("--scaling", default=None, metavar="T1,T2,...",
                    help="also time nndl_fast at these thread counts (speed-up table)")
+    p.add_argument("--net", choices=NETS, default="conv1",
+                   help="the chapter-6 row to time (default conv1, the first conv net; "
+                   "PyTorch only for that one)")
     p.add_argument("--json", default=os.path.join(HERE, "results", "bench_network3.json"))
     args = p.parse_args(argv)
     if args.quick:
@@ -128,21 +134,25 @@ def main(argv=None):
     threads = args.threads or nndl_fast.get_num_threads()
 
     rows = []
-    t = time_nndl_fast(x[:args.images], y[:args.images], dtype, threads, args.repeats)
+    t = time_nndl_fast(x[:args.images], y[:args.images], dtype, threads, args.repeats,
+                       args.net)
     rows.append(("nndl_fast (%d threads)" % threads, t, args.images))
     if not args.skip_reference:
-        t = time_reference(x[:args.reference_images], y[:args.reference_images], dtype)
+        t = time_reference(x[:args.reference_images], y[:args.reference_images], dtype,
+                           args.net)
         rows.append(("NumPy reference", t, args.reference_images))
     torch_note = "skipped"
-    if not args.skip_torch:
+    if args.net != "conv1":
+        torch_note = "written for the first conv net only"
+    elif not args.skip_torch:
         t, torch_note = time_torch(x[:args.torch_images], y[:args.torch_images], dtype,
                                    args.threads, args.repeats)
         if t is not None:
             rows.append(("PyTorch %s CPU" % torch_note, t, args.torch_images))
 
     fast = rows[0][1]
-    print("Book's first conv net, mini-batch %d, eta %g, %s: seconds per 50,000-image epoch"
-          % (M, ETA, args.dtype))
+    print("Book's chapter-6 net %s, mini-batch %d, eta %g, %s: seconds per 50,000-image "
+          "epoch" % (args.net, M, hyper(args.net)[0], args.dtype))
     print("%-28s %14s %12s %16s" % ("implementation", "s / epoch", "images", "x nndl_fast"))
     for name, t, n in rows:
         print("%-28s %14.3f %12d %16.1f" % (name, t, n, t / fast))
@@ -153,7 +163,7 @@ def main(argv=None):
         counts = [int(t) for t in args.scaling.split(",") if t.strip()]
         for t in counts:
             scaling.append((t, time_nndl_fast(x[:args.images], y[:args.images], dtype, t,
-                                              args.repeats)))
+                                              args.repeats, args.net)))
         base = dict(scaling).get(1, scaling[0][1])
         print("nndl_fast thread scaling (mini-batch %d, %d images, best of %d):"
               % (M, args.images, args.repeats))
@@ -167,8 +177,8 @@ def main(argv=None):
                                                lib.get("version"), lib.get("num_threads"),
                                                lib.get("filepath")))
     result = {
-        "benchmark": "network3 first conv net epoch",
-        "dtype": args.dtype, "mini_batch_size": M, "eta": ETA,
+        "benchmark": "network3 chapter-6 net epoch", "net": args.net,
+        "dtype": args.dtype, "mini_batch_size": M, "eta": hyper(args.net)[0],
         "threads": threads, "cpus": os.cpu_count(), "platform": platform.platform(),
         "rows": [{"name": n, "seconds_per_50k_epoch": t, "images_timed": k,
                   "ratio_to_nndl_fast": t / fast} for n, t, k in rows],
