@@ -31,11 +31,12 @@
  *     what another still reads; the row blocks stay in the same thread's cache
  *     for forward and backward.                                           | barrier
  *  5. conv backward, from the top conv layer down, per (image, part): pool
- *     gradient, the part's bias gradient, dcol = W^T·dz;                  | barrier
- *     then per image the filter gradient (GEMM dz·col^T, by chunks of
- *     columns) and the input gradient's col2im (bands overlap there). One
- *     partial filter gradient per image, not per part: the update reads a
- *     quarter as much.                                                     | barrier
+ *     gradient, the part's bias gradient, its dz transposed, dcol = W^T·dz;
+ *                                                                          | barrier
+ *     then per image the filter gradient, transposed (GEMM gw^T = col·dz^T,
+ *     by chunks of its rows), and the input gradient's col2im (bands overlap
+ *     there). One partial filter gradient per image, not per part: the
+ *     update reads a quarter as much.                                      | barrier
  *  6. conv updates by parameter elements, summing the partial gradients in
  *     image order (biases: (image, part) order; first layer: per filter
  *     group).                                                              | barrier
@@ -77,7 +78,8 @@ static void SFX(free_bufs)(SFX(nf_buf) *B, int L)
 {
     for (int l = 0; l < L; l++) {
         free(B[l].col); free(B[l].z); free(B[l].pm); free(B[l].a); free(B[l].delta);
-        free(B[l].gwp); free(B[l].gbp); free(B[l].dcol); free(B[l].dzt); free(B[l].xd); free(B[l].mask); free(B[l].part);
+        free(B[l].gwp); free(B[l].gbp); free(B[l].dcol); free(B[l].dzt);
+        free(B[l].xd); free(B[l].mask); free(B[l].part);
     }
 }
 
