@@ -338,20 +338,21 @@ def test_reference_fallback_gives_the_same_results(monkeypatch):
 
 
 def banded_net(mod, m=3, dtype=np.float64, seed=11, **kw):
-    """Conv layers big enough to be cut into bands of pooled rows (odd borders too)."""
+    """Conv layers cut into bands of pooled rows (an odd filter count keeps the first
+    layer off the filter-group split; odd pooling borders too)."""
     np.random.seed(seed)
-    # the second layer's filter gradient (8 * 5 * 5 = 200 columns) goes in two
-    # chunks of columns (NF_GW_ROWS = 128)
-    layers = [mod.ConvPoolLayer((8, 2, 5, 5), (m, 2, 25, 24), (2, 2), mod.tanh),    # 2 bands
-              mod.ConvPoolLayer((40, 8, 5, 5), (m, 8, 10, 10), (2, 3), mod.ReLU),  # 3 bands
-              mod.FullyConnectedLayer(40 * 3 * 2, 10, mod.sigmoid),
+    # the second layer's filter gradient (7 * 5 * 5 = 175 rows) goes in two chunks
+    # (NF_GW_ROWS = 128); its rows are 12 wide (narrow im2col/col2im for float32)
+    layers = [mod.ConvPoolLayer((7, 2, 5, 5), (m, 2, 28, 28), (2, 2), mod.tanh),    # 2 bands
+              mod.ConvPoolLayer((40, 7, 5, 5), (m, 7, 12, 12), (2, 3), mod.ReLU),  # 2 bands
+              mod.FullyConnectedLayer(40 * 4 * 2, 10, mod.sigmoid),
               mod.SoftmaxLayer(10, 3)]
     return (N.Network if mod is N else R.Network)(layers, m, dtype=dtype, **kw)
 
 
 def test_banded_conv_layers_equal_reference_and_any_thread_count():
     rng = np.random.default_rng(2)
-    x, y = rng.random((30, 2 * 25 * 24)), rng.integers(0, 3, 30)
+    x, y = rng.random((30, 2 * 28 * 28)), rng.integers(0, 3, 30)
     a, b = banded_net(N), banded_net(R)
     a._train_batches(x, y, 0, 10, 0.1, 0.1, 10)
     b._train_batches(x, y, 0, 10, 0.1, 0.1, 10)
@@ -426,9 +427,9 @@ for shape in T.DIRECT_SHAPES:
     net = T.one_channel_net(T.N, shape, num_threads=2)
     net._train_batches(x, y, 0, 6, 0.05 if shape[-1] == "linear" else 0.3, 0.1, 6)
     out += [p.get_value().ravel() for p in net.params]
-# then a two-channel net: rows 10 wide in the second conv layer (narrow im2col/col2im)
+# then a two-channel net: rows 12 wide in the second conv layer (narrow im2col/col2im)
 rng = np.random.default_rng(2)
-x, y = rng.random((30, 2 * 25 * 24)), rng.integers(0, 3, 30)
+x, y = rng.random((30, 2 * 28 * 28)), rng.integers(0, 3, 30)
 net = T.banded_net(T.N, dtype=np.float32, num_threads=2)
 net._train_batches(x, y, 0, 10, 0.1, 0.1, 10)
 print(sum(p.get_value().size for p in net.params))
