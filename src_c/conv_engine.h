@@ -534,7 +534,6 @@ NF_BARRIER();
                     /* partials, summed in order: filter gradients per image, biases
                      * per (image, part) */
                     const int n_bpart = m * B[l].n_parts;
-                    const int n_chunks = (F * K + 63) / 64;
                     if (B[l].n_groups > 1) {
                         /* partial t = (group t / m, image t % m): FG·K weights, FG biases */
                         const int G = B[l].n_groups, FG = F / G;
@@ -564,20 +563,23 @@ NF_BARRIER();
                         NF_BARRIER();
                         continue;
                     }
+                    /* the partials are (K, F): tiles of 16 x 16 (k, f), summed row by
+                     * row, written back to w (F, K) a 16-weight run per filter */
+                    const int tk = (K + 15) / 16, tf = (F + 15) / 16;
 #pragma omp for schedule(static) nowait
-                    for (int c = 0; c <= n_chunks; c++) {
-                        if (c < n_chunks) {   /* 64 filter weights, (k, f) order */
-                            REAL s[64];
-                            const int e0 = c * 64, n = F * K - e0 < 64 ? F * K - e0 : 64;
-                            int f = e0 % F, k = e0 / F;
-                            SFX(sum_parts)(gwp + e0, (size_t)F * K, m, n, s);
-                            for (int j = 0; j < n; j++) {
-                                REAL *wj = w + (size_t)f * K + k;
-                                *wj -= (REAL)eta * (s[j] + (REAL)reg * *wj);
-                                if (++f == F) {
-                                    f = 0;
-                                    k++;
-                                }
+                    for (int c = 0; c <= tk * tf; c++) {
+                        if (c < tk * tf) {
+                            REAL s[16][16];
+                            const int k0 = c / tf * 16, f0 = c % tf * 16;
+                            const int kn = K - k0 < 16 ? K - k0 : 16;
+                            const int fn = F - f0 < 16 ? F - f0 : 16;
+                            for (int kk = 0; kk < kn; kk++)
+                                SFX(sum_parts)(gwp + (size_t)(k0 + kk) * F + f0, (size_t)F * K,
+                                               m, fn, s[kk]);
+                            for (int ff = 0; ff < fn; ff++) {
+                                REAL *wf = w + (size_t)(f0 + ff) * K + k0;
+                                for (int kk = 0; kk < kn; kk++)
+                                    wf[kk] -= (REAL)eta * (s[kk][ff] + (REAL)reg * wf[kk]);
                             }
                         } else {              /* the biases */
                             for (int f = 0; f < F; f++) {
