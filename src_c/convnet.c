@@ -131,7 +131,7 @@ int nf_dense_block(int n_in, int n_out, int m)
 {
     /* About 96 rows a block, at most 32 blocks, multiples of 8 rows; and no more
      * than 10^6 multiply-adds a block's product (m * rows * n_out) where that
-     * still leaves 32 rows or more. Up to that size OpenBLAS multiplies with its
+     * still leaves 32 rows or more (then a multiple of 4 blocks). Up to that size OpenBLAS multiplies with its
      * small-matrix kernels; above it, it first packs both operands, and with few
      * examples the packing costs more than the product: a block of 104 rows of a
      * 1000-unit layer at m = 10 ran at ~30 GFLOP/s here, one of 96 rows at ~120. */
@@ -142,7 +142,13 @@ int nf_dense_block(int n_in, int n_out, int m)
     if (n_blocks > 32) n_blocks = 32;
     block = (n_in + n_blocks - 1) / n_blocks;
     if (n_blocks > 1) block = (block + 7) / 8 * 8;
-    if (small >= 32 && block > small) block = small;
+    if (small >= 32 && block > small) {
+        /* a multiple of 4 blocks of a multiple of 4 rows, so that 2 or 4 threads
+         * get about the same rows */
+        n_blocks = (n_in + small - 1) / small;
+        n_blocks = (n_blocks + 3) / 4 * 4;
+        block = ((n_in + n_blocks - 1) / n_blocks + 3) / 4 * 4;
+    }
     return block > 0 ? block : 1;
 }
 

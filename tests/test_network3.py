@@ -113,15 +113,17 @@ def test_wide_dense_layers_in_small_row_blocks():
     and the same for any thread count."""
     from nndl_fast import _convnet
     assert _convnet.dense_block(2880, 100, 10) == 96       # the book's first conv net
-    assert _convnet.dense_block(1000, 1000, 10) == 96      # its 1000-unit layers
+    assert _convnet.dense_block(1000, 1000, 10) == 84      # its 1000-unit layers: 12 blocks
     assert _convnet.dense_block(1000, 1000, 100) == 104    # a cap under 32 rows: none
-    for n_in, n_out, m in [(640, 1000, 10), (300, 200, 100), (5000, 300, 10)]:
+    for n_in, n_out, m, expected in [(640, 1000, 10, 80), (300, 200, 100, 40),
+                                     (5000, 300, 10, 160)]:   # (the last one not capped)
         block = _convnet.dense_block(n_in, n_out, m)
-        assert block % 8 == 0 and 32 <= block and m * block * n_out <= 10 ** 6
+        assert block == expected and m * block * n_out <= 10 ** 6
+        assert -(-n_in // block) % 4 == 0      # a multiple of 4 blocks
     with pytest.raises(ValueError, match="positive sizes"):
         _convnet.dense_block(100, 0, 10)
 
-    def build(mod, **kw):   # 300 inputs in 7 blocks of 48 rows (3 of 104 uncapped)
+    def build(mod, **kw):   # 300 inputs in 8 blocks of 40 rows (3 of 104 uncapped)
         np.random.seed(7)
         return (N.Network if mod is N else R.Network)(
             [mod.FullyConnectedLayer(300, 200, mod.sigmoid, p_dropout=0.1),
