@@ -409,10 +409,7 @@ NF_BARRIER();
                             REAL *gi = B[l].delta + (size_t)i * ly->n_out + (size_t)f0 * Q;
                             const REAL *ai = B[l].a + (size_t)i * ly->n_out + (size_t)f0 * Q;
                             REAL *gb = B[l].gbp + (size_t)t * FG;
-                            for (int f = 0; f < FG; f++) {
-                                SFX(mul_act_prime)(ly->act, ai + (size_t)f * Q, gi + (size_t)f * Q, Q);
-                                gb[f] = SFX(sum8)(gi + (size_t)f * Q, Q);
-                            }
+                            SFX(pooled_deltas)(ly->act, ai, gi, FG, Q, 0, Q, gb);
                             if (NF_DIRECT_POOL2(ly))
                                 nf_direct_pool2_grad(zi, B[l].pm + (size_t)i * ly->n_out
                                                      + (size_t)f0 * Q, gi, dzi, FG, ly->ho,
@@ -441,10 +438,7 @@ NF_BARRIER();
                             const REAL *ai = B[l].a + (size_t)i * ly->n_out + (size_t)f0 * Q;
                             REAL *gb = B[l].gbp + (size_t)t * FG;
                             REAL *gw = B[l].gwp + (size_t)t * FG * K;
-                            for (int f = 0; f < FG; f++) {
-                                SFX(mul_act_prime)(ly->act, ai + (size_t)f * Q, gi + (size_t)f * Q, Q);
-                                gb[f] = SFX(sum8)(gi + (size_t)f * Q, Q);
-                            }
+                            SFX(pooled_deltas)(ly->act, ai, gi, FG, Q, 0, Q, gb);
                             SFX(pool_max_grad)(zi, B[l].pm + (size_t)i * ly->n_out + (size_t)f0 * Q,
                                                gi, zi, FG, ly->hc, ly->wc, ly->ph, ly->pw, 0, ly->ho,
                                                ly->wc, (size_t)P);
@@ -468,11 +462,7 @@ NF_BARRIER();
                         const REAL *a = B[l].a + (size_t)i * ly->n_out;
                         REAL *gb = B[l].gbp + (size_t)t * F;
                         const int r0 = oy0 * ly->wo, nr = (oy1 - oy0) * ly->wo;
-                        for (int f = 0; f < F; f++) {
-                            SFX(mul_act_prime)(ly->act, a + (size_t)f * Q + r0,
-                                               g + (size_t)f * Q + r0, nr);
-                            gb[f] = SFX(sum8)(g + (size_t)f * Q + r0, nr);
-                        }
+                        SFX(pooled_deltas)(ly->act, a, g, F, Q, r0, nr, gb);
                         SFX(pool_max_grad)(zi, B[l].pm + (size_t)i * ly->n_out, g, zi, F,
                                            ly->hc, ly->wc, ly->ph, ly->pw, oy0, oy1, ly->wc,
                                            (size_t)P);

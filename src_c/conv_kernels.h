@@ -58,26 +58,9 @@ NF_CLONES static void SFX(act_rows)(int act, const REAL *in, REAL bias, REAL *ou
     }
 }
 
-/* g[j] *= act'(a[j]), the derivative from the output a. */
-static void SFX(mul_act_prime)(int act, const REAL *a, REAL *g, int n)
-{
-    switch (act) {
-    case NF_SIGMOID:
-        for (int j = 0; j < n; j++) g[j] *= a[j] * ((REAL)1 - a[j]);
-        break;
-    case NF_TANH:
-        for (int j = 0; j < n; j++) g[j] *= (REAL)1 - a[j] * a[j];
-        break;
-    case NF_RELU:
-        for (int j = 0; j < n; j++) g[j] = a[j] > 0 ? g[j] : (REAL)0;
-        break;
-    default:
-        break;
-    }
-}
-
 /* out[j] = g[j] * act'(a[j]), the derivative from the activation's output a
- * (sigmoid a(1 - a), tanh 1 - a^2, ReLU 1 or 0, linear 1). */
+ * (sigmoid a(1 - a), tanh 1 - a^2; ReLU passes g where a > 0, else 0; linear
+ * passes g). out may be g. */
 static void SFX(times_act_prime)(int act, const REAL *a, const REAL *g, REAL *out, int n)
 {
     switch (act) {
@@ -88,10 +71,11 @@ static void SFX(times_act_prime)(int act, const REAL *a, const REAL *g, REAL *ou
         for (int j = 0; j < n; j++) out[j] = g[j] * ((REAL)1 - a[j] * a[j]);
         break;
     case NF_RELU:
-        for (int j = 0; j < n; j++) out[j] = g[j] * (a[j] > 0 ? (REAL)1 : (REAL)0);
+        for (int j = 0; j < n; j++) out[j] = a[j] > 0 ? g[j] : (REAL)0;
         break;
     default:
-        for (int j = 0; j < n; j++) out[j] = g[j] * (REAL)1;
+        if (out != g)
+            memcpy(out, g, (size_t)n * sizeof(REAL));
         break;
     }
 }
@@ -230,6 +214,18 @@ static inline REAL SFX(sum8)(const REAL *g, int n)
     for (; j < n; j++)
         s += g[j];
     return s;
+}
+
+/* The deltas of F pooled maps (Q apart), outputs r0 .. r0 + n - 1 of each:
+ * g *= act'(a), and each map's bias gradient, their sum, into gb[f]. */
+static void SFX(pooled_deltas)(int act, const REAL *a, REAL *g, int F, int Q, int r0, int n,
+                               REAL *gb)
+{
+    for (int f = 0; f < F; f++) {
+        REAL *gf = g + (size_t)f * Q + r0;
+        SFX(times_act_prime)(act, a + (size_t)f * Q + r0, gf, gf, n);
+        gb[f] = SFX(sum8)(gf, n);
+    }
 }
 
 /* out[j] = Σ_q parts[q*stride + j] for j < n, q = 0, 1, ... in order: the same
