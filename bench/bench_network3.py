@@ -9,10 +9,10 @@ with --net, another row of the book's chapter-6 table (bench/ch6_table.py: conv2
 relu, dropout), at its eta.
 Measured in the same run: nndl_fast (compiled), the pure-NumPy reference
 (nndl_fast.reference.network3) and PyTorch on the CPU when it is installed (the same
-net; training only, no L2 term in any of them). Each is timed on a slice of the training data and scaled to 50,000
-images; ratios are against the measurements of this run. Results (with
-threadpoolctl's view of the BLAS and OpenMP libraries) go to
-bench/results/bench_network3.json.
+net; training only, no L2 term in any of them). Each is timed on a slice of the
+training data and scaled to 50,000 images; ratios are against the measurements of
+this run. Results (with threadpoolctl's view of the BLAS and OpenMP libraries) go
+to bench/results/bench_network3.json.
 """
 import argparse
 import json

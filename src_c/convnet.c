@@ -131,10 +131,11 @@ int nf_dense_block(int n_in, int n_out, int m)
 {
     /* About 96 rows a block, at most 32 blocks, multiples of 8 rows; and no more
      * than 10^6 multiply-adds a block's product (m * rows * n_out) where that
-     * still leaves 32 rows or more (then a multiple of 4 blocks). Up to that size OpenBLAS multiplies with its
-     * small-matrix kernels; above it, it first packs both operands, and with few
-     * examples the packing costs more than the product: a block of 104 rows of a
-     * 1000-unit layer at m = 10 ran at ~30 GFLOP/s here, one of 96 rows at ~120. */
+     * still leaves 32 rows or more (then a multiple of 4 blocks). Up to that size
+     * OpenBLAS multiplies with its small-matrix kernels; above it, it first packs
+     * both operands, and with few examples the packing costs more than the
+     * product: a block of 104 rows of a 1000-unit layer at m = 10 ran at ~30
+     * GFLOP/s here, one of 96 rows at ~120. */
     const int small = (int)(1e6 / ((double)m * n_out)) / 8 * 8;
     int n_blocks = n_in / 96;
     int block;
