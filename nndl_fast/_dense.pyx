@@ -718,6 +718,18 @@ cdef class SparseRows:
                                                           self.val.dtype, self.density)
 
 
+cdef void _row_offsets(const floating[:, ::1] X, int64_t[::1] ptr) noexcept nogil:
+    """ptr[i + 1] = the number of nonzeros in rows 0..i (NaN counts, as in
+    np.count_nonzero; no boolean copy of X)."""
+    cdef Py_ssize_t i, j
+    cdef int64_t q = 0
+    ptr[0] = 0
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            q += X[i, j] != 0
+        ptr[i + 1] = q
+
+
 cdef void _fill_nonzero(const floating[:, ::1] X, const int64_t[::1] ptr, int32_t[::1] idx,
                         floating[::1] val, uint64_t[:, ::1] bits) noexcept nogil:
     """Row i's nonzeros into idx/val from ptr[i] on, and their bits (branch-free:
@@ -748,8 +760,11 @@ def sparse_rows(X, max_density=None):
     X = np.ascontiguousarray(X)
     if not X.dtype.isnative:
         X = X.astype(X.dtype.newbyteorder("="))
-    ptr = np.zeros(X.shape[0] + 1, np.int64)
-    np.cumsum(np.count_nonzero(X, axis=1), out=ptr[1:])
+    ptr = np.empty(X.shape[0] + 1, np.int64)
+    if X.dtype == np.float32:
+        _row_offsets[float](X, ptr)
+    else:
+        _row_offsets[double](X, ptr)
     cdef int64_t nnz = ptr[X.shape[0]]
     if max_density is not None and nnz > max_density * X.size:
         return None
