@@ -319,8 +319,12 @@ cdef inline int32_t *_sp_pos(const Plan *p, int tid) noexcept nogil:
     return p.sp_pos + tid * _cols_stride(p)
 
 
+cdef inline Py_ssize_t _ubits_stride(const Plan *p) noexcept nogil:
+    return (p.csr.n_words + 7) // 8 * 8
+
+
 cdef inline uint64_t *_sp_ubits(const Plan *p, int tid) noexcept nogil:
-    return p.sp_ubits + tid * ((p.csr.n_words + 7) // 8 * 8)
+    return p.sp_ubits + tid * _ubits_stride(p)
 
 
 cdef tuple _sparse_scratch(Plan *p, int num_threads):
@@ -329,8 +333,7 @@ cdef tuple _sparse_scratch(Plan *p, int num_threads):
     cdef Py_ssize_t n = num_threads * _cols_stride(p) if p.sparse else 1
     cols = _aligned_zeros((2 * n,), np.int32)
     pos = _aligned_zeros((n,), np.int32)
-    ubits = _aligned_zeros((num_threads * _ceil8(p.csr.n_words) if p.sparse else 1,),
-                           np.uint64)
+    ubits = _aligned_zeros((num_threads * _ubits_stride(p) if p.sparse else 1,), np.uint64)
     p.sp_cols = <int32_t *> cnp.PyArray_DATA(cols)
     p.sp_pos = <int32_t *> cnp.PyArray_DATA(pos)
     p.sp_ubits = <uint64_t *> cnp.PyArray_DATA(ubits)
@@ -832,10 +835,6 @@ def _aligned_copy(a):
     out = _aligned_zeros(a.shape, a.dtype)
     out[...] = a
     return out
-
-
-def _ceil8(int n):
-    return (n + 7) // 8 * 8
 
 
 def pack_weights(w):
