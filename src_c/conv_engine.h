@@ -182,11 +182,7 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
         const nf_layer *ly = &net->layers[l];
         if (ly->kind == NF_CONV) {
             const size_t K = (size_t)ly->c_in * ly->kh * ly->kw, P = (size_t)ly->hc * ly->wc;
-            SFX(alloc_all)(&B[l].col, m * K * P, &ok);
-            SFX(alloc_all)(&B[l].z, (size_t)m * ly->n_filt * P, &ok);
-            SFX(alloc_all)(&B[l].pm, (size_t)m * ly->n_out, &ok);
-            SFX(alloc_all)(&B[l].a, (size_t)m * ly->n_out, &ok);
-            SFX(alloc_all)(&B[l].delta, (size_t)m * ly->n_out, &ok);
+            size_t col_len = m * K * P, z_len = (size_t)m * ly->n_filt * P;
             B[l].n_parts = nf_conv_parts(ly);
             B[l].n_groups = l == 0 ? nf_conv_groups(ly) : 1;
 #if NF_DIRECT
@@ -197,16 +193,18 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
                 B[l].pw_pad = nf_direct_pw_pad(ly->hc, ly->w_in);
                 B[l].xp_len = nf_direct_xp_len(ly->hc, ly->w_in, ly->kh, ly->kw);
                 B[l].dz_len = (size_t)(ly->n_filt / B[l].n_groups) * B[l].pw_pad + 32;
-                free(B[l].col);
-                free(B[l].z);
-                SFX(alloc_all)(&B[l].col, (size_t)nt * (B[l].xp_len + B[l].dz_len), &ok);
-                SFX(alloc_all)(&B[l].z, (size_t)m * ly->n_filt * B[l].pw_pad, &ok);
-                if (ok)
-                    memset(B[l].col, 0, (size_t)nt * (B[l].xp_len + B[l].dz_len) * sizeof(REAL));
+                col_len = (size_t)nt * (B[l].xp_len + B[l].dz_len);
+                z_len = (size_t)m * ly->n_filt * B[l].pw_pad;
             } else if (B[l].n_groups > 1) {   /* a copy of each image's columns per group */
-                free(B[l].col);
-                SFX(alloc_all)(&B[l].col, (size_t)B[l].n_groups * m * K * P, &ok);
+                col_len = (size_t)B[l].n_groups * m * K * P;
             }
+            SFX(alloc_all)(&B[l].col, col_len, &ok);
+            SFX(alloc_all)(&B[l].z, z_len, &ok);
+            if (ok && B[l].direct)   /* the padding of the images stays zero */
+                memset(B[l].col, 0, col_len * sizeof(REAL));
+            SFX(alloc_all)(&B[l].pm, (size_t)m * ly->n_out, &ok);
+            SFX(alloc_all)(&B[l].a, (size_t)m * ly->n_out, &ok);
+            SFX(alloc_all)(&B[l].delta, (size_t)m * ly->n_out, &ok);
             /* filter gradients: per (group, image) (F, K), or per image (banded
              * path; transposed, (K, F)) */
             SFX(alloc_all)(&B[l].gwp, (size_t)m * ly->n_filt * K, &ok);
