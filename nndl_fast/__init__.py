@@ -5,6 +5,7 @@ and the book's commands run on Python 3, with the same results, much faster.
 """
 from ._version import __version__
 from ._config import get_num_threads, pure_python, set_num_threads, show_config
+from ._datacache import clear as clear_cache
 
-__all__ = ["__version__", "get_num_threads", "pure_python", "set_num_threads",
-           "show_config"]
+__all__ = ["__version__", "clear_cache", "get_num_threads", "pure_python",
+           "set_num_threads", "show_config"]

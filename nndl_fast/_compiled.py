@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from . import _config, _dense, _shuffle
+from . import _config, _datacache, _dense, _shuffle
 from ._dense_common import DenseParamsMixin
 
 _controller = None
@@ -50,6 +50,13 @@ class CompiledDenseMixin(DenseParamsMixin):
             return None
         return _dense.sparse_rows(X, max_density=SPARSE_DENSITY)
 
+    def _packed_sparse_rows(self, packed):
+        """``_sparse_rows`` of a kept packed set's X (``_datacache.Packed``), made
+        once per packed set."""
+        if len(self.sizes) < 3:
+            return None
+        return packed.get("sparse_rows", lambda: self._sparse_rows(packed.arrays[0]))
+
     def _forward_matrix(self, X, num_threads=None, X_sparse=None):
         """Outputs (n, n_out) for inputs X (n, n_in), through the compiled kernel
         (``X_sparse``: ``_sparse_rows(X)``, when the caller has it)."""
@@ -66,19 +73,22 @@ class CompiledDenseMixin(DenseParamsMixin):
 
     def _run_epochs(self, X, Y, training_data, epochs, mini_batch_size, eta, after_epoch,
                     lmbda=0.0, cost=_dense.CostKind.QUADRATIC, reg=_dense.Regularization.L2, momentum=0.0,
-                    num_threads=None, eta_for_epoch=None, velocities=None, X_sparse=None):
+                    num_threads=None, eta_for_epoch=None, velocities=None, X_sparse=None,
+                    rows=None):
         """The epoch loop: shuffle the caller's list as random.shuffle does, train.
 
         ``after_epoch(j, seconds)`` runs after each epoch and may return True to stop.
         ``velocities`` (a pair of lists shaped like weights and biases, compute dtype)
         lets the caller keep the momentum state; by default it starts at zero.
         ``X_sparse``: ``_sparse_rows(X)`` when the caller has it already.
+        ``rows``: the row of X holding each item of ``training_data`` (default:
+        item k is row k); each shuffle is reported to ``_datacache.permuted``.
         """
-        n = X.shape[0]
+        n = len(training_data)
         if X_sparse is None:
             X_sparse = self._sparse_rows(X)
         nt = self._epoch_threads(num_threads)
-        order = np.arange(n, dtype=np.int64)
+        order = np.arange(n, dtype=np.int64) if rows is None else np.array(rows, np.int64)
         if not momentum:
             velocities = None
         elif velocities is None:
@@ -92,6 +102,7 @@ class CompiledDenseMixin(DenseParamsMixin):
                 t0 = time.perf_counter()
                 perm = _shuffle.shuffle_permutation(n, random)
                 _shuffle.apply_permutation(training_data, perm)
+                _datacache.permuted(training_data, perm)
                 order = order[perm]
                 self._sync_params()
                 cur_eta = eta if eta_for_epoch is None else eta_for_epoch()

@@ -89,6 +89,10 @@ cdef extern from "dense.h" nogil:
     void nndl_csr_scatter_s(int i0, int i1, const nndl_csr *X, const int64_t *rows,
                             int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
                             float *Xc)
+    void nndl_csr_first_d(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
+                          const double *W, double *out, int ldo)
+    void nndl_csr_first_s(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
+                          const float *W, float *out, int ldo)
     void nndl_fwd_idx_d(int m, int K, const double *X, int ldx, const double *W,
                         const int32_t *cols, double *out, int ldo)
     void nndl_fwd_idx_s(int m, int K, const float *X, int ldx, const float *W,
@@ -1020,36 +1024,10 @@ def train_epoch(X, Y, order, list weights, list biases, int mini_batch_size, dou
             velocities_b[l][:, 0] = packed_vb[l][:p.sizes[l + 1]]
 
 
-cdef void _sparse_first_layer(const Plan *p, floating **W, int m, int64_t first,
-                              floating *xc, int tid, floating *out) noexcept nogil:
-    """Layer 1's pre-activations of csr rows first..first+m-1 into ``out`` (m x
-    padded[1]): a few rows at a time gathered onto the columns they use (as in
-    training), then each block over those weight rows."""
-    cdef int n_in = p.sizes[0], ld = p.padded[1]
-    cdef int sub = 12 if floating is float else 10      # one sweep of the block kernels
-    cdef int s0, ms, K, blk
-    cdef int32_t *cols = _sp_cols(p, tid, 0)
-    cdef int32_t *pos = _sp_pos(p, tid)
-    cdef uint64_t *ubits = _sp_ubits(p, tid)
-    s0 = 0
-    while s0 < m:
-        ms = min(sub, m - s0)
-        K = nndl_csr_union(ms, &p.csr, NULL, first + s0, cols, pos, ubits)
-        if floating is float:
-            nndl_csr_scatter_s(0, ms, &p.csr, NULL, first + s0, K, pos, ubits, xc)
-        else:
-            nndl_csr_scatter_d(0, ms, &p.csr, NULL, first + s0, K, pos, ubits, xc)
-        for blk in range(p.n_blocks[1]):
-            _fwd_first(ms, K, cols, xc, W[1] + <Py_ssize_t> blk * n_in * BW,
-                       out + <Py_ssize_t> s0 * ld + blk * BW, ld)
-        s0 += sub
-
-
 cdef void _forward_chunk(const Plan *p, floating **W, floating **B, const floating *x,
                          int m, floating *scratch, floating *out,
-                         int64_t first=0, floating *xc=NULL, int tid=0) noexcept nogil:
-    """Outputs of m examples: rows of ``x``, or rows first.. of csr when sparse
-    (``xc``: this thread's gather buffer, 12 x n_in)."""
+                         int64_t first=0) noexcept nogil:
+    """Outputs of m examples: rows of ``x``, or rows first.. of csr when sparse."""
     cdef int L = p.n_layers
     cdef int l, blk, i, j, ld_prev = p.sizes[0], max_pad = 0
     cdef const floating *a_prev = x
@@ -1068,7 +1046,12 @@ cdef void _forward_chunk(const Plan *p, floating **W, floating **B, const floati
             break
         if l == 1 and p.sparse:
             # (A sparse first layer is a sigmoid layer: forward() checks.)
-            _sparse_first_layer(p, W, m, first, xc, tid, cur)
+            if floating is float:
+                nndl_csr_first_s(m, &p.csr, first, p.sizes[0], p.n_blocks[1], W[1], cur,
+                                 p.padded[1])
+            else:
+                nndl_csr_first_d(m, &p.csr, first, p.sizes[0], p.n_blocks[1], W[1], cur,
+                                 p.padded[1])
         for blk in range(p.n_blocks[l]):
             if l == 1 and p.sparse:
                 if floating is float:
@@ -1132,12 +1115,9 @@ cdef int _forward_impl(Plan *p, list weights, list biases, cnp.ndarray X,
     # Scratch per thread (not per chunk): activations, and the chunk's inputs
     # converted to the compute dtype when they come in the other one.
     cdef Py_ssize_t per_thread = 2 * max_pad * chunk + (<Py_ssize_t> chunk * n_in if convert else 0)
-    if p.sparse:
-        per_thread += 12 * n_in + 16                       # the gather buffer
     per_thread = (per_thread + 15) // 16 * 16               # own cache lines
     scratch_arr = _aligned_zeros((num_threads, per_thread), out.dtype)
     cdef floating *scratch = <floating *> cnp.PyArray_DATA(scratch_arr)
-    sp_scratch = _sparse_scratch(p, num_threads)
     from cython.parallel import prange
     try:
         with nogil:
@@ -1152,8 +1132,7 @@ cdef int _forward_impl(Plan *p, list weights, list biases, cnp.ndarray X,
                                   <floating *> x_chunk)
                 else:
                     x_chunk = <const floating *> (xp + c0 * x_row_bytes)
-                _forward_chunk(p, W, B, x_chunk, m, buf, op + c0 * p.sizes[L], c0,
-                               buf + per_thread - 12 * n_in - 16, tid)
+                _forward_chunk(p, W, B, x_chunk, m, buf, op + c0 * p.sizes[L], c0)
     finally:
         free(W)
     return 0

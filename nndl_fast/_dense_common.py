@@ -3,7 +3,8 @@ dtype and layout, and the book-style column interface over ``_forward_matrix``.
 """
 import numpy as np
 
-from ._validation import check_dtype, check_params
+from . import _datacache
+from ._validation import check_dtype, check_params, pack_labelled, pack_training
 
 
 class DenseParamsMixin(object):
@@ -24,6 +25,20 @@ class DenseParamsMixin(object):
         """Make weights/biases C-contiguous arrays of the chosen dtype, in place."""
         self.weights, self.biases = check_params(self.weights, self.biases, self.sizes,
                                                  self._dtype)
+
+    def _packed_training(self, data, what="training"):
+        """``pack_training(data)`` as X, Y in a ``_datacache.Packed`` (kept for the
+        next call on the same, unchanged list)."""
+        n_in, n_out = self.sizes[0], self.sizes[-1]
+        return _datacache.packed(
+            data, ("training", n_in, n_out, self._dtype.str),
+            lambda: pack_training(data, n_in, n_out, self._dtype, what=what))
+
+    def _packed_labelled(self, data, what):
+        """``pack_labelled(data)`` as X, labels in a ``_datacache.Packed``."""
+        n_in, n_out = self.sizes[0], self.sizes[-1]
+        return _datacache.packed(data, ("labelled", n_in, n_out),
+                                 lambda: pack_labelled(data, n_in, n_out, what))
 
     def _softmax_output(self):
         return False

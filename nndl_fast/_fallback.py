@@ -127,6 +127,9 @@ class ReferenceDenseMixin(DenseParamsMixin):
         """No sparse form here: the reference computes on the dense rows."""
         return None
 
+    def _packed_sparse_rows(self, packed):
+        return None
+
     def _forward_matrix(self, X, num_threads=None, X_sparse=None):
         """Outputs (n, n_out) for inputs X (n, n_in): the reference feedforward on columns."""
         self._sync_params()
@@ -167,16 +170,17 @@ class ReferenceDenseMixin(DenseParamsMixin):
 
     def _run_epochs(self, X, Y, training_data, epochs, mini_batch_size, eta, after_epoch,
                     lmbda=0.0, cost=CostKind.QUADRATIC, reg=Regularization.L2, momentum=0.0,
-                    num_threads=None, eta_for_epoch=None, velocities=None, X_sparse=None):
+                    num_threads=None, eta_for_epoch=None, velocities=None, X_sparse=None,
+                    rows=None):
         """The epoch loop: shuffle the caller's list as random.shuffle does, train.
 
         ``after_epoch(j, seconds)`` runs after each epoch and may return True to stop.
         ``cost`` is implied by the reference class's ``backprop``; ``num_threads``
-        has no effect here.
+        has no effect here; ``rows`` as in the compiled mixin.
         """
         reg = Regularization(reg)
-        n = X.shape[0]
-        order = list(range(n))
+        n = len(training_data)
+        order = list(range(n)) if rows is None else [int(r) for r in rows]
         if momentum and velocities is None:
             velocities = ([np.zeros(w.shape) for w in self.weights],
                           [np.zeros(b.shape) for b in self.biases])

@@ -5,9 +5,12 @@ arrays. Checking and copying them item by item in Python costs about a second;
 here each item is checked (type, shape, dtype) and copied row by row into a
 preallocated (n, n_rows) matrix, with the same error messages.
 """
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memcpy
+
 import numpy as np
 cimport numpy as cnp
-from libc.string cimport memcpy
 
 cnp.import_array()
 
@@ -83,3 +86,117 @@ def pack_columns(seq, int which, Py_ssize_t n_rows, cnp.ndarray out, what, pair_
                 for r in range(n_rows):
                     dst_f[r] = <float> (<double *> (src + r * stride))[0]
     return all_f32
+
+
+# --- fingerprints: has a list of (x, y) pairs changed since it was packed? ---------
+#
+# A fingerprint is a 64-bit sum over the list's items of mix(h(item) ^ key(row)),
+# where h hashes both elements of the pair (an array's dtype, shape and bytes,
+# or an int label's value) and row is the row of the packed matrix that holds
+# the item. The sum does not depend on the list's order, so after SGD shuffles
+# the list (and the caller permutes ``rows`` alike) it is unchanged; an item
+# replaced, an array changed in place or two arrays' contents swapped change it.
+# Reading the bytes runs at memory speed, on several threads: ~5 ms for
+# MNIST's 50,000 training pairs, where packing them again takes ~20x that.
+
+cdef extern from *:
+    """
+    static inline uint64_t nf_fp_mix(uint64_t z) {
+        z ^= z >> 30; z *= 0xBF58476D1CE4E5B9ULL;
+        z ^= z >> 27; z *= 0x94D049BB133111EBULL;
+        return z ^ (z >> 31);
+    }
+    /* Words of the bytes, each xor'ed with a key of its position, summed: any
+       change of one word changes the sum. */
+    static uint64_t nf_fp_bytes(const char *p, Py_ssize_t nbytes) {
+        uint64_t acc = (uint64_t) nbytes, w, key = 0;
+        Py_ssize_t k, nw = nbytes >> 3;
+        if (nbytes <= 0)
+            return 0;
+        for (k = 0; k < nw; k++) {
+            memcpy(&w, p + 8 * k, 8);
+            acc += w ^ key;
+            key += 0x9E3779B97F4A7C15ULL;
+        }
+        w = 0;
+        memcpy(&w, p + 8 * nw, (size_t) (nbytes & 7));
+        return acc + (w ^ key);
+    }
+    """
+    uint64_t nf_fp_mix(uint64_t z) noexcept nogil
+    uint64_t nf_fp_bytes(const char *p, Py_ssize_t nbytes) noexcept nogil
+
+
+cdef bint _element(object obj, int64_t *addr, int64_t *nbytes, uint64_t *meta):
+    """The address, size and (dtype, shape) hash of a C-contiguous array, or the
+    hash of an int label; False for anything else (not fingerprinted)."""
+    cdef cnp.ndarray arr
+    cdef int d
+    cdef uint64_t h
+    if cnp.PyArray_Check(obj):
+        arr = <cnp.ndarray> obj
+        if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+            return False
+        h = nf_fp_mix(<uint64_t> cnp.PyArray_TYPE(arr) * 31 + <uint64_t> arr.ndim
+                      + (<uint64_t> (not cnp.PyArray_ISNOTSWAPPED(arr)) << 40))
+        for d in range(arr.ndim):
+            h = nf_fp_mix(h + <uint64_t> arr.shape[d])
+        addr[0] = <int64_t> cnp.PyArray_DATA(arr)
+        nbytes[0] = cnp.PyArray_NBYTES(arr)
+        meta[0] = h
+        return True
+    if isinstance(obj, (int, np.integer)) and not isinstance(obj, (bool, np.bool_)):
+        addr[0] = 0
+        nbytes[0] = 0
+        meta[0] = nf_fp_mix(<uint64_t> (int(obj) & 0xFFFFFFFFFFFFFFFF) ^ 0x5851F42D4C957F2DULL)
+        return True
+    return False
+
+
+def fingerprint(list seq, const int64_t[::1] rows, int num_threads=1):
+    """The fingerprint (an int) of ``seq``, whose item ``p`` sits in row ``rows[p]``
+    of its packed matrices (``rows``: a permutation of 0..len(seq)-1); None when
+    an item is not a pair of C-contiguous arrays or int labels (such lists are
+    packed again on every call)."""
+    cdef Py_ssize_t n = len(seq), p, r
+    if rows.shape[0] != n:
+        raise ValueError("rows has %d entries for a list of %d items" % (rows.shape[0], n))
+    # Items are visited in row order, which is their order when packed: after a
+    # shuffle that is still the order of their memory (for the loader's data),
+    # ~4x faster to read than the list's shuffled order.
+    item_of_row = np.full(n, -1, np.int64)
+    cdef int64_t[::1] inv = item_of_row
+    for p in range(n):
+        r = rows[p]
+        if r < 0 or r >= n or inv[r] >= 0:
+            raise ValueError("rows is not a permutation of 0..%d" % (n - 1))
+        inv[r] = p
+    addr = np.empty((n, 2), np.int64)
+    size = np.empty((n, 2), np.int64)
+    meta = np.empty((n, 2), np.uint64)
+    cdef int64_t[:, ::1] a = addr
+    cdef int64_t[:, ::1] s = size
+    cdef uint64_t[:, ::1] m = meta
+    # The items (and through them their arrays) stay alive while the bytes are
+    # read without the GIL, whatever another thread does to the list.
+    cdef list keep = list(seq)
+    cdef object item
+    for r in range(n):
+        item = keep[inv[r]]
+        if type(item) is tuple:
+            if len(<tuple> item) != 2:
+                return None
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            keep.append(item[0])
+            keep.append(item[1])
+        else:
+            return None
+        if not (_element(item[0], &a[r, 0], &s[r, 0], &m[r, 0])
+                and _element(item[1], &a[r, 1], &s[r, 1], &m[r, 1])):
+            return None
+    cdef uint64_t total = 0, h
+    for r in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        h = nf_fp_mix(m[r, 0] + nf_fp_bytes(<const char *> a[r, 0], s[r, 0]))
+        h = nf_fp_mix(h + m[r, 1] + nf_fp_bytes(<const char *> a[r, 1], s[r, 1]))
+        total += nf_fp_mix(h ^ (<uint64_t> r * 0xD6E8FEB86659FD93ULL))
+    return int(total)

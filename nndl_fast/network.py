@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _config
 from ._validation import (check_input_columns, check_int, check_real, check_sizes,
-                          check_training_list, pack_labelled, pack_training)
+                          check_training_list)
 from .reference import network as _reference
 from .reference.network import sigmoid, sigmoid_prime
 
@@ -63,12 +63,14 @@ class Network(_DenseBase, _reference.Network):
         mini_batch_size = check_int(mini_batch_size, "mini_batch_size", 1)
         eta = check_real(eta, "eta")
         check_training_list(training_data)
-        X, Y = pack_training(training_data, self.sizes[0], self.sizes[-1], self._dtype)
+        train = self._packed_training(training_data)
+        X, Y = train.arrays
         # Slicing makes larger sizes one mini-batch; the kernel takes a C int.
         mini_batch_size = min(mini_batch_size, len(training_data))
         if test_data:
-            X_test, y_test = pack_labelled(test_data, self.sizes[0], self.sizes[-1], "test")
-            Xs_test = self._sparse_rows(X_test)
+            test = self._packed_labelled(test_data, "test")
+            X_test, y_test = test.arrays
+            Xs_test = self._packed_sparse_rows(test)
             n_test = len(test_data)
         timing = getattr(self, "_print_epoch_time", False)
         # Per-epoch wall times (training, training plus evaluation), for benchmarks.
@@ -85,7 +87,8 @@ class Network(_DenseBase, _reference.Network):
             self._epoch_seconds.append((seconds, seconds + time.perf_counter() - t0))
 
         self._run_epochs(X, Y, training_data, epochs, mini_batch_size, eta, after_epoch,
-                         cost=_dense.CostKind.QUADRATIC, num_threads=self.num_threads)
+                         cost=_dense.CostKind.QUADRATIC, num_threads=self.num_threads,
+                         X_sparse=self._packed_sparse_rows(train), rows=train.rows)
 
     def update_mini_batch(self, mini_batch, eta):
         """One gradient-descent step on ``mini_batch`` (a list of (x, y))."""
@@ -94,7 +97,8 @@ class Network(_DenseBase, _reference.Network):
 
     def evaluate(self, test_data):
         """Number of test inputs whose argmax output equals the label."""
-        X, labels = pack_labelled(test_data, self.sizes[0], self.sizes[-1], "test")
+        test = self._packed_labelled(test_data, "test")
+        X, labels = test.arrays
         if X.shape[0] == 0:
             return 0
-        return int(np.sum(self._predict_labels(X) == labels))
+        return int(np.sum(self._predict_labels(X, self._packed_sparse_rows(test)) == labels))

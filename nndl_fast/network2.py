@@ -35,7 +35,7 @@ else:  # pure-Python mode: the same class body, run by the NumPy reference
     from . import _fallback as _dense
     from ._fallback import ReferenceDenseMixin as _DenseBase, blas_single_thread
 from ._validation import (check_dtype, check_int, check_real, check_sizes, describe,
-                          pack_labelled, pack_training)
+                          pack_training)
 from .mnist_loader import vectorized_result
 from .reference import network2 as _reference
 from .reference.network2 import (CrossEntropyCost, LogLikelihoodCost, QuadraticCost,
@@ -231,11 +231,12 @@ class Network(_DenseBase, _reference.Network):
         """
         if self._kernel_cost() is None:
             return super().accuracy(data, convert=convert)
-        X, labels = pack_labelled(data, self.sizes[0], self.sizes[-1],
-                                  "training" if convert else "evaluation")
+        packed = self._packed_labelled(data, "training" if convert else "evaluation")
+        X, labels = packed.arrays
         if X.shape[0] == 0:
             return 0
-        return self._measure(self._compute_dtype_inputs(X), labels=labels)[1]
+        return self._measure(self._compute_dtype_inputs(X), labels=labels,
+                             X_sparse=self._packed_sparse_rows(packed))[1]
 
     def total_cost(self, data, lmbda, convert=False):
         """Mean cost over ``data`` plus the L2 term 0.5·(λ/len(data))·Σ‖w‖².
@@ -245,16 +246,20 @@ class Network(_DenseBase, _reference.Network):
         lmbda = check_real(lmbda, "lmbda")
         if self._kernel_cost() is None:
             return super().total_cost(data, lmbda, convert=convert)
-        n_in, n_out = self.sizes[0], self.sizes[-1]
+        n_out = self.sizes[-1]
         if convert:
-            X, labels = pack_labelled(data, n_in, n_out, "evaluation")
+            packed = self._packed_labelled(data, "evaluation")
+            X, labels = packed.arrays
             if X.shape[0] == 0:
                 raise ValueError("evaluation_data is empty: expected at least one (x, y) pair")
-            Y = _one_hot(labels, n_out, "evaluation")
+            Y = packed.get("one_hot", lambda: _one_hot(labels, n_out, "evaluation"))
         else:
-            X, Y = pack_training(data, n_in, n_out, np.float64)
-        return self._measure(self._compute_dtype_inputs(X), Y=Y, hot=_hot_mask(Y),
-                             lmbda=lmbda)[0]
+            packed = self._packed_training(data)
+            X, Y = packed.arrays
+            Y = packed.get("targets", lambda: Y.astype(np.float64))
+        hot = packed.get("hot", lambda: _hot_mask(Y))
+        return self._measure(self._compute_dtype_inputs(X), Y=Y, hot=hot, lmbda=lmbda,
+                             X_sparse=self._packed_sparse_rows(packed))[0]
 
     def _measure(self, X, labels=None, Y=None, hot=None, lmbda=0.0, X_sparse=None):
         """(total cost or None, correct count or None) over rows of X, one batched pass.
@@ -354,9 +359,10 @@ class Network(_DenseBase, _reference.Network):
                                eta_decay_n=eta_decay_n, eta_stop_ratio=eta_stop_ratio)
 
         # Everything the epochs need is packed once, here.
-        n_in, n_out = self.sizes[0], self.sizes[-1]
-        X, Y = pack_training(training_data, n_in, n_out, self._dtype)
-        X_sparse = self._sparse_rows(X)
+        n_out = self.sizes[-1]
+        train = self._packed_training(training_data)
+        X, Y = train.arrays
+        X_sparse = self._packed_sparse_rows(train)
         # Per monitored set: (name, X, its sparse rows, targets for the cost, their
         # mask, labels, lists).
         watched = []
@@ -365,19 +371,23 @@ class Network(_DenseBase, _reference.Network):
         if monitors[0] or monitors[1]:
             # The packed matrix serves both the kernel and the monitors.
             X = self._compute_dtype_inputs(X)
-            Y_train = Y.astype(np.float64)
+            Y_train = train.get("targets", lambda: Y.astype(np.float64))
             watched.append(("training", X, X_sparse, Y_train if monitors[0] else None,
-                            _hot_mask(Y_train), np.argmax(Y_train, axis=1) if monitors[1]
-                            else None, training_cost, training_accuracy))
+                            train.get("hot", lambda: _hot_mask(Y_train)),
+                            train.get("labels", lambda: np.argmax(Y_train, axis=1))
+                            if monitors[1] else None, training_cost, training_accuracy))
         if monitors[2] or monitors[3]:
-            X_eval, labels_eval = pack_labelled(evaluation_data, n_in, n_out, "evaluation")
+            evaluation = self._packed_labelled(evaluation_data, "evaluation")
+            X_eval, labels_eval = evaluation.arrays
             if X_eval.shape[0] == 0:
                 raise ValueError("evaluation_data is empty: expected at least one (x, y) pair "
                                  "to monitor")
-            Y_eval = _one_hot(labels_eval, n_out, "evaluation") if monitors[2] else None
+            Y_eval = evaluation.get("one_hot", lambda: _one_hot(labels_eval, n_out,
+                                                                "evaluation")) \
+                if monitors[2] else None
             X_eval = self._compute_dtype_inputs(X_eval)
-            watched.append(("evaluation", X_eval, self._sparse_rows(X_eval), Y_eval,
-                            None if Y_eval is None else Y_eval == 1,
+            watched.append(("evaluation", X_eval, self._packed_sparse_rows(evaluation), Y_eval,
+                            None if Y_eval is None else evaluation.get("hot", lambda: Y_eval == 1),
                             labels_eval if monitors[3] else None,
                             evaluation_cost, evaluation_accuracy))
         self._sync_params()
@@ -413,7 +423,7 @@ class Network(_DenseBase, _reference.Network):
         self._run_epochs(X, Y, training_data, epochs, mini_batch_size, eta, after_epoch,
                          lmbda=lmbda, cost=kind, reg=reg, momentum=momentum,
                          num_threads=self.num_threads, eta_for_epoch=lambda: state["eta"],
-                         velocities=velocities, X_sparse=X_sparse)
+                         velocities=velocities, X_sparse=X_sparse, rows=train.rows)
         return evaluation_cost, evaluation_accuracy, training_cost, training_accuracy
 
     @staticmethod

@@ -707,6 +707,113 @@ void nndl_csr_scatter_##SUF(int i0, int i1, const nndl_csr *X, const int64_t *ro
 DEFINE_CSR_SCATTER(double, d)
 DEFINE_CSR_SCATTER(float, s)
 
+/* Layer 1's pre-activations of m csr rows (first, first + 1, ...) for NB
+ * consecutive 16-unit blocks of W (each n_in x 16): per nonzero input, a
+ * broadcast times NB weight rows into NB independent 16-wide sums (NB <= 4,
+ * held in 64-byte vector variables, which compilers keep in registers: four
+ * AVX-512 or sixteen SSE registers a block of doubles). Each sum adds the
+ * row's nonzero inputs in ascending column order, as the dense kernels do
+ * (the zeros they add change no sum). One body: compiled for AVX-512 by its
+ * wrapper's target, and for the baseline. */
+#if defined(__GNUC__)
+typedef double nndl_vd __attribute__((vector_size(64)));
+typedef float nndl_vs __attribute__((vector_size(64)));
+#define NNDL_VZERO(a) ((a) = (__typeof__(a)){0})
+#define NNDL_VMADD(a, v, src)                                                         \
+    do { __typeof__(a) w_; memcpy(&w_, (src), 64); (a) += (v) * w_; } while (0)
+#define NNDL_VSTORE(dst, a) memcpy((dst), &(a), 64)
+#else   /* other compilers: the same sums, one lane at a time */
+typedef struct { double x[8]; } nndl_vd;
+typedef struct { float x[16]; } nndl_vs;
+#define NNDL_VLANES(a) ((int)(sizeof((a).x) / sizeof((a).x[0])))
+#define NNDL_VZERO(a) memset(&(a), 0, sizeof(a))
+#define NNDL_VMADD(a, v, src)                                                         \
+    do { for (int l_ = 0; l_ < NNDL_VLANES(a); l_++) (a).x[l_] += (v) * (src)[l_]; } while (0)
+#define NNDL_VSTORE(dst, a) memcpy((dst), &(a), sizeof(a))
+#endif
+#define DEFINE_CSR_FIRST(T, SUF, V)                                                   \
+static inline __attribute__((always_inline))                                          \
+void csr_group_##SUF(const int NB, const nndl_csr *X, int64_t row, int n_in,          \
+                     const T *W, T *out)                                              \
+{                                                                                     \
+    enum { NV = 16 * sizeof(T) / 64 };           /* vectors per 16-unit block */      \
+    V acc[4][NV];                                                                     \
+    for (int b = 0; b < NB; b++)                                                      \
+        for (int k = 0; k < NV; k++) NNDL_VZERO(acc[b][k]);                           \
+    const int64_t p0 = X->ptr[row], p1 = X->ptr[row + 1];                             \
+    const ptrdiff_t bs = (ptrdiff_t)n_in * 16;                                        \
+    for (int64_t p = p0; p < p1; p++) {                                               \
+        const T v = X->val_f32 ? (T)((const float *)X->val)[p]                        \
+                               : (T)((const double *)X->val)[p];                      \
+        const T *w = W + (ptrdiff_t)X->idx[p] * 16;                                   \
+        for (int b = 0; b < NB; b++)                                                  \
+            for (int k = 0; k < NV; k++)                                              \
+                NNDL_VMADD(acc[b][k], v, w + b * bs + k * (64 / sizeof(T)));          \
+    }                                                                                 \
+    for (int b = 0; b < NB; b++)                                                      \
+        for (int k = 0; k < NV; k++)                                                  \
+            NNDL_VSTORE(out + b * 16 + k * (64 / sizeof(T)), acc[b][k]);              \
+}                                                                                     \
+                                                                                      \
+static inline __attribute__((always_inline))                                          \
+void csr_first_body_##SUF(int m, const nndl_csr *X, int64_t first, int n_in,          \
+                          int n_blocks, const T *W, T *out, int ldo)                  \
+{                                                                                     \
+    for (int i = 0; i < m; i++) {                                                     \
+        for (int b = 0; b < n_blocks; b += 4) {                                       \
+            const T *wb = W + (ptrdiff_t)b * n_in * 16;                               \
+            T *o = out + (ptrdiff_t)i * ldo + b * 16;                                 \
+            switch (n_blocks - b >= 4 ? 4 : n_blocks - b) {                           \
+            case 4: csr_group_##SUF(4, X, first + i, n_in, wb, o); break;             \
+            case 3: csr_group_##SUF(3, X, first + i, n_in, wb, o); break;             \
+            case 2: csr_group_##SUF(2, X, first + i, n_in, wb, o); break;             \
+            default: csr_group_##SUF(1, X, first + i, n_in, wb, o); break;            \
+            }                                                                         \
+        }                                                                             \
+    }                                                                                 \
+}                                                                                     \
+                                                                                      \
+static void csr_first_generic_##SUF(int m, const nndl_csr *X, int64_t first, int n_in, \
+                                    int n_blocks, const T *W, T *out, int ldo)        \
+{                                                                                     \
+    csr_first_body_##SUF(m, X, first, n_in, n_blocks, W, out, ldo);                   \
+}
+
+DEFINE_CSR_FIRST(double, d, nndl_vd)
+DEFINE_CSR_FIRST(float, s, nndl_vs)
+
+#if NNDL_HAVE_AVX512
+static AVX512 void csr_first_avx512_d(int m, const nndl_csr *X, int64_t first, int n_in,
+                                      int n_blocks, const double *W, double *out, int ldo)
+{
+    csr_first_body_d(m, X, first, n_in, n_blocks, W, out, ldo);
+}
+
+static AVX512 void csr_first_avx512_s(int m, const nndl_csr *X, int64_t first, int n_in,
+                                      int n_blocks, const float *W, float *out, int ldo)
+{
+    csr_first_body_s(m, X, first, n_in, n_blocks, W, out, ldo);
+}
+#endif
+
+void nndl_csr_first_d(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
+                      const double *W, double *out, int ldo)
+{
+#if NNDL_HAVE_AVX512
+    if (have_avx512()) { csr_first_avx512_d(m, X, first, n_in, n_blocks, W, out, ldo); return; }
+#endif
+    csr_first_generic_d(m, X, first, n_in, n_blocks, W, out, ldo);
+}
+
+void nndl_csr_first_s(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
+                      const float *W, float *out, int ldo)
+{
+#if NNDL_HAVE_AVX512
+    if (have_avx512()) { csr_first_avx512_s(m, X, first, n_in, n_blocks, W, out, ldo); return; }
+#endif
+    csr_first_generic_s(m, X, first, n_in, n_blocks, W, out, ldo);
+}
+
 void nndl_fwd_idx_d(int m, int K, const double *X, int ldx, const double *W,
                     const int32_t *cols, double *out, int ldo)
 {

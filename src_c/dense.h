@@ -73,6 +73,14 @@ void nndl_csr_scatter_s(int i0, int i1, const nndl_csr *X, const int64_t *rows,
                         int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
                         float *Xc);
 
+/* Layer 1's pre-activations (no bias) of csr rows first..first+m-1 through the
+ * n_blocks 16-unit blocks of W (block b: n_in x 16 at W + b·n_in·16) into out
+ * (m x 16·n_blocks, leading dimension ldo): batched inference. */
+void nndl_csr_first_d(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
+                      const double *W, double *out, int ldo);
+void nndl_csr_first_s(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
+                      const float *W, float *out, int ldo);
+
 /* nndl_fwd and nndl_upd (beta = 1) where input k of X is weight row cols[k]. */
 void nndl_fwd_idx_d(int m, int K, const double *X, int ldx, const double *W,
                     const int32_t *cols, double *out, int ldo);

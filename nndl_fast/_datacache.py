@@ -1,0 +1,115 @@
+"""What ``SGD`` packs from a list of (x, y) pairs, kept for the next call on the same list.
+
+The book's scripts and most notebooks call ``SGD`` one epoch at a time on the
+same list. Packing 50,000 pairs into matrices (and their sparse rows) costs
+more than the epoch itself, so the packed form is kept here, keyed by the
+list's identity, and reused when the next call gets the same list holding the
+same items with the same contents.
+
+"The same contents" is checked on every call by a fingerprint of the list
+(``_packing.fingerprint``: every byte of every array, each item's dtype and
+shape, and the packed row each item sits in), so an array changed in place, an
+item replaced, appended or removed, or a different dtype is noticed and the
+list is packed again. The check reads the data once, at memory speed: ~10 ms
+for MNIST's training set, where packing it again takes ~10x that. SGD shuffles
+the list in place and reports each shuffle to :func:`permuted`, so the list's
+item ``p`` is always row ``rows[p]`` of the packed matrices.
+
+At most ``MAX_ENTRIES`` packed lists are kept (the least recently used go
+first); :func:`clear` (``nndl_fast.clear_cache()``) drops them all. No reference
+to the user's list or arrays is kept: the entry holds copies.
+"""
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from . import _config
+
+#: How many packed lists are kept (a training, a validation and a test set, and one more).
+MAX_ENTRIES = 4
+
+_lock = threading.Lock()
+_entries = OrderedDict()
+
+
+class Packed(object):
+    """One packed list: ``arrays`` (what the packer made: e.g. X and Y, or X and
+    labels), ``rows`` (int64: the list's item p is row rows[p]), and ``derived``,
+    a dict for what callers compute from the arrays (sparse rows, one-hot
+    targets...), which stays valid exactly as long as the arrays do."""
+
+    __slots__ = ("arrays", "rows", "fingerprint", "derived")
+
+    def __init__(self, arrays, rows, fingerprint):
+        self.arrays = arrays
+        self.rows = rows
+        self.fingerprint = fingerprint
+        self.derived = {}
+
+    def get(self, name, make):
+        """``derived[name]``, computed by ``make()`` the first time."""
+        try:
+            return self.derived[name]
+        except KeyError:
+            value = self.derived[name] = make()
+            return value
+
+
+def _fingerprint(data, rows):
+    from . import _packing
+    return _packing.fingerprint(data, rows, _config.get_num_threads())
+
+
+def packed(data, kind, pack):
+    """The :class:`Packed` form of the list ``data``: the kept one when ``data`` is
+    the list it was made from and its contents are unchanged, else
+    ``Packed(pack(), arange(len(data)), ...)``, kept for next time.
+
+    ``kind`` (hashable) tells apart what different packers make of the same
+    list (say ``("training", n_in, n_out, dtype)``). Lists that are not plain
+    ``list`` objects, or whose items the fingerprint cannot read, and every list
+    in pure-Python mode, are packed on every call.
+    """
+    cacheable = type(data) is list and _config.use_compiled("_packing")
+    key = (id(data), kind)
+    if cacheable:
+        with _lock:
+            entry = _entries.get(key)
+        if entry is not None and len(entry.rows) == len(data) \
+                and _fingerprint(data, entry.rows) == entry.fingerprint:
+            with _lock:
+                if key in _entries:
+                    _entries.move_to_end(key)
+            return entry
+    arrays = pack()
+    rows = np.arange(len(data), dtype=np.int64)
+    entry = Packed(arrays, rows, _fingerprint(data, rows) if cacheable else None)
+    if entry.fingerprint is not None:
+        with _lock:
+            _entries[key] = entry
+            _entries.move_to_end(key)
+            while len(_entries) > MAX_ENTRIES:
+                _entries.popitem(last=False)
+    else:
+        with _lock:
+            _entries.pop(key, None)
+    return entry
+
+
+def permuted(data, perm):
+    """Record that ``data`` was reordered in place as ``data[k] = old[perm[k]]``
+    (SGD's shuffle), so that every kept form of it still finds its items."""
+    with _lock:
+        for key, entry in list(_entries.items()):
+            if key[0] == id(data):
+                if len(entry.rows) == len(perm):
+                    entry.rows = entry.rows[perm]
+                else:
+                    del _entries[key]
+
+
+def clear():
+    """Drop every kept packed list (frees their memory)."""
+    with _lock:
+        _entries.clear()
