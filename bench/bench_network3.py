@@ -24,7 +24,6 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 from ch6_table import M, hyper, layers_for  # noqa: E402  (the book's chapter-6 nets)

@@ -27,7 +27,6 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
 
 M = 10
 BOOK = {"fc": 0.9780, "conv1": 0.9878, "conv2": 0.9906, "relu": 0.9923,

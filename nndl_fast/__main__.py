@@ -452,8 +452,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("%s: interrupted" % parser.prog, file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError, MemoryError) as exc:
-        # Bad data files, sizes or options: one line, not a traceback.
+    except (ImportError, ValueError, TypeError, OSError, MemoryError) as exc:
+        # Bad data files, sizes or options, an unbuilt checkout: one line, not a
+        # traceback.
         print("%s %s: error: %s" % (parser.prog, args.command, exc), file=sys.stderr)
         return 2
 

@@ -60,6 +60,7 @@ def use_compiled(*extensions):
         try:
             importlib.import_module("%s.%s" % (__package__, name))
         except ImportError as exc:
+            _refuse_unbuilt_checkout()
             PURE_PYTHON = True
             PURE_PYTHON_REASON = "cannot import nndl_fast.%s: %s: %s" % (
                 name, type(exc).__name__, exc)
@@ -72,6 +73,41 @@ def use_compiled(*extensions):
                 RuntimeWarning, stacklevel=2)
             return False
     return True
+
+
+def _built_copy_elsewhere():
+    """When this package is an unbuilt source checkout's ``nndl_fast/`` (imported
+    because Python puts the current directory first on ``sys.path``), the
+    directory of another nndl_fast on ``sys.path`` that has the compiled
+    extensions (say, one ``pip install .`` put in site-packages); else None."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    if not (os.path.isfile(os.path.join(root, "setup.py"))
+            and os.path.isdir(os.path.join(root, "src_c"))):
+        return None
+    from importlib.machinery import EXTENSION_SUFFIXES
+    for entry in sys.path:
+        other = os.path.join(os.path.abspath(entry or os.getcwd()), __package__)
+        if os.path.normcase(other) != os.path.normcase(here) and any(
+                os.path.isfile(os.path.join(other, "_dense" + suffix))
+                for suffix in EXTENSION_SUFFIXES):
+            return other
+    return None
+
+
+def _refuse_unbuilt_checkout():
+    """Raise ImportError, saying what to do, rather than fall back to the slow
+    reference because of the directory Python was started in."""
+    other = _built_copy_elsewhere()
+    if other is None:
+        return
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    raise ImportError(
+        "nndl_fast was imported from the source checkout %s, whose compiled extensions "
+        "are not built, instead of the built copy installed at %s (Python looks in the "
+        "current directory first). Build the checkout in place: run 'pip install -e .' "
+        "in %s; or run from another directory, or use the 'nndl-fast' command."
+        % (root, other, root))
 
 
 def _openmp_enabled():

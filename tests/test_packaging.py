@@ -218,3 +218,49 @@ def test_cibuildwheel_configuration():
     project = cfg["project"]
     assert project["license"] == "MIT" and "LICENSE" in project["license-files"]
     assert project["readme"] == "README.md"
+
+
+def _built_package_dir():
+    from importlib.machinery import EXTENSION_SUFFIXES
+    here = os.path.dirname(nndl_fast.__file__)
+    if not any(os.path.isfile(os.path.join(here, "_dense" + s)) for s in EXTENSION_SUFFIXES):
+        pytest.skip("needs the compiled extensions")
+    return here
+
+
+def test_unbuilt_checkout_does_not_fall_back(tmp_path):
+    """Started in a source checkout that was never built while a built copy is
+    installed, Python imports the checkout's nndl_fast/ first: that must stop with
+    an ImportError saying what to do, not train on the slow reference."""
+    import shutil
+    import subprocess
+    built = _built_package_dir()
+    site = tmp_path / "site"
+    shutil.copytree(built, site / "nndl_fast",
+                    ignore=shutil.ignore_patterns("*.pyx", "*.pxd", "*.c", "__pycache__"))
+    checkout = tmp_path / "checkout"
+    shutil.copytree(built, checkout / "nndl_fast",
+                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    (checkout / "src_c").mkdir()
+    (checkout / "setup.py").write_text("")
+    # (An editable install's finder would load the missing extensions from its
+    # own tree; an installed wheel has no such finder.)
+    code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path "
+            "if 'editable' not in getattr(f, '__module__', '')]; "
+            "sys.path.insert(1, %r); "
+            "from nndl_fast import network" % str(site))
+    env = dict(os.environ)
+    env.pop("NNDL_FAST_PUREPYTHON", None)
+    ran = subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=str(checkout),
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert ran.returncode != 0
+    assert "ImportError" in ran.stderr
+    assert "not built" in ran.stderr and "pip install -e ." in ran.stderr
+    assert str(site / "nndl_fast") in ran.stderr
+    # From the installed copy alone (no checkout in the way) it imports compiled.
+    code_ok = code.replace("from nndl_fast import network",
+                           "from nndl_fast import network, _config; "
+                           "assert not _config.pure_python(), _config.PURE_PYTHON_REASON")
+    ran = subprocess.run([sys.executable, "-W", "error", "-c", code_ok], cwd=str(tmp_path),
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert ran.returncode == 0, ran.stderr
