@@ -21,12 +21,12 @@ and ``delta``) still works: training then runs the NumPy reference code.
 import json
 import math
 import os
-import tempfile
 import time
 
 import numpy as np
 
 from . import _config
+from ._files import atomic_write
 
 if _config.use_compiled():
     from . import _dense
@@ -488,30 +488,8 @@ class Network(_DenseBase, _reference.Network):
                 "weights": [np.asarray(w, dtype=np.float64).tolist() for w in self.weights],
                 "biases": [np.asarray(b, dtype=np.float64).tolist() for b in self.biases],
                 "cost": name}
-        path = os.fsdecode(os.fspath(filename))
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
-                                   suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, allow_nan=False)
-                f.flush()
-                os.fsync(f.fileno())
-            # mkstemp creates the file 0600; give it the mode open() would have.
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        with atomic_write(filename, "w") as f:
+            json.dump(data, f, allow_nan=False)
 
 
 class NetworkFileError(ValueError):
