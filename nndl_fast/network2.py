@@ -484,12 +484,21 @@ class Network(_DenseBase, _reference.Network):
         if name not in COSTS_BY_NAME or COSTS_BY_NAME[name] is not cost_class(self.cost):
             raise ValueError("only the costs %s can be saved (load finds them by name), got %s"
                              % (", ".join(sorted(COSTS_BY_NAME)), name))
-        data = {"sizes": [int(s) for s in self.sizes],
-                "weights": [np.asarray(w, dtype=np.float64).tolist() for w in self.weights],
-                "biases": [np.asarray(b, dtype=np.float64).tolist() for b in self.biases],
-                "cost": name}
-        with atomic_write(filename, "w") as f:
-            json.dump(data, f, allow_nan=False)
+        write_document(filename, self.sizes, self.weights, self.biases, name)
+
+
+def write_document(filename, sizes, weights, biases, cost_name):
+    """Write the book's JSON document atomically (network.py's ``save`` uses it too).
+
+    ``weights[l]`` (sizes[l+1], sizes[l]) and ``biases[l]`` (sizes[l+1], 1), any
+    float dtype; the numbers are written as float64.
+    """
+    data = {"sizes": [int(s) for s in sizes],
+            "weights": [np.asarray(w, dtype=np.float64).tolist() for w in weights],
+            "biases": [np.asarray(b, dtype=np.float64).tolist() for b in biases],
+            "cost": cost_name}
+    with atomic_write(filename, "w") as f:
+        json.dump(data, f, allow_nan=False)
 
 
 class NetworkFileError(ValueError):
@@ -569,11 +578,11 @@ def _parse_document(data):
     return sizes, COSTS_BY_NAME[cost_name], weights, biases
 
 
-def load(filename, dtype=np.float64, num_threads=None):
-    """Load a network saved by ``save`` (ours or the book's).
+def read_document(filename):
+    """(sizes, cost class, weights, biases) of the network document at ``filename``.
 
-    Raises ``NetworkFileError`` (a ValueError) naming what is wrong when the file
-    is not a valid network document.
+    Raises ``NetworkFileError`` (a ValueError) naming the file and what is wrong
+    when it is not a valid network document.
     """
     path = os.fspath(filename)
     with open(path, "r") as f:
@@ -585,9 +594,18 @@ def load(filename, dtype=np.float64, num_threads=None):
             raise NetworkFileError("%s is not a valid JSON document: %s"
                                    % (path, exc)) from None
     try:
-        sizes, cost, weights, biases = _parse_document(data)
+        return _parse_document(data)
     except NetworkFileError as exc:
         raise NetworkFileError("%s: %s" % (path, exc)) from None
+
+
+def load(filename, dtype=np.float64, num_threads=None):
+    """Load a network saved by ``save`` (ours or the book's).
+
+    Raises ``NetworkFileError`` (a ValueError) naming what is wrong when the file
+    is not a valid network document.
+    """
+    sizes, cost, weights, biases = read_document(filename)
     # The constructor draws initial values as the book's load does, so the
     # global NumPy random state afterwards is the book's too.
     net = Network(sizes, cost=cost, dtype=dtype, num_threads=num_threads)
