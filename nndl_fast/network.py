@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from . import _config
+from .export import ExportMixin
 from ._validation import (check_input_columns, check_int, check_real, check_sizes,
                           check_training_list, pack_labelled, pack_training)
 from .reference import network as _reference
@@ -29,7 +30,7 @@ else:  # pure-Python mode: the same class body, run by the NumPy reference
 __all__ = ["Network", "load", "sigmoid", "sigmoid_prime"]
 
 
-class Network(_DenseBase, _reference.Network):
+class Network(ExportMixin, _DenseBase, _reference.Network):
     """A feed-forward sigmoid network trained with the quadratic cost.
 
     ``dtype`` (float64, the book's, or float32) is the compiled paths'

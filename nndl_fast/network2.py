@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from . import _config
+from .export import ExportMixin
 from ._files import atomic_write
 
 if _config.use_compiled():
@@ -129,7 +130,7 @@ def _cost_sum(cost_kind, A, Y, hot=None):
         return float(np.sum(np.nan_to_num(terms)))
 
 
-class Network(_DenseBase, _reference.Network):
+class Network(ExportMixin, _DenseBase, _reference.Network):
     """A feed-forward sigmoid network with a choice of cost (chapter 3).
 
     ``cost`` is a cost class or an instance of one. ``dtype`` (float64, the

@@ -64,7 +64,9 @@ import threading
 import numpy as np
 
 from . import _config
+from .export import ExportMixin
 from ._files import atomic_write
+from ._validation import describe as describe_value
 from .reference import network3 as _ref
 from .reference.network3 import (ConvPoolLayer, FullyConnectedLayer, ReLU, SharedArray,
                                   SoftmaxLayer, dropout_mask, linear, load_data_shared,
@@ -145,7 +147,7 @@ def _convnet():
     return _convnet_module or None
 
 
-class Network(_ref.Network):
+class Network(ExportMixin, _ref.Network):
     """The book's Network(layers, mini_batch_size), trained by compiled kernels."""
 
     def __init__(self, layers, mini_batch_size, dtype=np.float32, dropout_seed=None,
@@ -411,6 +413,12 @@ def _parse_metadata(text):
         meta = json.loads(text, parse_constant=lambda name: float("nan"))
     except (ValueError, RecursionError) as exc:
         raise NetworkFileError("metadata is not valid JSON: %s" % exc) from None
+    return _check_metadata(meta)
+
+
+def _check_metadata(meta):
+    """The metadata dict (as ``describe`` makes it) checked, with layer kwargs and the
+    expected array shapes."""
     expected = {"format", "version", "mini_batch_size", "dtype", "dropout_seed", "step",
                 "layers"}
     if not isinstance(meta, dict) or set(meta) != expected:
@@ -429,8 +437,10 @@ def _parse_metadata(text):
             "layers": _parse_layers(meta["layers"])}
 
 
-def _checked_array(archive, key, shape):
-    value = archive[key]
+def _checked_array(entries, key, shape):
+    value = entries[key]
+    if not isinstance(value, np.ndarray):
+        raise NetworkFileError("%s must be an array, got %s" % (key, type(value).__name__))
     if value.shape != tuple(shape):
         raise NetworkFileError("%s has shape %s, expected %s (from the metadata)"
                                % (key, value.shape, tuple(shape)))
@@ -440,6 +450,13 @@ def _checked_array(archive, key, shape):
     if not np.isfinite(value).all():
         raise NetworkFileError("%s contains NaN or infinity" % key)
     return value
+
+
+def _checked_arrays(meta, entries):
+    """[(w, b)] per layer from ``entries`` (a mapping with layer{l}_w / layer{l}_b)."""
+    return [(_checked_array(entries, "layer%d_w" % l, w_shape),
+             _checked_array(entries, "layer%d_b" % l, b_shape))
+            for l, (_, _, w_shape, b_shape) in enumerate(meta["layers"])]
 
 
 def _read_archive(path):
@@ -472,15 +489,46 @@ def _read_archive(path):
             raise NetworkFileError("expected the entries %s for %d layers, got %s"
                                    % (sorted(expected), n, sorted(archive.files)))
         try:
-            arrays = [(_checked_array(archive, "layer%d_w" % l, w_shape),
-                       _checked_array(archive, "layer%d_b" % l, b_shape))
-                      for l, (_, _, w_shape, b_shape) in enumerate(meta["layers"])]
+            arrays = _checked_arrays(meta, archive)
         except ValueError as exc:
             if isinstance(exc, NetworkFileError):
                 raise
             raise NetworkFileError("an array entry cannot be read without unpickling (%s)"
                                    % exc) from None
     return meta, arrays
+
+
+def _build(meta, arrays, num_threads=None):
+    """The Network that checked metadata and arrays describe. The layers'
+    constructors draw initial values: the caller's random stream is kept as it
+    was (what they draw is replaced)."""
+    state = np.random.get_state()
+    try:
+        layers = [_LAYER_CLASSES[kind](**kwargs) for kind, kwargs, _, _ in meta["layers"]]
+        net = Network(layers, meta["mini_batch_size"], dtype=meta["dtype"],
+                      dropout_seed=meta["dropout_seed"], num_threads=num_threads)
+    except (ValueError, TypeError) as exc:
+        raise NetworkFileError("the layers do not fit together: %s" % exc) from None
+    finally:
+        np.random.set_state(state)
+    net.step = meta["step"]
+    for layer, (w, b) in zip(net.layers, arrays):
+        layer.w.set_value(np.array(w, dtype=net.dtype, order="C"), borrow=True)
+        layer.b.set_value(np.array(b, dtype=net.dtype, order="C"), borrow=True)
+    return net
+
+
+def from_description(metadata, arrays, num_threads=None):
+    """A ``Network`` from ``describe``'s (metadata, arrays), checked as ``load`` checks
+    a file (raises ``NetworkFileError``)."""
+    meta = _check_metadata(metadata)
+    if not isinstance(arrays, (list, tuple)) or len(arrays) != len(meta["layers"]):
+        raise NetworkFileError("expected %d (w, b) pairs, got %s"
+                               % (len(meta["layers"]), describe_value(arrays)))
+    entries = {}
+    for l, pair in enumerate(arrays):
+        entries["layer%d_w" % l], entries["layer%d_b" % l] = pair
+    return _build(meta, _checked_arrays(meta, entries), num_threads)
 
 
 def load(filename, num_threads=None):
@@ -494,24 +542,9 @@ def load(filename, num_threads=None):
     path = os.fspath(filename)
     try:
         meta, arrays = _read_archive(path)
-        # The layers' constructors draw initial values: keep the caller's random
-        # stream as it was (what they draw is replaced below).
-        state = np.random.get_state()
-        try:
-            layers = [_LAYER_CLASSES[kind](**kwargs) for kind, kwargs, _, _ in meta["layers"]]
-            net = Network(layers, meta["mini_batch_size"], dtype=meta["dtype"],
-                          dropout_seed=meta["dropout_seed"], num_threads=num_threads)
-        except (ValueError, TypeError) as exc:
-            raise NetworkFileError("the layers do not fit together: %s" % exc) from None
-        finally:
-            np.random.set_state(state)
+        return _build(meta, arrays, num_threads)
     except NetworkFileError as exc:
         raise NetworkFileError("%s: %s" % (path, exc)) from None
-    net.step = meta["step"]
-    for layer, (w, b) in zip(net.layers, arrays):
-        layer.w.set_value(np.ascontiguousarray(w, dtype=net.dtype), borrow=True)
-        layer.b.set_value(np.ascontiguousarray(b, dtype=net.dtype), borrow=True)
-    return net
 
 
 def _inputs(data):
