@@ -33,7 +33,7 @@ import numpy as np
 from ._files import atomic_write
 from ._validation import describe as describe_value
 
-__all__ = ["describe", "to_onnx", "to_torch", "from_torch", "state_dict",
+__all__ = ["describe", "check_config", "layer_specs", "to_onnx", "to_torch", "from_torch", "state_dict",
            "save_safetensors", "load_safetensors", "save_torch", "load_torch", "load_any",
            "ExportMixin", "OPSET", "IR_VERSION"]
 
@@ -95,6 +95,40 @@ def describe(net):
     arrays = [(np.array(w, dtype=dtype), np.array(b, dtype=dtype))
               for w, b in zip(net.weights, net.biases)]
     return config, arrays
+
+
+_DENSE_KEYS = {"format", "sizes", "cost", "dtype"}
+
+
+def check_config(config):
+    """``config`` (from a file or a module) checked as ``describe`` makes it;
+    ValueError naming what is wrong."""
+    fmt = config.get("format") if isinstance(config, dict) else None
+    if fmt == "nndl_fast.network3":
+        from .network3 import _check_metadata
+        _check_metadata(config)
+        return config
+    if fmt not in ("nndl_fast.network", "nndl_fast.network2"):
+        raise ValueError("expected a config with format nndl_fast.network, network2 or "
+                         "network3, got %s" % (repr(fmt) if fmt is not None
+                                                else describe_value(config)))
+    if set(config) != _DENSE_KEYS:
+        raise ValueError("expected the config keys %s, got %s"
+                         % (sorted(_DENSE_KEYS), sorted(config)))
+    from ._validation import check_sizes
+    from .network2 import COSTS_BY_NAME
+    if not isinstance(config["sizes"], list):
+        raise ValueError("sizes must be a list of layer sizes, got %r" % (config["sizes"],))
+    check_sizes(config["sizes"])
+    if config["cost"] not in COSTS_BY_NAME:
+        raise ValueError("cost must be one of %s, got %r"
+                         % (", ".join(sorted(COSTS_BY_NAME)), config["cost"]))
+    if fmt == "nndl_fast.network" and config["cost"] != "QuadraticCost":
+        raise ValueError("expected cost QuadraticCost for a chapter-1 network, got %r"
+                         % (config["cost"],))
+    if config["dtype"] not in ("float32", "float64"):
+        raise ValueError("dtype must be 'float32' or 'float64', got %r" % (config["dtype"],))
+    return config
 
 
 def _dense_spec(n_in, n_out, activation, p_dropout=0.0):
@@ -166,17 +200,14 @@ def _from_cross_correlation(config, params):
 
 def _build(config, arrays, num_threads=None):
     """The nndl_fast network that ``describe``'s (config, arrays) describe (checked)."""
-    fmt = config.get("format") if isinstance(config, dict) else None
+    fmt = check_config(config)["format"]
     if fmt == "nndl_fast.network3":
         from .network3 import from_description
         return from_description(config, arrays, num_threads=num_threads)
-    if fmt not in ("nndl_fast.network", "nndl_fast.network2"):
-        raise ValueError("expected a config with format nndl_fast.network, network2 or "
-                         "network3, got %r" % (fmt,))
     from . import network, network2
-    from ._validation import check_params, check_sizes
-    sizes = [int(s) for s in check_sizes(config["sizes"])]
-    dtype = np.dtype(config.get("dtype", "float64"))
+    from ._validation import check_params
+    sizes = [int(s) for s in config["sizes"]]
+    dtype = np.dtype(config["dtype"])
     weights = [np.asarray(w) for w, _ in arrays]
     biases = [np.asarray(b) for _, b in arrays]
     # Shapes, dtypes and finiteness checked before a network is built.
@@ -184,14 +215,8 @@ def _build(config, arrays, num_threads=None):
     state = np.random.get_state()
     try:
         if fmt == "nndl_fast.network":
-            if config["cost"] != "QuadraticCost":
-                raise ValueError("expected cost QuadraticCost for a chapter-1 network, got %r"
-                                 % (config["cost"],))
             net = network.Network(sizes, dtype=dtype, num_threads=num_threads)
         else:
-            if config["cost"] not in network2.COSTS_BY_NAME:
-                raise ValueError("expected a cost among %s, got %r"
-                                 % (", ".join(sorted(network2.COSTS_BY_NAME)), config["cost"]))
             net = network2.Network(sizes, cost=network2.COSTS_BY_NAME[config["cost"]],
                                    dtype=dtype, num_threads=num_threads)
     finally:
@@ -346,6 +371,7 @@ def from_torch(module, like=None, num_threads=None):
         raise ValueError("expected a module made by to_torch (with a .config), or like= a "
                          "network with the same layout; got a %s without either"
                          % type(module).__name__)
+    check_config(config)
     named = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
     config = dict(config)
     dtypes = {v.dtype for v in named.values()}
@@ -391,9 +417,14 @@ def load_torch(path):
     if not isinstance(data, dict) or set(data) != {"config", "state_dict"}:
         raise ValueError("%s: expected a dict with keys config and state_dict (save_torch's), "
                          "got %s" % (path, describe_value(data)))
-    config = json.loads(data["config"])
-    named = {k: v.numpy() for k, v in data["state_dict"].items()}
-    _checked_params(config, named)
+    try:
+        config = check_config(json.loads(data["config"]))
+        if not all(isinstance(v, torch.Tensor) for v in data["state_dict"].values()):
+            raise ValueError("expected a state_dict of tensors")
+        named = {k: v.numpy() for k, v in data["state_dict"].items()}
+        _checked_params(config, named)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ValueError("%s: %s" % (path, exc)) from None
     module = BookNet(config, layer_specs(config))
     module.load_numpy(named)
     return module.eval()
@@ -424,11 +455,11 @@ def load_safetensors(path, num_threads=None):
             raise ValueError("%s: expected safetensors metadata 'nndl_fast' (written by "
                              "save_safetensors), got the keys %s" % (path, sorted(metadata)))
         named = {k: f.get_tensor(k) for k in f.keys()}
-    config = json.loads(metadata["nndl_fast"])
     try:
+        config = check_config(json.loads(metadata["nndl_fast"]))
         params = _from_cross_correlation(config, _checked_params(config, named))
         return _build(config, params, num_threads)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise ValueError("%s: %s" % (path, exc)) from None
 
 

@@ -60,6 +60,7 @@ import json
 import numbers
 import os
 import threading
+import zipfile
 
 import numpy as np
 
@@ -463,9 +464,7 @@ def _read_archive(path):
     """(parsed metadata, [(w, b)]) from the archive at ``path``, all validated."""
     try:
         archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
+    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise NetworkFileError("expected an .npz archive written by network3's save, got a "
                                "file NumPy cannot read as one (%s)" % exc) from None
     if not isinstance(archive, np.lib.npyio.NpzFile):

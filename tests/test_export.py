@@ -303,3 +303,32 @@ def test_safetensors_without_torch_and_into_torch(trained, name, tmp_path, mnist
     X = mnist[1][0][:500]
     assert np.abs(_torch_probabilities(torch, module, X) - _own_probabilities(net, X)).max() \
         < PROB_TOL
+
+
+@pytest.mark.parametrize("config, arrays, message", [
+    ({"format": "keras"}, {}, "expected a config with format nndl_fast.network, network2 or "
+                              "network3, got 'keras'"),
+    ({"format": "nndl_fast.network2", "sizes": [3, "2"], "cost": "CrossEntropyCost",
+      "dtype": "float64"}, {}, r"sizes\[1\] must be an integer"),
+    ({"format": "nndl_fast.network2", "sizes": [3, 2], "cost": "eval",
+      "dtype": "float64"}, {}, "cost must be one of"),
+    ({"format": "nndl_fast.network", "sizes": [3, 2], "cost": "QuadraticCost",
+      "dtype": "float64"}, {"layers.0.linear.weight": np.zeros((2, 4)),
+                            "layers.0.linear.bias": np.zeros(2)},
+     r"layer 0's weight has shape \(2, 4\), expected \(2, 3\)"),
+    ({"format": "nndl_fast.network", "sizes": [3, 2], "cost": "QuadraticCost",
+      "dtype": "float64"}, {"layers.0.weight": np.zeros((2, 3))}, "expected the parameters"),
+    ({"format": "nndl_fast.network3", "layers": []}, {}, "metadata must be an object"),
+])
+def test_load_safetensors_checks_the_file(tmp_path, config, arrays, message):
+    pytest.importorskip("safetensors")
+    import json
+    from safetensors.numpy import save_file
+    path = tmp_path / "bad.safetensors"
+    save_file(arrays or {"x": np.zeros(1)}, str(path), metadata={"nndl_fast": json.dumps(config)})
+    with pytest.raises(ValueError, match=message) as info:
+        export.load_safetensors(path)
+    assert str(path) in str(info.value)
+    save_file({"x": np.zeros(1)}, str(path))
+    with pytest.raises(ValueError, match="expected safetensors metadata 'nndl_fast'"):
+        export.load_safetensors(path)

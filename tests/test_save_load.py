@@ -199,3 +199,15 @@ def test_network3_load_never_unpickles(tmp_path):
     with pytest.raises(n3.NetworkFileError, match="got a single array"):
         n3.load(tmp_path / "one.npy")
     assert _Trap.triggered == []
+
+
+def test_network3_load_refuses_a_truncated_archive(tmp_path):
+    from nndl_fast import network3 as n3
+    path = tmp_path / "net.npz"
+    _net3().save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    with pytest.raises(n3.NetworkFileError, match="expected an .npz archive"):
+        n3.load(path)
+    with pytest.raises(FileNotFoundError):
+        n3.load(tmp_path / "missing.npz")
