@@ -33,9 +33,9 @@ import numpy as np
 from ._files import atomic_write
 from ._validation import describe as describe_value
 
-__all__ = ["describe", "check_config", "layer_specs", "to_onnx", "to_torch", "from_torch", "state_dict",
-           "save_safetensors", "load_safetensors", "save_torch", "load_torch", "load_any",
-           "ExportMixin", "OPSET", "IR_VERSION"]
+__all__ = ["describe", "check_config", "layer_specs", "to_onnx", "to_torch", "from_torch",
+           "state_dict", "save_safetensors", "load_safetensors", "save_torch", "load_torch",
+           "load_any", "ExportMixin", "OPSET", "IR_VERSION"]
 
 #: The ONNX operator set and IR version of exported models: every onnxruntime
 #: release since 1.13 (2022) runs them.

@@ -130,9 +130,10 @@ def test_onnx_matches_the_network_on_the_test_set(ort, mnist, trained, name, tmp
     assert accuracy > 0.5
 
 
-def test_onnx_flips_the_kernels_and_adds_the_bias_after_the_pool(ort):
-    """A single asymmetric kernel and a negative bias: the book's true convolution,
-    max-pool, then bias; a cross-correlation or a bias before the pool would differ."""
+def test_onnx_flips_the_kernels(ort):
+    """One asymmetric kernel: the book's true convolution sees the bottom-right
+    pixel, a cross-correlation with the same kernel would not. (A per-filter bias
+    commutes with the max, so where it is added changes nothing but rounding.)"""
     np.random.seed(0)
     net = n3.Network([n3.ConvPoolLayer(image_shape=(1, 1, 4, 4), filter_shape=(1, 1, 2, 2),
                                        poolsize=(3, 3), activation_fn=n3.linear),
