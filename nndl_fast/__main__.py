@@ -1,4 +1,4 @@
-"""Command line: ``python -m nndl_fast {train,info,bench,baseline,expand,vanishing} ...``.
+"""Command line: ``python -m nndl_fast {train,export,info,bench,baseline,expand,vanishing} ...``.
 
 ``python -m nndl_fast train`` with no options is the book's chapter-1 run;
 ``--net`` / ``--preset`` pick chapter 3's or chapter 6's networks.
@@ -115,16 +115,6 @@ def _resolve_train_args(args):
     return args
 
 
-def _save_json(net, path, cost_name):
-    """network2's JSON document (network2.load reads it, so does the book's code)."""
-    import json
-    with open(path, "w") as f:
-        json.dump({"sizes": [int(s) for s in net.sizes],
-                   "weights": [np.asarray(w, dtype=np.float64).tolist() for w in net.weights],
-                   "biases": [np.asarray(b, dtype=np.float64).tolist() for b in net.biases],
-                   "cost": cost_name}, f)
-
-
 def _training_block(args, epochs):
     """A context for the SGD call: a progress bar with --progress, else nothing."""
     if not args.progress:
@@ -163,8 +153,9 @@ def _train_network(args, sizes):
     print("Trained in %.2f s (%.3f s per epoch including evaluation)"
           % (total, total / max(args.epochs, 1)))
     if args.save:
-        _save_json(net, args.save, "QuadraticCost")
-        print("Saved to %s (network2 JSON format; network2.load reads it)" % args.save)
+        net.save(args.save)
+        print("Saved to %s (the book's JSON; network.load and network2.load read it)"
+              % args.save)
     if args.plot:
         from nndl_fast.plot import plot_misclassified
         fig = plot_misclassified(net, test_data, args.plot)
@@ -244,11 +235,8 @@ def _train_network3(args):
     print("Trained in %.2f s (%.3f s per epoch including evaluation)"
           % (total, total / max(args.epochs, 1)))
     if args.save:
-        if hasattr(net, "save"):
-            net.save(args.save)
-            print("Saved to %s" % args.save)
-        else:
-            print("not saved: this network3 offers no save()", file=sys.stderr)
+        net.save(args.save)
+        print("Saved to %s (.npz archive; network3.load reads it)" % args.save)
     if args.plot:
         from nndl_fast import plot
         if any(layer[0] == "conv" for layer in spec):
@@ -287,6 +275,43 @@ def _cmd_train(args):
     else:
         _train_network(args, sizes)
     return 0
+
+
+def _cmd_export(args):
+    from nndl_fast import export
+    if not (args.onnx or args.torch or args.safetensors):
+        raise SystemExit("error: export needs at least one of --onnx, --torch, --safetensors")
+    net = export.load_any(args.net_file)
+    config, _ = export.describe(net)
+    specs = export.layer_specs(config)
+    print("Loaded %s from %s: %s" % (config["format"].split(".")[-1], args.net_file,
+                                     ", ".join(_spec_text(s) for s in specs)))
+    if args.onnx:
+        export.to_onnx(net, args.onnx)
+        print("Wrote %s (ONNX opset %d: input float32 (N, %d), output probabilities (N, %d))"
+              % (args.onnx, export.OPSET, _net_inputs(specs), specs[-1]["n_out"]))
+    if args.torch:
+        export.save_torch(net, args.torch)
+        print("Wrote %s (torch.load(path, weights_only=True): config and state_dict; "
+              "nndl_fast.export.load_torch makes the module)" % args.torch)
+    if args.safetensors:
+        export.save_safetensors(net, args.safetensors)
+        print("Wrote %s (safetensors state_dict of the to_torch module)" % args.safetensors)
+    return 0
+
+
+def _net_inputs(specs):
+    first = specs[0]
+    return first["n_in"] if first["kind"] == "dense" else int(np.prod(first["in_shape"]))
+
+
+def _spec_text(spec):
+    if spec["kind"] == "conv":
+        return "conv %dx%d x%d + max-pool %dx%d %s" % (spec["kernel"] + (spec["filters"],)
+                                                       + spec["poolsize"]
+                                                       + (spec["activation"],))
+    text = "%d->%d %s" % (spec["n_in"], spec["n_out"], spec["activation"])
+    return text + (" (dropout %g)" % spec["p_dropout"] if spec["p_dropout"] else "")
 
 
 def _cmd_bench(args):
@@ -383,7 +408,8 @@ def build_parser():
     p.add_argument("--eval-size", type=int, default=None,
                    help="evaluate on the first N validation/test images")
     p.add_argument("--save", default=None, metavar="PATH",
-                   help="save the trained network (network2's JSON format)")
+                   help="save the trained network: the book's JSON (network, network2) or "
+                   "an .npz archive (network3); 'export' converts it to ONNX or PyTorch")
     p.add_argument("--plot", default=None, metavar="PNG",
                    help="plot: misclassified digits (network), monitoring curves "
                    "(network2), learned filters (network3); needs matplotlib")
@@ -392,6 +418,19 @@ def build_parser():
     p.add_argument("--data", default=None, help="directory of IDX files or mnist.pkl.gz "
                    "(default: the bundled MNIST)")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("export", help="convert a saved network (any chapter's) to ONNX, "
+                       "PyTorch or safetensors")
+    p.add_argument("net_file", metavar="NET_FILE",
+                   help="a file written by save (the book's JSON, network3's .npz), "
+                   "save_safetensors or save_torch")
+    p.add_argument("--onnx", default=None, metavar="OUT.onnx",
+                   help="an ONNX model (needs onnx: pip install 'nndl_fast[export]')")
+    p.add_argument("--torch", default=None, metavar="OUT.pt",
+                   help="a torch.save file of config and state_dict (needs torch)")
+    p.add_argument("--safetensors", default=None, metavar="OUT.safetensors",
+                   help="the parameters as safetensors (needs safetensors)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("baseline", help="chapter 1's baselines: average darkness or an SVM")
     p.add_argument("method", choices=["darkness", "svm"])

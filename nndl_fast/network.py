@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from . import _config
+from .export import ExportMixin
 from ._validation import (check_input_columns, check_int, check_real, check_sizes,
                           check_training_list)
 from .reference import network as _reference
@@ -26,10 +27,10 @@ else:  # pure-Python mode: the same class body, run by the NumPy reference
     from . import _fallback as _dense
     from ._fallback import ReferenceDenseMixin as _DenseBase
 
-__all__ = ["Network", "sigmoid", "sigmoid_prime"]
+__all__ = ["Network", "load", "sigmoid", "sigmoid_prime"]
 
 
-class Network(_DenseBase, _reference.Network):
+class Network(ExportMixin, _DenseBase, _reference.Network):
     """A feed-forward sigmoid network trained with the quadratic cost.
 
     ``dtype`` (float64, the book's, or float32) is the compiled paths'
@@ -102,3 +103,33 @@ class Network(_DenseBase, _reference.Network):
         if X.shape[0] == 0:
             return 0
         return int(np.sum(self._predict_labels(X, self._packed_sparse_rows(test)) == labels))
+
+    # -- files --------------------------------------------------------------
+
+    def save(self, filename):
+        """Save to ``filename`` as network2's JSON document with cost "QuadraticCost"
+        (chapter 1's cost), atomically; ``network.load`` and ``network2.load`` (ours
+        and the book's) read it."""
+        from .network2 import write_document
+        self._sync_params()
+        write_document(filename, self.sizes, self.weights, self.biases, "QuadraticCost")
+
+
+def load(filename, dtype=np.float64, num_threads=None):
+    """A ``Network`` from a file written by ``Network.save`` (or by network2's
+    ``save`` for a QuadraticCost network).
+
+    Raises ``network2.NetworkFileError`` (a ValueError) when the file is not a
+    valid network document or holds a network trained with another cost (chapter
+    1's network is the quadratic-cost one; ``network2.load`` reads the others).
+    """
+    from .network2 import NetworkFileError, QuadraticCost, read_document
+    sizes, cost, weights, biases = read_document(filename)
+    if cost is not QuadraticCost:
+        raise NetworkFileError("%s: expected a network with cost QuadraticCost (chapter 1's), "
+                               "got %s; network2.load reads it" % (filename, cost.__name__))
+    net = Network(sizes, dtype=dtype, num_threads=num_threads)
+    net.weights = weights
+    net.biases = biases
+    net._sync_params()
+    return net

@@ -21,12 +21,13 @@ and ``delta``) still works: training then runs the NumPy reference code.
 import json
 import math
 import os
-import tempfile
 import time
 
 import numpy as np
 
 from . import _config
+from .export import ExportMixin
+from ._files import atomic_write
 
 if _config.use_compiled():
     from . import _dense
@@ -129,7 +130,7 @@ def _cost_sum(cost_kind, A, Y, hot=None):
         return float(np.sum(np.nan_to_num(terms)))
 
 
-class Network(_DenseBase, _reference.Network):
+class Network(ExportMixin, _DenseBase, _reference.Network):
     """A feed-forward sigmoid network with a choice of cost (chapter 3).
 
     ``cost`` is a cost class or an instance of one. ``dtype`` (float64, the
@@ -494,34 +495,21 @@ class Network(_DenseBase, _reference.Network):
         if name not in COSTS_BY_NAME or COSTS_BY_NAME[name] is not cost_class(self.cost):
             raise ValueError("only the costs %s can be saved (load finds them by name), got %s"
                              % (", ".join(sorted(COSTS_BY_NAME)), name))
-        data = {"sizes": [int(s) for s in self.sizes],
-                "weights": [np.asarray(w, dtype=np.float64).tolist() for w in self.weights],
-                "biases": [np.asarray(b, dtype=np.float64).tolist() for b in self.biases],
-                "cost": name}
-        path = os.fsdecode(os.fspath(filename))
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
-                                   suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, allow_nan=False)
-                f.flush()
-                os.fsync(f.fileno())
-            # mkstemp creates the file 0600; give it the mode open() would have.
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_document(filename, self.sizes, self.weights, self.biases, name)
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def write_document(filename, sizes, weights, biases, cost_name):
+    """Write the book's JSON document atomically (network.py's ``save`` uses it too).
+
+    ``weights[l]`` (sizes[l+1], sizes[l]) and ``biases[l]`` (sizes[l+1], 1), any
+    float dtype; the numbers are written as float64.
+    """
+    data = {"sizes": [int(s) for s in sizes],
+            "weights": [np.asarray(w, dtype=np.float64).tolist() for w in weights],
+            "biases": [np.asarray(b, dtype=np.float64).tolist() for b in biases],
+            "cost": cost_name}
+    with atomic_write(filename, "w") as f:
+        json.dump(data, f, allow_nan=False)
 
 
 class NetworkFileError(ValueError):
@@ -601,11 +589,11 @@ def _parse_document(data):
     return sizes, COSTS_BY_NAME[cost_name], weights, biases
 
 
-def load(filename, dtype=np.float64, num_threads=None):
-    """Load a network saved by ``save`` (ours or the book's).
+def read_document(filename):
+    """(sizes, cost class, weights, biases) of the network document at ``filename``.
 
-    Raises ``NetworkFileError`` (a ValueError) naming what is wrong when the file
-    is not a valid network document.
+    Raises ``NetworkFileError`` (a ValueError) naming the file and what is wrong
+    when it is not a valid network document.
     """
     path = os.fspath(filename)
     with open(path, "r") as f:
@@ -617,9 +605,18 @@ def load(filename, dtype=np.float64, num_threads=None):
             raise NetworkFileError("%s is not a valid JSON document: %s"
                                    % (path, exc)) from None
     try:
-        sizes, cost, weights, biases = _parse_document(data)
+        return _parse_document(data)
     except NetworkFileError as exc:
         raise NetworkFileError("%s: %s" % (path, exc)) from None
+
+
+def load(filename, dtype=np.float64, num_threads=None):
+    """Load a network saved by ``save`` (ours or the book's).
+
+    Raises ``NetworkFileError`` (a ValueError) naming what is wrong when the file
+    is not a valid network document.
+    """
+    sizes, cost, weights, biases = read_document(filename)
     # The constructor draws initial values as the book's load does, so the
     # global NumPy random state afterwards is the book's too.
     net = Network(sizes, cost=cost, dtype=dtype, num_threads=num_threads)

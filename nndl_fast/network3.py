@@ -56,11 +56,18 @@ epoch, ``bench/bench_network3.py``): about 1.2 s on 2 threads of a 16-core
 Xeon (2.3 s on 1), against about 34 s for the NumPy reference and 7.7 s for
 PyTorch on the CPU in the same run.
 """
+import json
+import numbers
+import os
 import threading
+import zipfile
 
 import numpy as np
 
 from . import _config
+from .export import ExportMixin
+from ._files import atomic_write
+from ._validation import describe as describe_value
 from .reference import network3 as _ref
 from .reference.network3 import (ConvPoolLayer, FullyConnectedLayer, ReLU, SharedArray,
                                   SoftmaxLayer, dropout_mask, linear, load_data_shared,
@@ -69,9 +76,12 @@ from .reference.network3 import (ConvPoolLayer, FullyConnectedLayer, ReLU, Share
 __all__ = ["linear", "ReLU", "sigmoid", "tanh", "load_data_shared", "size", "SharedArray",
            "ConvPoolLayer", "FullyConnectedLayer", "SoftmaxLayer", "Network",
            "ensemble_predict", "ensemble_accuracy", "vote", "dropout_mask",
-           "single_thread_blas"]
+           "single_thread_blas", "load", "NetworkFileError", "ACTIVATIONS"]
 
 _ACT_CODES = {id(linear): 0, id(sigmoid): 1, id(tanh): 2, id(ReLU): 3}
+
+#: The activation functions a saved or exported network may use, by name.
+ACTIVATIONS = {"linear": linear, "sigmoid": sigmoid, "tanh": tanh, "ReLU": ReLU}
 
 # threadpoolctl's BLAS limit is process-wide: networks training in several
 # Python threads share one limit, held while any of them is inside a kernel.
@@ -138,7 +148,7 @@ def _convnet():
     return _convnet_module or None
 
 
-class Network(_ref.Network):
+class Network(ExportMixin, _ref.Network):
     """The book's Network(layers, mini_batch_size), trained by compiled kernels."""
 
     def __init__(self, layers, mini_batch_size, dtype=np.float32, dropout_seed=None,
@@ -252,6 +262,288 @@ class Network(_ref.Network):
         with _SingleThreadBlas():
             return super(Network, self).SGD(training_data, epochs, mini_batch_size, eta,
                                             validation_data, test_data, lmbda=lmbda)
+
+
+    # --- files -------------------------------------------------------------
+    def save(self, filename):
+        """Save to ``filename``, an ``.npz`` archive (NumPy, no pickles), atomically.
+
+        The archive holds ``metadata``, a JSON text (see ``describe``), and per
+        layer ``layer{l}_w`` / ``layer{l}_b`` in the layer's own shapes and the
+        network's dtype. ``network3.load`` reads it back.
+        """
+        metadata, arrays = describe(self)
+        entries = {"metadata": np.array(json.dumps(metadata))}
+        for l, (w, b) in enumerate(arrays):
+            entries["layer%d_w" % l] = w
+            entries["layer%d_b" % l] = b
+        with atomic_write(filename, "wb") as f:
+            np.savez(f, **entries)
+
+
+def activation_name(fn):
+    """The name of one of network3's activation functions (ValueError for others)."""
+    for name, known in ACTIVATIONS.items():
+        if fn is known:
+            return name
+    raise ValueError("activation_fn must be one of network3's %s to be saved or exported, "
+                     "got %r" % (", ".join(ACTIVATIONS), fn))
+
+
+def describe(net):
+    """(metadata, arrays): the network's layers as a JSON-ready dict, and its
+    parameters as a list of (w, b) per layer.
+
+    Layer entries: ``{"type": "ConvPoolLayer", "filter_shape": [F, C, kh, kw],
+    "image_shape": [m, C, H, W], "poolsize": [ph, pw], "activation_fn": name}``
+    with w (F, C, kh, kw) (true-convolution kernels, as the book) and b (F,);
+    ``{"type": "FullyConnectedLayer", "n_in", "n_out", "activation_fn",
+    "p_dropout"}`` and ``{"type": "SoftmaxLayer", "n_in", "n_out", "p_dropout"}``
+    with w (n_in, n_out) and b (n_out,).
+    """
+    layers, arrays = [], []
+    for layer in net.layers:
+        if isinstance(layer, ConvPoolLayer):
+            entry = {"type": "ConvPoolLayer", "filter_shape": list(layer.filter_shape),
+                     "image_shape": list(layer.image_shape), "poolsize": list(layer.poolsize),
+                     "activation_fn": activation_name(layer.activation_fn)}
+        elif isinstance(layer, SoftmaxLayer):
+            entry = {"type": "SoftmaxLayer", "n_in": layer.n_in, "n_out": layer.n_out,
+                     "p_dropout": float(layer.p_dropout)}
+        elif isinstance(layer, FullyConnectedLayer):
+            entry = {"type": "FullyConnectedLayer", "n_in": layer.n_in, "n_out": layer.n_out,
+                     "activation_fn": activation_name(layer.activation_fn),
+                     "p_dropout": float(layer.p_dropout)}
+        else:
+            raise TypeError("expected ConvPoolLayer, FullyConnectedLayer or SoftmaxLayer, "
+                            "got %s" % type(layer).__name__)
+        layers.append(entry)
+        arrays.append((np.ascontiguousarray(_ref._value(layer.w), dtype=net.dtype),
+                       np.ascontiguousarray(_ref._value(layer.b), dtype=net.dtype)))
+    metadata = {"format": FILE_FORMAT, "version": FILE_VERSION,
+                "mini_batch_size": int(net.mini_batch_size), "dtype": np.dtype(net.dtype).name,
+                "dropout_seed": int(net.dropout_seed), "step": int(net.step),
+                "layers": layers}
+    return metadata, arrays
+
+
+FILE_FORMAT = "nndl_fast.network3"
+FILE_VERSION = 1
+
+_LAYER_KEYS = {
+    "ConvPoolLayer": {"type", "filter_shape", "image_shape", "poolsize", "activation_fn"},
+    "FullyConnectedLayer": {"type", "n_in", "n_out", "activation_fn", "p_dropout"},
+    "SoftmaxLayer": {"type", "n_in", "n_out", "p_dropout"},
+}
+
+
+_LAYER_CLASSES = {"ConvPoolLayer": ConvPoolLayer, "FullyConnectedLayer": FullyConnectedLayer,
+                  "SoftmaxLayer": SoftmaxLayer}
+
+
+class NetworkFileError(ValueError):
+    """A file is not a valid network3 archive."""
+
+
+def _int(value, what, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise NetworkFileError("%s must be an integer, got %r" % (what, value))
+    if value < minimum:
+        raise NetworkFileError("%s must be >= %d, got %d" % (what, minimum, value))
+    return int(value)
+
+
+def _ints(value, n, what):
+    if not isinstance(value, list) or len(value) != n:
+        raise NetworkFileError("%s must be a list of %d integers, got %r" % (what, n, value))
+    return tuple(_int(v, "%s[%d]" % (what, i), 1) for i, v in enumerate(value))
+
+
+def _p_dropout(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not 0.0 <= value < 1.0:
+        raise NetworkFileError("%s must be a number in [0, 1), got %r" % (what, value))
+    return float(value)
+
+
+def _activation(value, what):
+    if not isinstance(value, str) or value not in ACTIVATIONS:
+        raise NetworkFileError("%s must be one of %s, got %r"
+                               % (what, ", ".join(ACTIVATIONS), value))
+    return ACTIVATIONS[value]
+
+
+def _parse_layers(entries):
+    """[(type name, constructor kwargs, w shape, b shape)] from the metadata's layers."""
+    if not isinstance(entries, list) or not entries:
+        raise NetworkFileError("metadata 'layers' must be a non-empty list, got %r"
+                               % (entries,))
+    parsed = []
+    for l, entry in enumerate(entries):
+        what = "layers[%d]" % l
+        kind = entry.get("type") if isinstance(entry, dict) else None
+        if kind not in _LAYER_KEYS:
+            raise NetworkFileError("%s must be an object with 'type' one of %s, got %r"
+                                   % (what, ", ".join(_LAYER_KEYS), entry))
+        if set(entry) != _LAYER_KEYS[kind]:
+            raise NetworkFileError("%s (%s) must have the keys %s, got %s"
+                                   % (what, kind, sorted(_LAYER_KEYS[kind]), sorted(entry)))
+        if kind == "ConvPoolLayer":
+            filter_shape = _ints(entry["filter_shape"], 4, what + ".filter_shape")
+            kwargs = {"filter_shape": filter_shape,
+                      "image_shape": _ints(entry["image_shape"], 4, what + ".image_shape"),
+                      "poolsize": _ints(entry["poolsize"], 2, what + ".poolsize"),
+                      "activation_fn": _activation(entry["activation_fn"],
+                                                   what + ".activation_fn")}
+            shapes = (filter_shape, (filter_shape[0],))
+        else:
+            n_in = _int(entry["n_in"], what + ".n_in", 1)
+            n_out = _int(entry["n_out"], what + ".n_out", 1)
+            kwargs = {"n_in": n_in, "n_out": n_out,
+                      "p_dropout": _p_dropout(entry["p_dropout"], what + ".p_dropout")}
+            if kind == "FullyConnectedLayer":
+                kwargs["activation_fn"] = _activation(entry["activation_fn"],
+                                                      what + ".activation_fn")
+            shapes = ((n_in, n_out), (n_out,))
+        parsed.append((kind, kwargs) + shapes)
+    return parsed
+
+
+def _parse_metadata(text):
+    try:
+        meta = json.loads(text, parse_constant=lambda name: float("nan"))
+    except (ValueError, RecursionError) as exc:
+        raise NetworkFileError("metadata is not valid JSON: %s" % exc) from None
+    return _check_metadata(meta)
+
+
+def _check_metadata(meta):
+    """The metadata dict (as ``describe`` makes it) checked, with layer kwargs and the
+    expected array shapes."""
+    expected = {"format", "version", "mini_batch_size", "dtype", "dropout_seed", "step",
+                "layers"}
+    if not isinstance(meta, dict) or set(meta) != expected:
+        raise NetworkFileError("metadata must be an object with the keys %s, got %s"
+                               % (sorted(expected), sorted(meta) if isinstance(meta, dict)
+                                  else type(meta).__name__))
+    if meta["format"] != FILE_FORMAT or meta["version"] != FILE_VERSION:
+        raise NetworkFileError("expected format %r version %d, got %r version %r"
+                               % (FILE_FORMAT, FILE_VERSION, meta["format"], meta["version"]))
+    if meta["dtype"] not in ("float32", "float64"):
+        raise NetworkFileError("dtype must be 'float32' or 'float64', got %r" % (meta["dtype"],))
+    return {"mini_batch_size": _int(meta["mini_batch_size"], "mini_batch_size", 1),
+            "dtype": np.dtype(meta["dtype"]),
+            "dropout_seed": _int(meta["dropout_seed"], "dropout_seed", 0),
+            "step": _int(meta["step"], "step", 0),
+            "layers": _parse_layers(meta["layers"])}
+
+
+def _checked_array(entries, key, shape):
+    value = entries[key]
+    if not isinstance(value, np.ndarray):
+        raise NetworkFileError("%s must be an array, got %s" % (key, type(value).__name__))
+    if value.shape != tuple(shape):
+        raise NetworkFileError("%s has shape %s, expected %s (from the metadata)"
+                               % (key, value.shape, tuple(shape)))
+    if value.dtype not in (np.float32, np.float64):
+        raise NetworkFileError("%s has dtype %s, expected float32 or float64"
+                               % (key, value.dtype))
+    if not np.isfinite(value).all():
+        raise NetworkFileError("%s contains NaN or infinity" % key)
+    return value
+
+
+def _checked_arrays(meta, entries):
+    """[(w, b)] per layer from ``entries`` (a mapping with layer{l}_w / layer{l}_b)."""
+    return [(_checked_array(entries, "layer%d_w" % l, w_shape),
+             _checked_array(entries, "layer%d_b" % l, b_shape))
+            for l, (_, _, w_shape, b_shape) in enumerate(meta["layers"])]
+
+
+def _read_archive(path):
+    """(parsed metadata, [(w, b)]) from the archive at ``path``, all validated."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise NetworkFileError("expected an .npz archive written by network3's save, got a "
+                               "file NumPy cannot read as one (%s)" % exc) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise NetworkFileError("expected an .npz archive written by network3's save, got a "
+                               "single array")
+    with archive:
+        if "metadata" not in archive.files:
+            raise NetworkFileError("expected an entry 'metadata' in the archive, got %s"
+                                   % sorted(archive.files))
+        try:
+            text = archive["metadata"]
+        except ValueError as exc:  # an object array, which would need unpickling
+            raise NetworkFileError("metadata must be a text array: %s" % exc) from None
+        if text.shape != () or text.dtype.kind != "U":
+            raise NetworkFileError("metadata must be a 0-d text array, got shape %s dtype %s"
+                                   % (text.shape, text.dtype))
+        meta = _parse_metadata(str(text))
+        n = len(meta["layers"])
+        expected = {"metadata"} | {"layer%d_%s" % (l, k) for l in range(n) for k in "wb"}
+        if set(archive.files) != expected:
+            raise NetworkFileError("expected the entries %s for %d layers, got %s"
+                                   % (sorted(expected), n, sorted(archive.files)))
+        try:
+            arrays = _checked_arrays(meta, archive)
+        except ValueError as exc:
+            if isinstance(exc, NetworkFileError):
+                raise
+            raise NetworkFileError("an array entry cannot be read without unpickling (%s)"
+                                   % exc) from None
+    return meta, arrays
+
+
+def _build(meta, arrays, num_threads=None):
+    """The Network that checked metadata and arrays describe. The layers'
+    constructors draw initial values: the caller's random stream is kept as it
+    was (what they draw is replaced)."""
+    state = np.random.get_state()
+    try:
+        layers = [_LAYER_CLASSES[kind](**kwargs) for kind, kwargs, _, _ in meta["layers"]]
+        net = Network(layers, meta["mini_batch_size"], dtype=meta["dtype"],
+                      dropout_seed=meta["dropout_seed"], num_threads=num_threads)
+    except (ValueError, TypeError) as exc:
+        raise NetworkFileError("the layers do not fit together: %s" % exc) from None
+    finally:
+        np.random.set_state(state)
+    net.step = meta["step"]
+    for layer, (w, b) in zip(net.layers, arrays):
+        layer.w.set_value(np.array(w, dtype=net.dtype, order="C"), borrow=True)
+        layer.b.set_value(np.array(b, dtype=net.dtype, order="C"), borrow=True)
+    return net
+
+
+def from_description(metadata, arrays, num_threads=None):
+    """A ``Network`` from ``describe``'s (metadata, arrays), checked as ``load`` checks
+    a file (raises ``NetworkFileError``)."""
+    meta = _check_metadata(metadata)
+    if not isinstance(arrays, (list, tuple)) or len(arrays) != len(meta["layers"]):
+        raise NetworkFileError("expected %d (w, b) pairs, got %s"
+                               % (len(meta["layers"]), describe_value(arrays)))
+    entries = {}
+    for l, pair in enumerate(arrays):
+        entries["layer%d_w" % l], entries["layer%d_b" % l] = pair
+    return _build(meta, _checked_arrays(meta, entries), num_threads)
+
+
+def load(filename, num_threads=None):
+    """A ``Network`` from a file written by ``Network.save``.
+
+    Reads with ``allow_pickle=False``, checks the metadata, each array's shape
+    against the layer geometry, and that every value is finite; raises
+    ``NetworkFileError`` (a ValueError) naming the file and what is wrong.
+    The global NumPy random state is left as it was.
+    """
+    path = os.fspath(filename)
+    try:
+        meta, arrays = _read_archive(path)
+        return _build(meta, arrays, num_threads)
+    except NetworkFileError as exc:
+        raise NetworkFileError("%s: %s" % (path, exc)) from None
 
 
 def _inputs(data):
