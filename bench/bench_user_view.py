@@ -45,7 +45,7 @@ def _timed(fn):
     return time.perf_counter() - t0
 
 
-def one_epoch_calls(name, make_net, train_call, training, others, reference=None):
+def one_epoch_calls(name, make_net, train_call, training, reference=None):
     """Seconds of the first call, a repeated call, one epoch of a 6-epoch call."""
     from nndl_fast import _datacache
     _datacache.clear()
@@ -78,7 +78,7 @@ def user_calls(args):
         net.SGD(data, epochs, 10, 3.0, test_data=test)
     rows.append(one_epoch_calls(
         "network [784,30,10], test_data", lambda: network.Network([784, 30, 10]), n1_call,
-        training, None, reference=(lambda: ref1.Network([784, 30, 10]), n1_call)))
+        training, reference=(lambda: ref1.Network([784, 30, 10]), n1_call)))
 
     monitors = dict(lmbda=5.0, evaluation_data=validation, monitor_evaluation_cost=True,
                     monitor_evaluation_accuracy=True, monitor_training_cost=True,
@@ -88,7 +88,7 @@ def user_calls(args):
         net.SGD(data, epochs, 10, 0.5, **monitors)
     rows.append(one_epoch_calls(
         "network2 [784,30,10], lmbda, 4 monitors",
-        lambda: network2.Network([784, 30, 10]), n2_call, training, None,
+        lambda: network2.Network([784, 30, 10]), n2_call, training,
         reference=(lambda: ref2.Network([784, 30, 10]), n2_call)))
 
     from ch6_table import layers_for
@@ -101,7 +101,7 @@ def user_calls(args):
         net.SGD(data, epochs, 10, 0.1, va3, te3)
     rows.append(one_epoch_calls(
         "network3 first conv net (%d images), validation + test" % n,
-        lambda: network3.Network(layers_for("conv1", network3), 10), n3_call, tr3, None))
+        lambda: network3.Network(layers_for("conv1", network3), 10), n3_call, tr3))
     return rows
 
 

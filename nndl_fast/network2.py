@@ -387,8 +387,10 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
                                                                 "evaluation")) \
                 if monitors[2] else None
             X_eval = self._compute_dtype_inputs(X_eval)
+            hot_eval = None if Y_eval is None else \
+                evaluation.get("hot", lambda: _hot_mask(Y_eval))
             watched.append(("evaluation", X_eval, self._packed_sparse_rows(evaluation), Y_eval,
-                            None if Y_eval is None else evaluation.get("hot", lambda: Y_eval == 1),
+                            hot_eval,
                             labels_eval if monitors[3] else None,
                             evaluation_cost, evaluation_accuracy))
         self._sync_params()

@@ -187,7 +187,8 @@ def test_fingerprint_reads_every_byte_and_the_layout():
 
 
 def test_cache_is_bounded_and_clearable(mnist_wrapped, quiet, count_packs):
-    lists = [_copy(mnist_wrapped[0][k * 50:(k + 1) * 50]) for k in range(_datacache.MAX_ENTRIES + 2)]
+    lists = [_copy(mnist_wrapped[0][k * 50:(k + 1) * 50])
+             for k in range(_datacache.MAX_ENTRIES + 2)]
     for data in lists:
         _train(network, data, None, 1)
     assert len(_datacache._entries) == _datacache.MAX_ENTRIES
