@@ -141,7 +141,10 @@ class BuildExtWithOpenMP(build_ext):
                 ext.extra_link_args += flags[1]
                 ext.define_macros.append(("NNDL_FAST_OPENMP", "1"))
             if self.compiler.compiler_type != "msvc":
-                ext.extra_compile_args += ["-O3"]
+                # No code here reads the floating-point exception flags; without
+                # trapping math the compiler may if-convert (and so vectorise) the
+                # kernels' clamps and selects.
+                ext.extra_compile_args += ["-O3", "-fno-trapping-math"]
                 if sanitize:
                     ext.extra_compile_args += ["-fsanitize=" + sanitize,
                                                "-fno-omit-frame-pointer", "-g"]

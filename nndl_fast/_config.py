@@ -35,6 +35,22 @@ PURE_PYTHON = _env_flag(PURE_PYTHON_ENV)
 PURE_PYTHON_REASON = ("%s=%s" % (PURE_PYTHON_ENV, os.environ.get(PURE_PYTHON_ENV))
                       if PURE_PYTHON else None)
 
+#: The kernel paths, fastest first; NNDL_FAST_KERNELS=<path> forces one.
+KERNEL_PATHS = ("avx512", "avx2", "generic")
+KERNELS_ENV = "NNDL_FAST_KERNELS"
+
+
+def requested_kernel_path():
+    """The kernel path NNDL_FAST_KERNELS asks for, or None (the fastest here)."""
+    value = os.environ.get(KERNELS_ENV, "").strip().lower()
+    if value in ("", "auto"):
+        return None
+    if value not in KERNEL_PATHS:
+        raise ValueError("%s=%s: expected one of %s (or auto)"
+                         % (KERNELS_ENV, os.environ.get(KERNELS_ENV), ", ".join(KERNEL_PATHS)))
+    return value
+
+
 # The extensions every compiled chapter module needs.
 CORE_EXTENSIONS = ("_openmp_helpers", "_blas", "_dense", "_shuffle")
 
@@ -176,6 +192,20 @@ def resolve_num_threads(num_threads):
     return n if _openmp_enabled() else 1
 
 
+def _kernel_path():
+    if not use_compiled():
+        return None
+    from . import _dense
+    return _dense.kernel_isa()
+
+
+def _kernel_paths():
+    if not use_compiled():
+        return []
+    from . import _dense
+    return _dense.kernel_paths()
+
+
 def config_dict():
     """Everything show_config prints, as a dict."""
     from threadpoolctl import threadpool_info
@@ -191,6 +221,8 @@ def config_dict():
         "mode": "pure Python" if PURE_PYTHON else "compiled",
         "pure_python_reason": PURE_PYTHON_REASON,
         "openmp_enabled": _openmp_enabled(),
+        "kernels": _kernel_path(),
+        "kernel_paths": _kernel_paths(),
         "num_threads": get_num_threads(),
         "available_cpus": _available_cpus(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
@@ -213,6 +245,8 @@ def show_config(file=None):
         print("  mode:            compiled", file=out)
         print("  OpenMP:          %s" % ("enabled" if cfg["openmp_enabled"] else
                                          "disabled (serial build)"), file=out)
+        print("  kernels:         %s (this processor runs: %s; %s=<path> forces one)"
+              % (cfg["kernels"], ", ".join(cfg["kernel_paths"]), KERNELS_ENV), file=out)
     else:
         print("  mode:            pure Python (NumPy reference; %s)"
               % cfg["pure_python_reason"], file=out)

@@ -42,6 +42,7 @@ cdef extern from "convnet.h" nogil:
         nf_layer layers[NF_MAX_LAYERS]
 
     int nf_dense_block(int n_in, int n_out, int m)
+    int nf_conv_select_path(const char *name)
     int nf_train_f(const nf_net *net, const float *x, const int64_t *y, int64_t n_batches,
                    int m, double eta, double reg, int64_t first_step)
     int nf_train_d(const nf_net *net, const double *x, const int64_t *y, int64_t n_batches,
@@ -90,6 +91,16 @@ cdef void _gemm_d(int ta, int tb, int m, int n, int k, double alpha, const doubl
 KIND_CONV, KIND_DENSE, KIND_SOFTMAX = 0, 1, 2
 ACT_LINEAR, ACT_SIGMOID, ACT_TANH, ACT_RELU = 0, 1, 2, 3
 MAX_LAYERS = NF_MAX_LAYERS
+
+
+def _select_path():
+    """The kernel path _dense chose (NNDL_FAST_KERNELS, else the fastest)."""
+    from nndl_fast import _dense
+    if nf_conv_select_path(_dense.kernel_isa().encode()) != 0:
+        raise ValueError("the conv kernels cannot run the %s path" % _dense.kernel_isa())
+
+
+_select_path()
 
 
 def dense_block(int n_in, int n_out, int mini_batch_size):

@@ -54,6 +54,8 @@ from libc.stdlib cimport malloc, free
 import numpy as np
 cimport numpy as cnp
 
+from nndl_fast import _config
+
 from nndl_fast._openmp_helpers cimport omp_get_thread_num
 
 cnp.import_array()
@@ -110,6 +112,8 @@ cdef extern from "dense.h" nogil:
     void nndl_prefetch_l2(const void *p, size_t nbytes)
     void nndl_csr_prefetch_row(const nndl_csr *X, int64_t r)
     const char *nndl_dense_isa()
+    int nndl_dense_path_runs(const char *name)
+    int nndl_dense_select(const char *name)
     ctypedef struct nndl_spin_barrier:
         pass
     void nndl_spin_barrier_init(nndl_spin_barrier *b, int n_threads)
@@ -133,8 +137,31 @@ cpdef enum Regularization:
 
 
 def kernel_isa():
-    """The instruction set the block kernels run on here ("avx512" or "generic")."""
+    """The kernel path in use: "avx512", "avx2" or "generic" (see :func:`kernel_paths`)."""
     return nndl_dense_isa().decode()
+
+
+def kernel_paths():
+    """The kernel paths this build has and this processor runs, fastest first."""
+    return [p for p in _config.KERNEL_PATHS if nndl_dense_path_runs(p.encode())]
+
+
+def _select_kernels():
+    """Take the path NNDL_FAST_KERNELS names, else the fastest; once, at import."""
+    cdef bytes name
+    wanted = _config.requested_kernel_path()
+    if wanted is None:
+        nndl_dense_select(NULL)
+        return
+    name = wanted.encode()
+    if nndl_dense_select(name) != 0:
+        raise ValueError(
+            "%s=%s: this processor (or this build) cannot run the %s kernels; the paths "
+            "available here are %s" % (_config.KERNELS_ENV, wanted, wanted,
+                                       ", ".join(kernel_paths())))
+
+
+_select_kernels()
 
 
 cdef struct Plan:

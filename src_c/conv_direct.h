@@ -263,20 +263,12 @@ static NF_AVX512 void nf_direct_col2im(const float *dcol, float *dx, int c_in, i
             nf_direct_col2im_rows(1, dcol, dx, c, h, w, kh, kw, r);
 }
 
-/* The direct kernels run where the processor has AVX-512F and
- * NNDL_FAST_KERNELS is not "generic" (which selects im2col + GEMM). */
-static int nf_direct_available(void)
-{
-    static int checked = 0, ok = 0;
-    if (!checked) {   /* a benign race: every thread finds the same */
-        const char *env = getenv("NNDL_FAST_KERNELS");
-        __builtin_cpu_init();
-        ok = __builtin_cpu_supports("avx512f") && !(env && strcmp(env, "generic") == 0);
-        checked = 1;
-    }
-    return ok;
-}
+/* The direct kernels run on the AVX-512 path (nf_conv_select_path; the
+ * others take im2col + GEMM). */
+static int nf_direct_on = 0;
+static int nf_direct_available(void) { return nf_direct_on; }
 #else
 #define NF_HAVE_DIRECT 0
+static int nf_direct_on = 0;
 static int nf_direct_available(void) { return 0; }
 #endif

@@ -3,16 +3,12 @@
  * inference). The two headers are templates, included once per dtype;
  * conv_direct.h (direct convolution of one-channel images, float32 AVX-512)
  * is included once. */
-/* We never read the floating-point exception flags; without trapping math GCC
- * may if-convert (and so vectorise) the clamps and selects of the kernels. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "nf_simd.h"
 #include "convnet.h"
 
 #ifdef _OPENMP
@@ -185,3 +181,13 @@ int nf_dense_block(int n_in, int n_out, int m)
 #define VEXP exp
 #include "conv_kernels.h"
 #include "conv_engine.h"
+
+int nf_conv_select_path(const char *name)
+{
+    for (int p = 0; p < NF_N_PATHS; p++)
+        if (strcmp(name, nf_path_names[p]) == 0 && nf_path_runs(p)) {
+            nf_direct_on = NF_HAVE_DIRECT && p == NF_PATH_AVX512;
+            return 0;
+        }
+    return -1;
+}

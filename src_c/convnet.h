@@ -49,6 +49,9 @@ typedef struct {
 /* Rows per block of a dense layer's inputs in training on mini-batches of m
  * (a function of the shapes only). */
 int nf_dense_block(int n_in, int n_out, int m);
+/* Use the kernel path named ("avx512", "avx2", "generic": the one nndl_fast._dense
+ * chose); -1 when it cannot run here. */
+int nf_conv_select_path(const char *name);
 
 /* Train n_batches mini-batches of m examples, x (n_batches*m, n_in) and labels
  * y (n_batches*m,), in order; step numbers (for dropout) first_step, ...

@@ -95,6 +95,13 @@ void nndl_upd_idx_s(int rows, int m, const float *X, int ldx, const float *D, in
 void nndl_scale_d(ptrdiff_t n, double *x, double beta);
 void nndl_scale_s(ptrdiff_t n, float *x, float beta);
 
+/* Kernel paths ("avx512", "avx2", "generic"; see nf_simd.h). path_runs: 1 when
+ * this build has the path and this processor can run it. select: use the path
+ * (NULL: the fastest that runs); -1, and no change, when it cannot run. isa:
+ * the path in use. */
+int nndl_dense_path_runs(const char *name);
+int nndl_dense_select(const char *name);
+const char *nndl_dense_isa(void);
 /* dst[j] = src[j] for j < n, converting float to double. */
 void nndl_convert_f2d(int n, const float *src, double *dst);
 
@@ -136,6 +143,5 @@ unsigned int nndl_flush_denormals_begin(void);
 void nndl_flush_denormals_end(unsigned int state);
 
 /* Which implementation the dispatcher picked: "avx512" or "generic". */
-const char *nndl_dense_isa(void);
 
 #endif

@@ -1,0 +1,305 @@
+/* The block kernels of the dense SGD epoch, written once (see dense.h for what
+ * each computes, nf_simd.h for the vectors).
+ *
+ * A template: dense.c includes it once per (instruction set, dtype), with
+ *   NF_DOUBLE   1 for double, 0 for float
+ *   NF_SUF      this copy's suffix (d_avx512, s_generic...): NF_FN(fwd) is fwd_<NF_SUF>
+ *   NF_VBYTES   the path's vector width in bytes (64, 32 or 16)
+ *   NF_FWD_E    examples per sweep of the forward kernel (<= 12)
+ *   NF_UPD_R    weight rows per sweep of the update kernel (8, 4, 2 or 1)
+ *   NF_CSR_NB   16-unit blocks per sweep of the sparse first layer (<= 4)
+ *   NF_CSR_TWO  1: two rows at once through the sparse first layer, else 1
+ * chosen so that a sweep's accumulators and operands fit the path's vector
+ * registers (32 AVX-512 or NEON registers, 16 AVX2 or SSE2).
+ *
+ * Every sum runs in one fixed order on every path (over the inputs k for the
+ * forward kernels, over the examples for the update, over the blocks and then
+ * by halves across the lanes for the backward kernel); paths differ only in
+ * whether a multiply and an add are fused (FMA), by less than an ulp a term.
+ */
+#if NF_DOUBLE
+#define NF_T double
+#define NF_EXP nf_exp_d
+#else
+#define NF_T float
+#define NF_EXP nf_exp_s
+#endif
+#define NF_FN(name) NF_CAT3(name, _, NF_SUF)
+#define NF_VL (NF_VBYTES / (int)sizeof(NF_T))   /* lanes per vector */
+#define NF_NV (16 / NF_VL)                      /* vectors per 16-unit block */
+#define NF_V NF_FN(vec)
+NF_VECTOR_TYPE(NF_V, NF_T, NF_VBYTES);
+
+/* out[e][0:16] = sum_k X[e][k] W[col k][0:16] for E examples: per input k,
+ * the block's NV weight vectors and E broadcasts feed E * NV independent
+ * chains (enough to hide the FMA latency). */
+NF_INLINE void NF_FN(fwd_group)(const int E, int K, const NF_T *X, int ldx, const NF_T *W,
+                                const int32_t *cols, NF_T *out, int ldo)
+{
+    NF_V acc[12][NF_NV];
+    NF_UNROLL
+    for (int e = 0; e < E; e++)
+        NF_UNROLL
+        for (int v = 0; v < NF_NV; v++) NF_VZERO(acc[e][v]);
+    for (int k = 0; k < K; k++) {
+        const NF_T *w = W + (ptrdiff_t)(cols ? cols[k] : k) * 16;
+        NF_V wv[NF_NV];
+        NF_UNROLL
+        for (int v = 0; v < NF_NV; v++) NF_VLOAD(wv[v], w + v * NF_VL);
+        NF_UNROLL
+        for (int e = 0; e < E; e++) {
+            const NF_T x = X[(ptrdiff_t)e * ldx + k];
+            NF_UNROLL
+            for (int v = 0; v < NF_NV; v++) NF_VFMA(acc[e][v], x, wv[v]);
+        }
+    }
+    NF_UNROLL
+    for (int e = 0; e < E; e++)
+        NF_UNROLL
+        for (int v = 0; v < NF_NV; v++) NF_VSTORE(out + (ptrdiff_t)e * ldo + v * NF_VL, acc[e][v]);
+}
+
+#define NF_FWD_CASE(n) \
+    case n: NF_FN(fwd_group)(n, K, x, ldx, W, cols, o, ldo); i += n; break;
+
+static void NF_FN(fwd)(int m, int K, const NF_T *X, int ldx, const NF_T *W,
+                       const int32_t *cols, NF_T *out, int ldo)
+{
+    int i = 0;
+    while (i < m) {
+        const NF_T *x = X + (ptrdiff_t)i * ldx;
+        NF_T *o = out + (ptrdiff_t)i * ldo;
+        switch (m - i >= NF_FWD_E ? NF_FWD_E : m - i) {
+        NF_CAT(NF_UPTO_, NF_FWD_E)(NF_FWD_CASE)
+        }
+    }
+}
+#undef NF_FWD_CASE
+
+/* W[row q] = beta W[row q] + alpha sum_i X[i][q] D[i][0:16] for R rows: each
+ * example's NV delta vectors feed R * NV independent chains. The new weight
+ * is fma(alpha, sum, w) or, with scale, fma(alpha, sum, round(beta w)). */
+NF_INLINE void NF_FN(upd_group)(const int R, const int scale, const int indexed, int m,
+                                const NF_T *X, int ldx, const NF_T *D, int ldd, NF_T *W,
+                                const int32_t *cols, NF_T alpha, NF_T beta)
+{
+    NF_V acc[8][NF_NV];
+    NF_UNROLL
+    for (int q = 0; q < R; q++)
+        NF_UNROLL
+        for (int v = 0; v < NF_NV; v++) NF_VZERO(acc[q][v]);
+    for (int i = 0; i < m; i++) {
+        const NF_T *d = D + (ptrdiff_t)i * ldd;
+        const NF_T *x = X + (ptrdiff_t)i * ldx;
+        NF_V dv[NF_NV];
+        NF_UNROLL
+        for (int v = 0; v < NF_NV; v++) NF_VLOAD(dv[v], d + v * NF_VL);
+        NF_UNROLL
+        for (int q = 0; q < R; q++)
+            NF_UNROLL
+            for (int v = 0; v < NF_NV; v++) NF_VFMA(acc[q][v], x[q], dv[v]);
+    }
+    NF_UNROLL
+    for (int q = 0; q < R; q++) {
+        /* (branch-free, so that each product and its sum stay together
+         * where the compiler fuses them) */
+        NF_T *w = W + (ptrdiff_t)(indexed ? cols[q] : q) * 16;
+        NF_UNROLL
+        for (int v = 0; v < NF_NV; v++) {
+            NF_V wv;
+            NF_VLOAD(wv, w + v * NF_VL);
+            if (scale) {
+                NF_VSCALE(wv, beta);
+                NF_VOPAQUE(wv);
+            }
+            NF_VFMA(wv, alpha, acc[q][v]);
+            NF_VSTORE(w + v * NF_VL, wv);
+        }
+    }
+}
+
+/* Groups of NF_UPD_R rows, then of halves down to 1 (each a constant size). */
+#define NF_UPD_GROUPS(R, S, I)                                                        \
+    if ((R) <= NF_UPD_R)                                                              \
+        for (; r + (R) <= rows; r += (R))                                             \
+            NF_FN(upd_group)((R), (S), (I), m, X + r, ldx, D, ldd,                    \
+                             (I) ? W : W + (ptrdiff_t)r * 16, (I) ? cols + r : NULL,    \
+                             alpha, beta);
+#define NF_UPD_ALL(S, I) \
+    NF_UPD_GROUPS(8, S, I) NF_UPD_GROUPS(4, S, I) NF_UPD_GROUPS(2, S, I) NF_UPD_GROUPS(1, S, I)
+
+static void NF_FN(upd)(int rows, int m, const NF_T *X, int ldx, const NF_T *D, int ldd,
+                       NF_T *W, const int32_t *cols, NF_T alpha, NF_T beta)
+{
+    int r = 0;
+    if (beta != (NF_T)1) {
+        if (cols) { NF_UPD_ALL(1, 1) } else { NF_UPD_ALL(1, 0) }
+    } else {
+        if (cols) { NF_UPD_ALL(0, 1) } else { NF_UPD_ALL(0, 0) }
+    }
+}
+#undef NF_UPD_ALL
+#undef NF_UPD_GROUPS
+
+/* Z[i][j] = sigmoid(Z[i][j] + b[j]) for j < n_valid, 0 for n_valid <= j < 16:
+ * a loop of 16 lanes the compiler vectorises (nf_exp has no calls or branches). */
+static void NF_FN(sigmoid)(int m, NF_T *Z, int ldz, const NF_T *b, int n_valid)
+{
+    for (int i = 0; i < m; i++) {
+        NF_T *z = Z + (ptrdiff_t)i * ldz;
+        NF_T s[16];
+        for (int j = 0; j < 16; j++)
+            s[j] = (NF_T)1 / ((NF_T)1 + NF_EXP(-(z[j] + b[j])));
+        for (int j = 0; j < 16; j++) z[j] = j < n_valid ? s[j] : (NF_T)0;
+    }
+}
+
+/* out[i][c] = (sum over blocks bl and lanes of W[bl][c][:] Dn[i][bl][:]) a(1-a),
+ * a = A[i][c], for c < rows; 0 for rows <= c < 16. Per (i, c): NV vector sums
+ * over the blocks, added lane-wise, then halved across the lanes. */
+static void NF_FN(bwd)(int m, int rows, int nb, const NF_T *W, ptrdiff_t bstride,
+                       const NF_T *Dn, int ldn, const NF_T *A, int lda, NF_T *out, int ldo)
+{
+    for (int i = 0; i < m; i++) {
+        const NF_T *dn = Dn + (ptrdiff_t)i * ldn;
+        const NF_T *a = A + (ptrdiff_t)i * lda;
+        NF_T *o = out + (ptrdiff_t)i * ldo;
+        for (int c = 0; c < rows; c++) {
+            NF_V s[NF_NV];
+            NF_UNROLL
+            for (int v = 0; v < NF_NV; v++) NF_VZERO(s[v]);
+            for (int bl = 0; bl < nb; bl++) {
+                const NF_T *w = W + bl * bstride + (ptrdiff_t)c * 16;
+                NF_UNROLL
+                for (int v = 0; v < NF_NV; v++) {
+                    NF_V wv, dv;
+                    NF_VLOAD(wv, w + v * NF_VL);
+                    NF_VLOAD(dv, dn + bl * 16 + v * NF_VL);
+                    NF_VFMAV(s[v], wv, dv);
+                }
+            }
+            NF_UNROLL
+            for (int v = 1; v < NF_NV; v++) NF_VADD(s[0], s[v]);
+            NF_T lane[NF_VL];
+            NF_VSTORE(lane, s[0]);
+            for (int h = NF_VL / 2; h >= 1; h /= 2)
+                for (int j = 0; j < h; j++) lane[j] = lane[j] + lane[j + h];
+            o[c] = lane[0] * (a[c] * ((NF_T)1 - a[c]));
+        }
+        for (int c = rows; c < 16; c++) o[c] = 0;
+    }
+}
+
+/* Layer 1's pre-activations of csr rows first .. first+m-1 through NB blocks:
+ * per nonzero input, a broadcast times NB weight rows. Two rows go through at
+ * once, each in its own sums (their order unchanged: the row's nonzeros in
+ * ascending column order, as the dense kernels add them), so that twice as
+ * many independent chains hide the FMA latency. */
+NF_INLINE void NF_FN(csr_group)(const int NB, const int two, const nndl_csr *X, int64_t row,
+                                int n_in, const NF_T *W, NF_T *out, int ldo)
+{
+    NF_V acc[2][4][NF_NV];
+    const ptrdiff_t bs = (ptrdiff_t)n_in * 16;
+    int64_t p[2], n[2];
+    NF_UNROLL
+    for (int t = 0; t < 1 + two; t++) {
+        p[t] = X->ptr[row + t];
+        n[t] = X->ptr[row + t + 1] - p[t];
+        NF_UNROLL
+        for (int b = 0; b < NB; b++)
+            NF_UNROLL
+            for (int v = 0; v < NF_NV; v++) NF_VZERO(acc[t][b][v]);
+    }
+    const int64_t both = two ? (n[0] < n[1] ? n[0] : n[1]) : n[0];
+    const float *vf = (const float *)X->val;
+    const double *vd = (const double *)X->val;
+    int64_t q = 0;
+    for (; q < both; q++)
+        NF_UNROLL
+        for (int t = 0; t < 1 + two; t++) {
+            const int64_t e = p[t] + q;
+            const NF_T x = X->val_f32 ? (NF_T)vf[e] : (NF_T)vd[e];
+            const NF_T *w = W + (ptrdiff_t)X->idx[e] * 16;
+            NF_UNROLL
+            for (int b = 0; b < NB; b++)
+                NF_UNROLL
+                for (int v = 0; v < NF_NV; v++) {
+                    NF_V wv;
+                    NF_VLOAD(wv, w + b * bs + v * NF_VL);
+                    NF_VFMA(acc[t][b][v], x, wv);
+                }
+        }
+    NF_UNROLL
+    for (int t = 0; t < 1 + two; t++)
+        for (int64_t r = q; r < n[t]; r++) {
+            const int64_t e = p[t] + r;
+            const NF_T x = X->val_f32 ? (NF_T)vf[e] : (NF_T)vd[e];
+            const NF_T *w = W + (ptrdiff_t)X->idx[e] * 16;
+            NF_UNROLL
+            for (int b = 0; b < NB; b++)
+                NF_UNROLL
+                for (int v = 0; v < NF_NV; v++) {
+                    NF_V wv;
+                    NF_VLOAD(wv, w + b * bs + v * NF_VL);
+                    NF_VFMA(acc[t][b][v], x, wv);
+                }
+        }
+    NF_UNROLL
+    for (int t = 0; t < 1 + two; t++)
+        NF_UNROLL
+        for (int b = 0; b < NB; b++)
+            NF_UNROLL
+            for (int v = 0; v < NF_NV; v++)
+                NF_VSTORE(out + (ptrdiff_t)t * ldo + b * 16 + v * NF_VL, acc[t][b][v]);
+}
+
+#define NF_CSR_CASE(n)                                                                \
+    case n:                                                                           \
+        if (two) NF_FN(csr_group)(n, 1, X, first + i, n_in, wb, o, ldo);              \
+        else NF_FN(csr_group)(n, 0, X, first + i, n_in, wb, o, ldo);                  \
+        break;
+
+static void NF_FN(csr_first)(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
+                             const NF_T *W, NF_T *out, int ldo)
+{
+    for (int i = 0; i < m; i += 1 + NF_CSR_TWO) {
+        const int two = NF_CSR_TWO && i + 1 < m;
+        for (int b = 0; b < n_blocks; b += NF_CSR_NB) {
+            const NF_T *wb = W + (ptrdiff_t)b * n_in * 16;
+            NF_T *o = out + (ptrdiff_t)i * ldo + b * 16;
+            switch (n_blocks - b >= NF_CSR_NB ? NF_CSR_NB : n_blocks - b) {
+            NF_CAT(NF_UPTO_, NF_CSR_NB)(NF_CSR_CASE)
+            }
+        }
+    }
+}
+#undef NF_CSR_CASE
+
+/* x[j] *= beta, j < n (loops the compiler vectorises) */
+static void NF_FN(scale)(ptrdiff_t n, NF_T *x, NF_T beta)
+{
+    for (ptrdiff_t j = 0; j < n; j++) x[j] = beta * x[j];
+}
+
+#if NF_DOUBLE
+/* dst[j] = src[j], float to double */
+static void NF_FN(convert_f2d)(int n, const float *src, double *dst)
+{
+    for (int j = 0; j < n; j++) dst[j] = (double)src[j];
+}
+#endif
+
+/* The template's parameters are used up. */
+#undef NF_NV
+#undef NF_VL
+#undef NF_T
+#undef NF_V
+#undef NF_EXP
+#undef NF_FN
+#undef NF_DOUBLE
+#undef NF_SUF
+#undef NF_FWD_E
+#undef NF_UPD_R
+#undef NF_CSR_NB
+#undef NF_CSR_TWO
+#undef NF_VBYTES
