@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from . import _config
+from ._random import make_generators
 from .export import ExportMixin
 from ._files import atomic_write
 
@@ -135,25 +136,43 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
 
     ``cost`` is a cost class or an instance of one. ``dtype`` (float64, the
     book's, or float32) is the compiled paths' arithmetic; ``num_threads``
-    overrides the global thread policy.
+    overrides the global thread policy. ``seed`` (an int) or ``rng`` (a NumPy
+    ``RandomState`` or ``Generator``) gives the network its own generators for
+    the initial values (the initializers included) and SGD's shuffles (default:
+    the book's global ``np.random`` and ``random``; see ``nndl_fast._random``).
     """
 
-    def __init__(self, sizes, cost=CrossEntropyCost, dtype=np.float64, num_threads=None):
+    def __init__(self, sizes, cost=CrossEntropyCost, dtype=np.float64, num_threads=None,
+                 seed=None, rng=None):
         sizes = check_sizes(sizes)
         _config.resolve_num_threads(num_threads)
-        # Set before the base constructor: the initializers cast to it.
+        # Set before the base constructor: the initializers cast to it and draw from it.
         self._dtype = check_dtype(dtype)
+        self._generators = make_generators(seed, rng)
         super().__init__([int(s) for s in sizes], cost=_check_cost(cost))
+        self._generators.initialized()
         self.num_threads = num_threads
 
     def default_weight_initializer(self):
         """Biases N(0, 1), weights N(0, 1/n_in); biases drawn first, as the book."""
-        super().default_weight_initializer()
+        gens = self._generators
+        if gens.own:
+            self.biases = [gens.randn(y, 1) for y in self.sizes[1:]]
+            self.weights = [gens.randn(y, x) / np.sqrt(x)
+                            for x, y in zip(self.sizes[:-1], self.sizes[1:])]
+        else:
+            super().default_weight_initializer()
         self._set_dtype(self._dtype)
 
     def large_weight_initializer(self):
         """Biases and weights N(0, 1), as chapter 1; biases drawn first."""
-        super().large_weight_initializer()
+        gens = self._generators
+        if gens.own:
+            self.biases = [gens.randn(y, 1) for y in self.sizes[1:]]
+            self.weights = [gens.randn(y, x)
+                            for x, y in zip(self.sizes[:-1], self.sizes[1:])]
+        else:
+            super().large_weight_initializer()
         self._set_dtype(self._dtype)
 
     # -- which code runs --------------------------------------------------
@@ -279,6 +298,11 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
         return cost, correct
 
     # -- training -----------------------------------------------------------
+
+    def _shuffle(self, training_data):
+        """The reference SGD's shuffle (a cost without a kernel), from the network's
+        generator."""
+        self._generators.shuffle_module().shuffle(training_data)
 
     def _velocities_for_kernel(self):
         """The momentum state as compute-dtype arrays, kept in ``self._velocities``."""
@@ -426,7 +450,8 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
         self._run_epochs(X, Y, training_data, epochs, mini_batch_size, eta, after_epoch,
                          lmbda=lmbda, cost=kind, reg=reg, momentum=momentum,
                          num_threads=self.num_threads, eta_for_epoch=lambda: state["eta"],
-                         velocities=velocities, X_sparse=X_sparse, rows=train.rows)
+                         velocities=velocities, X_sparse=X_sparse, rows=train.rows,
+                         shuffle_rng=self._generators.shuffle_module())
         return evaluation_cost, evaluation_accuracy, training_cost, training_accuracy
 
     @staticmethod
