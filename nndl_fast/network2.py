@@ -457,23 +457,11 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
     @staticmethod
     def _schedule_step(state, accuracy, early_stopping_n, eta_decay_n, eta0, eta_stop_ratio):
         """Early stopping and the halving schedule, as the reference; True means stop."""
-        if state["best"] is None or accuracy > state["best"]:
-            state["best"], state["since_best"] = accuracy, 0
-        else:
-            state["since_best"] += 1
-        if early_stopping_n and state["since_best"] >= early_stopping_n:
-            print("Early stopping: no improvement in evaluation accuracy "
-                  "for {} epochs".format(early_stopping_n))
-            return True
-        if eta_decay_n and state["since_best"] >= eta_decay_n:
-            state["eta"] /= 2.0
-            state["since_best"] = 0
-            if state["eta"] < eta0 * eta_stop_ratio:
-                print("Learning rate fell to {} (1/{:g} of its initial value): "
-                      "stopping".format(state["eta"], 1.0 / eta_stop_ratio))
-                return True
-            print("Learning rate halved to {}".format(state["eta"]))
-        return False
+        stop, message = schedule_step(state, accuracy, early_stopping_n, eta_decay_n, eta0,
+                                      eta_stop_ratio)
+        if message:
+            print(message)
+        return stop
 
     def update_mini_batch(self, mini_batch, eta, lmbda, n, regularization="L2", momentum=0.0):
         """One gradient step on ``mini_batch``; ``n`` is the size of the whole training set.
@@ -523,6 +511,27 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
             raise ValueError("only the costs %s can be saved (load finds them by name), got %s"
                              % (", ".join(sorted(COSTS_BY_NAME)), name))
         write_document(filename, self.sizes, self.weights, self.biases, name)
+
+
+def schedule_step(state, accuracy, early_stopping_n, eta_decay_n, eta0, eta_stop_ratio):
+    """One epoch's step of early stopping and the halving schedule (the reference's
+    rules): ``(stop, message or None)``, updating ``state`` ({"eta", "best",
+    "since_best"}) with this epoch's evaluation ``accuracy``."""
+    if state["best"] is None or accuracy > state["best"]:
+        state["best"], state["since_best"] = accuracy, 0
+    else:
+        state["since_best"] += 1
+    if early_stopping_n and state["since_best"] >= early_stopping_n:
+        return True, ("Early stopping: no improvement in evaluation accuracy "
+                      "for {} epochs".format(early_stopping_n))
+    if eta_decay_n and state["since_best"] >= eta_decay_n:
+        state["eta"] /= 2.0
+        state["since_best"] = 0
+        if state["eta"] < eta0 * eta_stop_ratio:
+            return True, ("Learning rate fell to {} (1/{:g} of its initial value): "
+                          "stopping".format(state["eta"], 1.0 / eta_stop_ratio))
+        return False, "Learning rate halved to {}".format(state["eta"])
+    return False, None
 
 
 def write_document(filename, sizes, weights, biases, cost_name):
