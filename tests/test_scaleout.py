@@ -107,8 +107,8 @@ def test_map_tasks_order_callbacks_and_errors():
     assert info.value.task == 3 and isinstance(info.value.__cause__, ArithmeticError)
     with pytest.raises(ValueError, match="n_jobs must be an int >= 1, got 0"):
         nndl_fast.map_tasks(_square_or_fail, [1], n_jobs=0)
+    pytest.importorskip("distributed")
     with pytest.raises(TypeError, match="scheduler must be None, a distributed.Client or"):
-        pytest.importorskip("distributed")
         nndl_fast.map_tasks(_square_or_fail, [1], scheduler=8786)
 
 
