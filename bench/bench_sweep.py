@@ -17,11 +17,9 @@ Times include scattering the data, not starting the cluster (printed apart).
 """
 import argparse
 import json
-import os
 import sys
 import time
 
-import numpy as np
 from threadpoolctl import threadpool_info
 
 import nndl_fast
