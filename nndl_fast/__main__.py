@@ -1,4 +1,5 @@
-"""Command line: ``python -m nndl_fast {train,export,info,bench,baseline,expand,vanishing} ...``.
+"""Command line: ``python -m nndl_fast COMMAND ...`` (train, sweep, export, info, bench,
+baseline, expand, vanishing).
 
 ``python -m nndl_fast train`` with no options is the book's chapter-1 run;
 ``--net`` / ``--preset`` pick chapter 3's or chapter 6's networks.
@@ -53,6 +54,51 @@ def _finite_float(text):
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError("expected a finite number, got %r" % text)
     return value
+
+
+def _number_list(kind, expected):
+    """argparse type of a comma-separated list of numbers (--eta 0.1,0.5,2.5)."""
+    def parse(text):
+        try:
+            values = [kind(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected %s such as %s, got %r"
+                                             % (expected + (text,))) from None
+        return values
+    return parse
+
+
+def _cmd_sweep(args):
+    from nndl_fast import mnist_loader, scaleout
+    training, validation, _ = mnist_loader.load_data(args.data)
+    training = tuple(a[:args.train_size] for a in training)
+    validation = tuple(a[:args.eval_size] for a in validation)
+    import math
+    for name, values in (("eta", args.eta), ("lmbda", args.lmbda)):
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError("--%s values must be finite numbers, got %s" % (name, values))
+    if min(args.mini_batch_size) < 1 or min(args.seeds) < 0:
+        raise ValueError("--mini-batch-size values must be >= 1 and --seeds >= 0")
+    n_eval = len(validation[1])
+
+    def report(result):
+        curve = result["evaluation_accuracy"]
+        print("%s: best %.2f%%, final %.2f%% (%.1f s on %s)"
+              % (scaleout.describe_setting(result), 100.0 * max(curve) / n_eval if curve else 0,
+                 100.0 * curve[-1] / n_eval if curve else 0, result["seconds"],
+                 result["worker"]), flush=True)
+
+    settings = scaleout.sweep_settings(args.eta, args.lmbda, args.mini_batch_size, args.seeds)
+    print("Sweep of %d settings on %d training and %d validation images; results in %s"
+          % (len(settings), len(training[1]), n_eval, args.out), flush=True)
+    results = scaleout.sweep(training, validation, eta=args.eta, lmbda=args.lmbda,
+                             mini_batch_size=args.mini_batch_size, seeds=args.seeds,
+                             sizes=args.sizes, cost=args.cost, epochs=args.epochs, out=args.out,
+                             scheduler=args.scheduler, n_jobs=args.n_jobs,
+                             threads_per_run=args.threads_per_run, on_result=report)
+    print()
+    print(scaleout.format_table(results))
+    return 0
 
 
 def _cmd_info(args):
@@ -419,6 +465,40 @@ def build_parser():
                    "(default: the bundled MNIST)")
     p.set_defaults(func=_cmd_train)
 
+    p = sub.add_parser("sweep", help="chapter 3's hyper-parameter search: one network2 "
+                       "network per setting, on local threads or a Dask cluster")
+    p.add_argument("--eta", type=_number_list(float, ("numbers", "0.1,0.5,2.5")),
+                   default=[0.5], help="learning rates, comma-separated (default 0.5)")
+    p.add_argument("--lmbda", type=_number_list(float, ("numbers", "0,1,5")), default=[0.0],
+                   help="L2 regularisation values (default 0)")
+    p.add_argument("--mini-batch-size", type=_number_list(int, ("integers", "10,100")),
+                   default=[10], help="mini-batch sizes (default 10)")
+    p.add_argument("--seeds", type=_number_list(int, ("integers", "0,1,2")), default=[0],
+                   help="seeds, one run per seed and setting (default 0)")
+    p.add_argument("--sizes", type=_layer_sizes, default=[784, 30, 10],
+                   help="layer sizes (default 784,30,10)")
+    p.add_argument("--cost", choices=["cross-entropy", "quadratic", "log-likelihood"],
+                   default="cross-entropy")
+    p.add_argument("--epochs", type=_non_negative_int, default=30)
+    p.add_argument("--out", default="sweep.jsonl", metavar="PATH",
+                   help="JSON-lines file the results are appended to as they finish; "
+                   "settings already in it are skipped (default sweep.jsonl)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="a Dask scheduler such as tcp://host:8786 (needs "
+                   "'nndl_fast[dask]'); default: local threads")
+    p.add_argument("--n-jobs", type=_positive_int, default=1,
+                   help="runs at once on local threads (default 1)")
+    p.add_argument("--threads-per-run", type=_positive_int, default=None,
+                   help="threads of each run's kernels (default: the cores shared among "
+                   "the runs of a process; 1 per task slot on Dask workers)")
+    p.add_argument("--train-size", type=_positive_int, default=None,
+                   help="train on the first N training images (quick runs)")
+    p.add_argument("--eval-size", type=_positive_int, default=None,
+                   help="evaluate on the first N validation images")
+    p.add_argument("--data", default=None, help="directory of IDX files or mnist.pkl.gz "
+                   "(default: the bundled MNIST)")
+    p.set_defaults(func=_cmd_sweep)
+
     p = sub.add_parser("export", help="convert a saved network (any chapter's) to ONNX, "
                        "PyTorch or safetensors")
     p.add_argument("net_file", metavar="NET_FILE",
@@ -484,6 +564,7 @@ def main(argv=None):
             and argv[1] not in ("-h", "--help"):
         # Options straight after bench belong to the suite (``bench --quick``).
         argv = ["bench", "suite"] + argv[1:]
+    from nndl_fast.scaleout import TaskError
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -491,7 +572,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("%s: interrupted" % parser.prog, file=sys.stderr)
         return 130
-    except (ImportError, ValueError, TypeError, OSError, MemoryError) as exc:
+    except (ImportError, ValueError, TypeError, OSError, MemoryError, TaskError) as exc:
         # Bad data files, sizes or options, an unbuilt checkout: one line, not a
         # traceback.
         print("%s %s: error: %s" % (parser.prog, args.command, exc), file=sys.stderr)

@@ -2,8 +2,8 @@
 one compiled call per epoch, batched feed-forward, BLAS held to one thread inside
 our own OpenMP regions.
 """
-import contextlib
 import random
+import threading
 import time
 
 import numpy as np
@@ -19,28 +19,56 @@ _controller = None
 SPARSE_DENSITY = 0.3
 
 
-@contextlib.contextmanager
+# threadpoolctl's limit is process-wide, and restoring it on exit would undo it
+# for runs still training in other Python threads: the first entry sets it, the
+# last exit restores it.
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limit = None
+
+
+class _SingleThreadBlas(object):
+    def __enter__(self):
+        global _controller, _blas_users, _blas_limit
+        with _blas_lock:
+            if _blas_users == 0:
+                from threadpoolctl import ThreadpoolController
+                if _controller is None:
+                    _controller = ThreadpoolController()
+                limit = _controller.limit(limits=1, user_api="blas")
+                limit.__enter__()
+                _blas_limit = limit
+            _blas_users += 1
+        return self
+
+    def __exit__(self, *exc):
+        global _blas_users, _blas_limit
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                limit, _blas_limit = _blas_limit, None
+                limit.__exit__(None, None, None)
+        return False
+
+
 def blas_single_thread():
-    """BLAS limited to one thread (our kernels parallelise themselves)."""
-    global _controller
-    from threadpoolctl import ThreadpoolController
-    if _controller is None:
-        _controller = ThreadpoolController()
-    with _controller.limit(limits=1, user_api="blas"):
-        yield
+    """BLAS limited to one thread (our kernels parallelise themselves); re-entrant
+    and shared by all Python threads."""
+    return _SingleThreadBlas()
 
 
 class CompiledDenseMixin(DenseParamsMixin):
     """Adds compiled training and inference to a reference Network class."""
 
     def _epoch_threads(self, num_threads):
-        """Threads for the training kernel: as given, else the package's policy, but
+        """Threads for the training kernel: as given, else the package's policy
+        shared among the runs training now (``_config.shared_num_threads``), but
         no more than the first layer has 16-unit blocks (a thread without a block
         would only wait at the barriers)."""
         if num_threads is not None:
             return _config.resolve_num_threads(num_threads)
         n_blocks = -(-self.sizes[1] // 16)
-        return max(1, min(_config.get_num_threads(), n_blocks))
+        return max(1, min(_config.shared_num_threads(), n_blocks))
 
     def _sparse_rows(self, X):
         """``X`` as sparse rows for the first layer when that pays (a hidden layer,
@@ -74,7 +102,7 @@ class CompiledDenseMixin(DenseParamsMixin):
     def _run_epochs(self, X, Y, training_data, epochs, mini_batch_size, eta, after_epoch,
                     lmbda=0.0, cost=_dense.CostKind.QUADRATIC, reg=_dense.Regularization.L2, momentum=0.0,
                     num_threads=None, eta_for_epoch=None, velocities=None, X_sparse=None,
-                    rows=None):
+                    rows=None, shuffle_rng=None):
         """The epoch loop: shuffle the caller's list as random.shuffle does, train.
 
         ``after_epoch(j, seconds)`` runs after each epoch and may return True to stop.
@@ -83,11 +111,14 @@ class CompiledDenseMixin(DenseParamsMixin):
         ``X_sparse``: ``_sparse_rows(X)`` when the caller has it already.
         ``rows``: the row of X holding each item of ``training_data`` (default:
         item k is row k); each shuffle is reported to ``_datacache.permuted``.
+        ``shuffle_rng``: the ``random.Random`` to shuffle with (default: the
+        ``random`` module's, as the book).
         """
         n = len(training_data)
         if X_sparse is None:
             X_sparse = self._sparse_rows(X)
-        nt = self._epoch_threads(num_threads)
+        if shuffle_rng is None:
+            shuffle_rng = random
         order = np.arange(n, dtype=np.int64) if rows is None else np.array(rows, np.int64)
         if not momentum:
             velocities = None
@@ -97,10 +128,12 @@ class CompiledDenseMixin(DenseParamsMixin):
         # BLAS stays on one thread for the whole run, monitoring included: its
         # idle threads spin for a while after each call and would take the
         # cores from the kernels' threads.
-        with blas_single_thread():
+        with blas_single_thread(), _config.training_run():
             for j in range(epochs):
                 t0 = time.perf_counter()
-                perm = _shuffle.shuffle_permutation(n, random)
+                # Asked every epoch: the cores are shared among the runs training now.
+                nt = self._epoch_threads(num_threads)
+                perm = _shuffle.shuffle_permutation(n, shuffle_rng)
                 _shuffle.apply_permutation(training_data, perm)
                 _datacache.permuted(training_data, perm)
                 order = order[perm]

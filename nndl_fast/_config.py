@@ -3,7 +3,9 @@
 Policy: ``set_num_threads(None)`` (the default) means ``OMP_NUM_THREADS`` when it
 is set, otherwise the CPUs this process may run on. Our OpenMP regions use that
 many threads; BLAS is limited to one thread inside them (threadpoolctl), so the
-two pools never fight.
+two pools never fight. Runs that train at the same time in one process (Python
+threads) share those threads: each takes ``get_num_threads() // runs`` (see
+:func:`shared_num_threads`) unless it was given ``num_threads``.
 
 Mode: the chapter modules run on the compiled extensions unless
 ``NNDL_FAST_PUREPYTHON=1`` was set when nndl_fast was imported, or an extension
@@ -13,10 +15,12 @@ modules ask :func:`use_compiled` which one to take; read the mode with
 :func:`pure_python` (or ``_config.PURE_PYTHON``, never a copy of it taken at
 import time, since a later failed import can still switch it on).
 """
+import contextlib
 import importlib
 import os
 import platform
 import sys
+import threading
 import warnings
 
 PURE_PYTHON_ENV = "NNDL_FAST_PUREPYTHON"
@@ -204,6 +208,41 @@ def _kernel_paths():
         return []
     from . import _dense
     return _dense.kernel_paths()
+
+
+_runs_lock = threading.Lock()
+_active_runs = 0
+
+
+@contextlib.contextmanager
+def training_run():
+    """Count a training run (an SGD call) as active in this process while the block runs."""
+    global _active_runs
+    with _runs_lock:
+        _active_runs += 1
+    try:
+        yield
+    finally:
+        with _runs_lock:
+            _active_runs -= 1
+
+
+def active_runs():
+    """How many training runs are active in this process now."""
+    return _active_runs
+
+
+def shared_num_threads():
+    """The threads one run with ``num_threads=None`` takes now: the policy's
+    ``get_num_threads()`` divided among the runs training at the same time in
+    this process (at least 1).
+
+    So k runs in Python threads (``GridSearchCV(n_jobs=k)`` on joblib's threading
+    backend, a Dask worker with k threads, an ensemble trained side by side) get
+    ``cores // k`` threads each instead of k times the cores. Runs ask again at
+    every epoch; results do not depend on the thread count.
+    """
+    return max(1, get_num_threads() // max(1, _active_runs))
 
 
 def config_dict():

@@ -4,6 +4,7 @@ dtype and layout, and the book-style column interface over ``_forward_matrix``.
 import numpy as np
 
 from . import _datacache
+from ._random import Generators
 from ._validation import check_dtype, check_params, pack_labelled, pack_training
 
 
@@ -11,6 +12,8 @@ class DenseParamsMixin(object):
     """Parameters in one dtype, and feedforward/argmax on top of ``_forward_matrix``."""
 
     _dtype = np.dtype(np.float64)
+    # The book's global generators, until a constructor's seed= or rng= says otherwise.
+    _generators = Generators()
 
     @property
     def dtype(self):

@@ -171,13 +171,15 @@ class ReferenceDenseMixin(DenseParamsMixin):
     def _run_epochs(self, X, Y, training_data, epochs, mini_batch_size, eta, after_epoch,
                     lmbda=0.0, cost=CostKind.QUADRATIC, reg=Regularization.L2, momentum=0.0,
                     num_threads=None, eta_for_epoch=None, velocities=None, X_sparse=None,
-                    rows=None):
+                    rows=None, shuffle_rng=None):
         """The epoch loop: shuffle the caller's list as random.shuffle does, train.
 
         ``after_epoch(j, seconds)`` runs after each epoch and may return True to stop.
         ``cost`` is implied by the reference class's ``backprop``; ``num_threads``
-        has no effect here; ``rows`` as in the compiled mixin.
+        has no effect here; ``rows`` and ``shuffle_rng`` as in the compiled mixin.
         """
+        if shuffle_rng is None:
+            shuffle_rng = random
         reg = Regularization(reg)
         n = len(training_data)
         order = list(range(n)) if rows is None else [int(r) for r in rows]
@@ -187,7 +189,7 @@ class ReferenceDenseMixin(DenseParamsMixin):
         for j in range(epochs):
             t0 = time.perf_counter()
             perm = list(range(n))
-            random.shuffle(perm)
+            shuffle_rng.shuffle(perm)
             training_data[:] = [training_data[i] for i in perm]
             order = [order[i] for i in perm]
             cur_eta = eta if eta_for_epoch is None else eta_for_epoch()

@@ -8,12 +8,16 @@
 Same seeds, same numbers: ``Network(sizes)`` draws its initial values with
 ``np.random.randn`` in the book's order, and ``SGD`` shuffles the caller's list
 with the stdlib generator exactly as ``random.shuffle`` does.
+``Network(sizes, seed=s)`` (or ``rng=``) gives the network generators of its
+own: the numbers of ``random.seed(s); np.random.seed(s)`` without touching the
+global ones, so runs in parallel threads do not depend on each other.
 """
 import time
 
 import numpy as np
 
 from . import _config
+from ._random import make_generators
 from .export import ExportMixin
 from ._validation import (check_input_columns, check_int, check_real, check_sizes,
                           check_training_list)
@@ -34,12 +38,26 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
     """A feed-forward sigmoid network trained with the quadratic cost.
 
     ``dtype`` (float64, the book's, or float32) is the compiled paths'
-    arithmetic; ``num_threads`` overrides the global thread policy.
+    arithmetic; ``num_threads`` overrides the global thread policy. ``seed``
+    (an int) or ``rng`` (a NumPy ``RandomState`` or ``Generator``) gives the
+    network its own generators for the initial values and SGD's shuffles
+    (default: the book's global ``np.random`` and ``random``; see
+    ``nndl_fast._random``).
     """
 
-    def __init__(self, sizes, dtype=np.float64, num_threads=None):
+    def __init__(self, sizes, dtype=np.float64, num_threads=None, seed=None, rng=None):
         sizes = check_sizes(sizes)
-        super().__init__([int(s) for s in sizes])
+        self._generators = make_generators(seed, rng)
+        if self._generators.own:
+            # The reference constructor, drawing from the network's generator.
+            self.num_layers = len(sizes)
+            self.sizes = [int(s) for s in sizes]
+            self.biases = [self._generators.randn(y, 1) for y in self.sizes[1:]]
+            self.weights = [self._generators.randn(y, x)
+                            for x, y in zip(self.sizes[:-1], self.sizes[1:])]
+            self._generators.initialized()
+        else:
+            super().__init__([int(s) for s in sizes])
         self._set_dtype(dtype)
         if num_threads is not None:
             _config.resolve_num_threads(num_threads)
@@ -89,7 +107,8 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
 
         self._run_epochs(X, Y, training_data, epochs, mini_batch_size, eta, after_epoch,
                          cost=_dense.CostKind.QUADRATIC, num_threads=self.num_threads,
-                         X_sparse=self._packed_sparse_rows(train), rows=train.rows)
+                         X_sparse=self._packed_sparse_rows(train), rows=train.rows,
+                         shuffle_rng=self._generators.shuffle_module())
 
     def update_mini_batch(self, mini_batch, eta):
         """One gradient-descent step on ``mini_batch`` (a list of (x, y))."""

@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from . import _config
+from ._random import make_generators
 from .export import ExportMixin
 from ._files import atomic_write
 
@@ -135,25 +136,43 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
 
     ``cost`` is a cost class or an instance of one. ``dtype`` (float64, the
     book's, or float32) is the compiled paths' arithmetic; ``num_threads``
-    overrides the global thread policy.
+    overrides the global thread policy. ``seed`` (an int) or ``rng`` (a NumPy
+    ``RandomState`` or ``Generator``) gives the network its own generators for
+    the initial values (the initializers included) and SGD's shuffles (default:
+    the book's global ``np.random`` and ``random``; see ``nndl_fast._random``).
     """
 
-    def __init__(self, sizes, cost=CrossEntropyCost, dtype=np.float64, num_threads=None):
+    def __init__(self, sizes, cost=CrossEntropyCost, dtype=np.float64, num_threads=None,
+                 seed=None, rng=None):
         sizes = check_sizes(sizes)
         _config.resolve_num_threads(num_threads)
-        # Set before the base constructor: the initializers cast to it.
+        # Set before the base constructor: the initializers cast to it and draw from it.
         self._dtype = check_dtype(dtype)
+        self._generators = make_generators(seed, rng)
         super().__init__([int(s) for s in sizes], cost=_check_cost(cost))
+        self._generators.initialized()
         self.num_threads = num_threads
 
     def default_weight_initializer(self):
         """Biases N(0, 1), weights N(0, 1/n_in); biases drawn first, as the book."""
-        super().default_weight_initializer()
+        gens = self._generators
+        if gens.own:
+            self.biases = [gens.randn(y, 1) for y in self.sizes[1:]]
+            self.weights = [gens.randn(y, x) / np.sqrt(x)
+                            for x, y in zip(self.sizes[:-1], self.sizes[1:])]
+        else:
+            super().default_weight_initializer()
         self._set_dtype(self._dtype)
 
     def large_weight_initializer(self):
         """Biases and weights N(0, 1), as chapter 1; biases drawn first."""
-        super().large_weight_initializer()
+        gens = self._generators
+        if gens.own:
+            self.biases = [gens.randn(y, 1) for y in self.sizes[1:]]
+            self.weights = [gens.randn(y, x)
+                            for x, y in zip(self.sizes[:-1], self.sizes[1:])]
+        else:
+            super().large_weight_initializer()
         self._set_dtype(self._dtype)
 
     # -- which code runs --------------------------------------------------
@@ -279,6 +298,11 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
         return cost, correct
 
     # -- training -----------------------------------------------------------
+
+    def _shuffle(self, training_data):
+        """The reference SGD's shuffle (a cost without a kernel), from the network's
+        generator."""
+        self._generators.shuffle_module().shuffle(training_data)
 
     def _velocities_for_kernel(self):
         """The momentum state as compute-dtype arrays, kept in ``self._velocities``."""
@@ -426,29 +450,18 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
         self._run_epochs(X, Y, training_data, epochs, mini_batch_size, eta, after_epoch,
                          lmbda=lmbda, cost=kind, reg=reg, momentum=momentum,
                          num_threads=self.num_threads, eta_for_epoch=lambda: state["eta"],
-                         velocities=velocities, X_sparse=X_sparse, rows=train.rows)
+                         velocities=velocities, X_sparse=X_sparse, rows=train.rows,
+                         shuffle_rng=self._generators.shuffle_module())
         return evaluation_cost, evaluation_accuracy, training_cost, training_accuracy
 
     @staticmethod
     def _schedule_step(state, accuracy, early_stopping_n, eta_decay_n, eta0, eta_stop_ratio):
         """Early stopping and the halving schedule, as the reference; True means stop."""
-        if state["best"] is None or accuracy > state["best"]:
-            state["best"], state["since_best"] = accuracy, 0
-        else:
-            state["since_best"] += 1
-        if early_stopping_n and state["since_best"] >= early_stopping_n:
-            print("Early stopping: no improvement in evaluation accuracy "
-                  "for {} epochs".format(early_stopping_n))
-            return True
-        if eta_decay_n and state["since_best"] >= eta_decay_n:
-            state["eta"] /= 2.0
-            state["since_best"] = 0
-            if state["eta"] < eta0 * eta_stop_ratio:
-                print("Learning rate fell to {} (1/{:g} of its initial value): "
-                      "stopping".format(state["eta"], 1.0 / eta_stop_ratio))
-                return True
-            print("Learning rate halved to {}".format(state["eta"]))
-        return False
+        stop, message = schedule_step(state, accuracy, early_stopping_n, eta_decay_n, eta0,
+                                      eta_stop_ratio)
+        if message:
+            print(message)
+        return stop
 
     def update_mini_batch(self, mini_batch, eta, lmbda, n, regularization="L2", momentum=0.0):
         """One gradient step on ``mini_batch``; ``n`` is the size of the whole training set.
@@ -498,6 +511,27 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
             raise ValueError("only the costs %s can be saved (load finds them by name), got %s"
                              % (", ".join(sorted(COSTS_BY_NAME)), name))
         write_document(filename, self.sizes, self.weights, self.biases, name)
+
+
+def schedule_step(state, accuracy, early_stopping_n, eta_decay_n, eta0, eta_stop_ratio):
+    """One epoch's step of early stopping and the halving schedule (the reference's
+    rules): ``(stop, message or None)``, updating ``state`` ({"eta", "best",
+    "since_best"}) with this epoch's evaluation ``accuracy``."""
+    if state["best"] is None or accuracy > state["best"]:
+        state["best"], state["since_best"] = accuracy, 0
+    else:
+        state["since_best"] += 1
+    if early_stopping_n and state["since_best"] >= early_stopping_n:
+        return True, ("Early stopping: no improvement in evaluation accuracy "
+                      "for {} epochs".format(early_stopping_n))
+    if eta_decay_n and state["since_best"] >= eta_decay_n:
+        state["eta"] /= 2.0
+        state["since_best"] = 0
+        if state["eta"] < eta0 * eta_stop_ratio:
+            return True, ("Learning rate fell to {} (1/{:g} of its initial value): "
+                          "stopping".format(state["eta"], 1.0 / eta_stop_ratio))
+        return False, "Learning rate halved to {}".format(state["eta"])
+    return False, None
 
 
 def write_document(filename, sizes, weights, biases, cost_name):

@@ -36,7 +36,13 @@ Extra behaviour, only through keyword arguments:
   is reproducible from ``np.random.seed`` (which fixes the initial weights).
   ``net.step`` counts the mini-batches trained so far.
 * ``num_threads=``: threads of the compiled kernels (default: the package's
-  policy, ``nndl_fast.set_num_threads`` / ``OMP_NUM_THREADS``).
+  policy, ``nndl_fast.set_num_threads`` / ``OMP_NUM_THREADS``, shared among the
+  networks training at the same time in the process).
+* ``seed=`` (an int) or ``rng=`` (a NumPy ``RandomState`` or ``Generator``): the
+  layers' initial values are drawn again, layer by layer in the book's order,
+  from the network's own generator; ``seed=s`` gives the values the layers get
+  when built right after ``np.random.seed(s)``, without touching the global
+  generator, so networks built in parallel threads do not depend on each other.
 * ``net.predict(x)`` / ``net.predict_proba(x)``: labels / class probabilities for
   a whole data set; ``ensemble_predict(nets, data)`` majority-votes several nets
   (the book's ensemble of five).
@@ -65,6 +71,7 @@ import zipfile
 import numpy as np
 
 from . import _config
+from ._random import make_generators
 from .export import ExportMixin
 from ._files import atomic_write
 from ._validation import describe as describe_value
@@ -152,7 +159,8 @@ class Network(ExportMixin, _ref.Network):
     """The book's Network(layers, mini_batch_size), trained by compiled kernels."""
 
     def __init__(self, layers, mini_batch_size, dtype=np.float32, dropout_seed=None,
-                 num_threads=None):
+                 num_threads=None, seed=None, rng=None):
+        generators = make_generators(seed, rng)
         super(Network, self).__init__(layers, mini_batch_size, dtype=dtype,
                                       dropout_seed=dropout_seed)
         self.num_threads = num_threads
@@ -173,6 +181,13 @@ class Network(ExportMixin, _ref.Network):
                 raise ValueError("ConvPoolLayer image_shape %s does not match the previous "
                                  "layer's output %s" % (layer.image_shape[1:],
                                                         prev.output_shape))
+        if generators.own:
+            for layer in self.layers:
+                _draw_initial_values(layer, generators, self.dtype)
+
+    def _threads(self):
+        return _config.resolve_num_threads(self.num_threads) if self.num_threads is not None \
+            else _config.shared_num_threads()
 
     # --- the layer description the compiled kernels read -----------------
     def _spec(self):
@@ -208,9 +223,6 @@ class Network(ExportMixin, _ref.Network):
                 spec.append((kind, act, 0, 0, 0, 0, 0, 0, 0, 0, layer.n_in, layer.n_out,
                              float(layer.p_dropout), w, b))
         return spec
-
-    def _threads(self):
-        return _config.resolve_num_threads(self.num_threads)
 
     # --- compiled paths -------------------------------------------------
     def _train_batches(self, x, y, first, count, eta, lmbda, num_training_batches):
@@ -259,7 +271,7 @@ class Network(ExportMixin, _ref.Network):
     def SGD(self, training_data, epochs, mini_batch_size, eta,
             validation_data, test_data, lmbda=0.0):
         """Train by mini-batch SGD, printing the book's lines (see the module docstring)."""
-        with _SingleThreadBlas():
+        with _SingleThreadBlas(), _config.training_run():
             return super(Network, self).SGD(training_data, epochs, mini_batch_size, eta,
                                             validation_data, test_data, lmbda=lmbda)
 
@@ -279,6 +291,23 @@ class Network(ExportMixin, _ref.Network):
             entries["layer%d_b" % l] = b
         with atomic_write(filename, "wb") as f:
             np.savez(f, **entries)
+
+
+def _draw_initial_values(layer, generators, dtype):
+    """The layer's initial w and b drawn again from ``generators``, as its constructor
+    draws them from ``np.random`` (a softmax layer starts at zero and draws nothing)."""
+    if isinstance(layer, SoftmaxLayer):
+        return
+    if isinstance(layer, ConvPoolLayer):
+        fs = layer.filter_shape
+        n_out = fs[0] * np.prod(fs[2:]) / np.prod(layer.poolsize)
+        w = generators.normal(0, np.sqrt(1.0 / n_out), fs)
+        b = generators.normal(0, 1.0, (fs[0],))
+    else:
+        w = generators.normal(0.0, np.sqrt(1.0 / layer.n_out), (layer.n_in, layer.n_out))
+        b = generators.normal(0.0, 1.0, (layer.n_out,))
+    layer.w.set_value(np.ascontiguousarray(w, dtype=dtype), borrow=True)
+    layer.b.set_value(np.ascontiguousarray(b, dtype=dtype), borrow=True)
 
 
 def activation_name(fn):

@@ -92,42 +92,24 @@ def test_python_threads_give_the_sequential_results(dtype):
             _assert_same(_params(nets[k]), _params(seq))
 
 
-def test_python_threads_with_private_generators_match_sequential(monkeypatch):
-    """Distinct examples, shuffled by a per-thread generator: bitwise the sequential run.
-
-    ``random`` is swapped for a thread-local stand-in whose shuffles come from a
-    ``random.Random`` owned by the current thread, so each network sees exactly
-    the permutations it would see alone.
-    """
-    from nndl_fast import _compiled
-
-    local = threading.local()
-
-    class _PerThread(object):
-        def __getattr__(self, name):
-            return getattr(local.rng, name)
-
-    monkeypatch.setattr(_compiled, "random", _PerThread())
+def test_python_threads_with_private_generators_match_sequential():
+    """Distinct examples, shuffled by each network's own generator (``seed=``):
+    bitwise the sequential run, at another thread count."""
     n_nets = 3
-    np.random.seed(11)
-    nets = [network.Network([N_IN, 17, N_OUT], num_threads=2) for _ in range(n_nets)]
-    initial = [_params(n) for n in nets]
+    nets = [network.Network([N_IN, 17, N_OUT], num_threads=2, seed=100 + k)
+            for k in range(n_nets)]
     rng = np.random.default_rng(5)
     data = [[(rng.random((N_IN, 1)).astype(np.float32), np.eye(N_OUT)[:, [i % N_OUT]])
              for i in range(50)] for _ in range(n_nets)]
     inputs = [list(d) for d in data]
 
     def train(k):
-        local.rng = random.Random(100 + k)
         nets[k].SGD(inputs[k], 2, 6, 1.5)
 
     with contextlib.redirect_stdout(io.StringIO()):
         _run_in_threads(train, n_nets)
         for k in range(n_nets):
-            local.rng = random.Random(100 + k)
-            seq = network.Network([N_IN, 17, N_OUT], num_threads=1)
-            seq.weights = [p.copy() for p in initial[k][:2]]
-            seq.biases = [p.copy() for p in initial[k][2:]]
+            seq = network.Network([N_IN, 17, N_OUT], num_threads=1, seed=100 + k)
             seq_data = list(data[k])
             seq.SGD(seq_data, 2, 6, 1.5)
             _assert_same(_params(nets[k]), _params(seq))

@@ -96,6 +96,11 @@ class Network(object):
             a = softmax(z) if i == last and _softmax_output(self.cost) else sigmoid(z)
         return a
 
+    def _shuffle(self, training_data):
+        """The book's ``random.shuffle(training_data)`` (a subclass may shuffle with
+        a generator of its own)."""
+        random.shuffle(training_data)
+
     def SGD(self, training_data, epochs, mini_batch_size, eta,
             lmbda=0.0,
             evaluation_data=None,
@@ -118,7 +123,7 @@ class Network(object):
         best_accuracy, epochs_since_best = None, 0
         eta0 = eta
         for j in range(epochs):
-            random.shuffle(training_data)
+            self._shuffle(training_data)
             mini_batches = [training_data[k:k + mini_batch_size]
                             for k in range(0, n, mini_batch_size)]
             for mini_batch in mini_batches:
