@@ -1,5 +1,5 @@
 """Command line: ``python -m nndl_fast COMMAND ...`` (train, sweep, export, info, bench,
-baseline, expand, vanishing).
+baseline, expand, vanishing, figures).
 
 ``python -m nndl_fast train`` with no options is the book's chapter-1 run;
 ``--net`` / ``--preset`` pick chapter 3's or chapter 6's networks.
@@ -424,6 +424,15 @@ def _cmd_vanishing(args):
     return 0
 
 
+def _cmd_figures(args):
+    from nndl_fast import figures
+    t0 = time.perf_counter()
+    written = figures.make_figures(args.chapter, args.out, quick=args.quick, seed=args.seed)
+    print("Wrote %d figures to %s in %.1f s" % (len(written), args.out,
+                                                 time.perf_counter() - t0))
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m nndl_fast",
                                      description="The book's networks, compiled.")
@@ -549,6 +558,17 @@ def build_parser():
     p.add_argument("--data", default=None, help="directory of IDX files or mnist.pkl.gz "
                    "(default: the bundled MNIST)")
     p.set_defaults(func=_cmd_vanishing)
+
+    p = sub.add_parser("figures", help="the book's figures from its own experiments, as PNGs "
+                       "(chapters 1, 3, 5 and 6; needs matplotlib)")
+    p.add_argument("chapter", choices=["ch1", "ch3", "ch5", "ch6", "all"])
+    p.add_argument("--out", default="figures", help="output folder (default ./figures)")
+    p.add_argument("--quick", action="store_true",
+                   help="a few hundred images for a few epochs: seconds, not the book's curves")
+    p.add_argument("--seed", type=_non_negative_int, default=12345678,
+                   help="seeds random and np.random before each run (default: the book's "
+                   "figure scripts' 12345678)")
+    p.set_defaults(func=_cmd_figures)
 
     p = sub.add_parser("bench", help="run the benchmark suite, or one benchmark by name "
                        "(network, network2, network3, expand_mnist, gradient_check)")

@@ -9,7 +9,10 @@
 * ``plot_benchmark``: the benchmark suite's speed-ups as a bar chart.
 
 Each writes ``filename`` when given (the format follows its extension) and
-returns the matplotlib figure.
+returns the matplotlib figure. A figure saved to a file is drawn on its own
+``matplotlib.figure.Figure`` with an Agg canvas: pyplot's backend, its open
+figures and a notebook's inline display are left as they were. Without a
+filename the figure comes from pyplot, so ``plt.show()`` or a notebook shows it.
 """
 import numpy as np
 
@@ -19,23 +22,29 @@ __all__ = ["plot_monitoring", "plot_filters", "plot_misclassified", "plot_benchm
            "filters_array"]
 
 
-def _pyplot(filename, what):
+def new_figure(filename, what, figsize):
+    """A figure to draw on: standalone with an Agg canvas when it is saved to
+    ``filename``, else pyplot's (shown by the current backend)."""
     try:
-        import matplotlib
+        from matplotlib.figure import Figure
     except ImportError:
         raise ImportError("%s needs matplotlib: pip install matplotlib (or nndl_fast[plot])"
                           % what) from None
-    if filename is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    return plt
+    if filename is None:
+        import matplotlib.pyplot as plt
+        return plt.figure(figsize=figsize)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
 
 
-def _finish(fig, plt, filename):
-    fig.tight_layout()
+def finish(fig, filename, tight=True):
+    """Lay the figure out and write it to ``filename`` when given; returns it."""
+    if tight:
+        fig.tight_layout()
     if filename is not None:
         fig.savefig(filename)
-        plt.close(fig)
     return fig
 
 
@@ -69,10 +78,10 @@ def plot_monitoring(evaluation_cost=None, evaluation_accuracy=None, training_cos
     for name, n in (("n_evaluation", n_evaluation), ("n_training", n_training)):
         if n is not None:
             check_int(n, name, 1)
-    plt = _pyplot(filename, "plot_monitoring")
     panels = [p for p in ("cost", "accuracy")
               if len(series["evaluation_" + p]) or len(series["training_" + p])]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    fig = new_figure(filename, "plot_monitoring", (5.5 * len(panels), 4))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, panel in zip(axes[0], panels):
         for which, n, style in (("training", n_training, "-o"),
                                 ("evaluation", n_evaluation, "-s")):
@@ -94,7 +103,7 @@ def plot_monitoring(evaluation_cost=None, evaluation_accuracy=None, training_cos
         ax.grid(True, alpha=0.3)
     if title:
         fig.suptitle(title)
-    return _finish(fig, plt, filename)
+    return finish(fig, filename)
 
 
 def _as_array(value):
@@ -142,12 +151,11 @@ def plot_filters(source, filename=None, columns=10, title=None):
     """
     w = filters_array(source)
     columns = check_int(columns, "columns", 1)
-    plt = _pyplot(filename, "plot_filters")
     n = w.shape[0]
     cols = min(columns, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(0.9 * cols + 0.4, 0.9 * rows + 0.6),
-                             squeeze=False)
+    fig = new_figure(filename, "plot_filters", (0.9 * cols + 0.4, 0.9 * rows + 0.6))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -156,7 +164,7 @@ def plot_filters(source, filename=None, columns=10, title=None):
         else:
             ax.axis("off")
     fig.suptitle(title or "%d learned %dx%d filters" % (n, w.shape[1], w.shape[2]))
-    return _finish(fig, plt, filename)
+    return finish(fig, filename)
 
 
 def _images_and_labels(test_data):
@@ -208,15 +216,14 @@ def plot_misclassified(net, test_data, filename=None, max_images=36, columns=9, 
     X, y = _images_and_labels(test_data)
     predicted = predict_labels(net, X)
     wrong = np.flatnonzero(predicted != y)
-    plt = _pyplot(filename, "plot_misclassified")
     shown = wrong[:max_images]
     side = int(round(np.sqrt(X.shape[1])))
     if side * side != X.shape[1]:
         raise ValueError("images have %d pixels, expected a square number" % X.shape[1])
     cols = max(1, min(columns, len(shown)))
     rows = max(1, -(-len(shown) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.0 * cols + 0.4, 1.15 * rows + 0.6),
-                             squeeze=False)
+    fig = new_figure(filename, "plot_misclassified", (1.0 * cols + 0.4, 1.15 * rows + 0.6))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -227,7 +234,7 @@ def plot_misclassified(net, test_data, filename=None, max_images=36, columns=9, 
     fig.suptitle(title or "%d of %d test images misclassified (true -> predicted)"
                  % (len(wrong), len(y)), fontsize=9)
     fig.misclassified = int(len(wrong))
-    return _finish(fig, plt, filename)
+    return finish(fig, filename)
 
 
 def plot_benchmark(result, filename=None):
@@ -235,7 +242,6 @@ def plot_benchmark(result, filename=None):
     rows = [r for r in result.get("rows", []) if r.get("speedup_vs_reference")]
     if not rows:
         raise ValueError("no benchmark rows with a speed-up to plot")
-    plt = _pyplot(filename, "plot_benchmark")
     labels = []
     for r in rows:
         batch = "" if r.get("mini_batch_size") is None else " b%d" % r["mini_batch_size"]
@@ -244,7 +250,8 @@ def plot_benchmark(result, filename=None):
     values = [r["speedup_vs_reference"] for r in rows]
     kinds = sorted({r["kind"] for r in rows})
     colours = dict(zip(kinds, ["C0", "C1", "C2", "C3", "C4"]))
-    fig, ax = plt.subplots(figsize=(8, 0.28 * len(rows) + 1.2))
+    fig = new_figure(filename, "plot_benchmark", (8, 0.28 * len(rows) + 1.2))
+    ax = fig.subplots()
     ypos = np.arange(len(rows))[::-1]
     ax.barh(ypos, values, color=[colours[r["kind"]] for r in rows])
     ax.set_yticks(ypos)
@@ -254,4 +261,4 @@ def plot_benchmark(result, filename=None):
     ax.set_xlabel("Speed-up against the reference measured in the same run")
     ax.set_title("nndl_fast benchmarks%s" % (" (quick mode)" if result.get("quick") else ""))
     ax.grid(True, axis="x", which="both", alpha=0.3)
-    return _finish(fig, plt, filename)
+    return finish(fig, filename)

@@ -8,7 +8,8 @@ The training call is not changed in any way (same shuffles, same numbers): the
 bar follows the lines ``SGD`` prints. Every line still reaches stdout
 unchanged, written above the bar (which goes to stderr); each line that
 starts an epoch's report (``Epoch 3: ...``, ``Epoch 3 training complete``)
-advances the bar by one.
+advances the bar by one. The bar is ``tqdm.auto``'s: a widget in a Jupyter
+notebook (with ipywidgets installed), text on a terminal.
 """
 import contextlib
 import re
@@ -60,7 +61,7 @@ def epoch_progress(epochs, desc="epochs", file=None):
     """
     epochs = check_int(epochs, "epochs", 0)
     try:
-        from tqdm import tqdm
+        from tqdm.auto import tqdm
     except ImportError:
         raise ImportError("progress bars need tqdm: pip install tqdm "
                           "(or nndl_fast[progress])") from None

@@ -62,11 +62,48 @@ def _target(y, n_out, index):
     return y
 
 
+def _batched_costs():
+    from .reference import network2 as ref
+    return ref, (ref.QuadraticCost, ref.CrossEntropyCost, ref.LogLikelihoodCost)
+
+
+def _batched_bias_gradient(net, X, Y, chunk=1000):
+    """Σ over the columns of X (n_in, N) of ∂C/∂b per layer, by matrix products.
+
+    The same formulas as the book's ``backprop``, for all examples of a chunk
+    at once (network2's costs: sigmoid hidden layers, sigmoid or softmax output).
+    """
+    ref, _ = _batched_costs()
+    cost = ref.cost_class(net.cost)
+    softmax_out = ref._softmax_output(net.cost)
+    weights = [np.asarray(w, dtype=np.float64) for w in net.weights]
+    biases = [np.asarray(b, dtype=np.float64) for b in net.biases]
+    total = [np.zeros(b.shape) for b in biases]
+    for start in range(0, X.shape[1], chunk):
+        a = X[:, start:start + chunk]
+        zs, activations = [], [a]
+        for i, (b, w) in enumerate(zip(biases, weights)):
+            z = w @ a + b
+            zs.append(z)
+            last = i == len(weights) - 1
+            a = ref.softmax(z) if last and softmax_out else ref.sigmoid(z)
+            activations.append(a)
+        delta = cost.delta(zs[-1], activations[-1], Y[:, start:start + chunk])
+        total[-1] += delta.sum(axis=1, keepdims=True)
+        for l in range(2, len(biases) + 1):
+            delta = (weights[-l + 1].T @ delta) * ref.sigmoid_prime(zs[-l])
+            total[-l] += delta.sum(axis=1, keepdims=True)
+    return total
+
+
 def average_bias_gradient(net, data):
     """The mean over ``data`` of ∂C/∂b for each layer: a list shaped like ``net.biases``.
 
     ``data`` is a list of ``(x, y)`` with x an (n_in, 1) column and y an
-    (n_out, 1) target or an int label.
+    (n_out, 1) target or an int label. A chapter-3 network (network2's class
+    with one of its three costs) is differentiated for all examples at once by
+    matrix products; any other network through its own ``backprop(x, y)``, one
+    example at a time. The two agree to rounding.
     """
     if not hasattr(net, "backprop") or not hasattr(net, "biases"):
         raise TypeError("expected a network with biases and backprop(x, y), got %s"
@@ -76,7 +113,7 @@ def average_bias_gradient(net, data):
                          % describe(data))
     n_in = np.shape(net.weights[0])[1] if hasattr(net, "weights") else None
     n_out = np.shape(net.biases[-1])[0]
-    total = [np.zeros(np.shape(b), dtype=np.float64) for b in net.biases]
+    xs, ys = [], []
     for i, item in enumerate(data):
         if not isinstance(item, (tuple, list)) or len(item) != 2:
             raise TypeError("data item %d must be a pair (x, y), got %s" % (i, describe(item)))
@@ -84,9 +121,23 @@ def average_bias_gradient(net, data):
         if not isinstance(x, np.ndarray) or (n_in is not None and x.shape != (n_in, 1)):
             raise ValueError("input %d must be an array of shape (%s, 1), got %s"
                              % (i, n_in, describe(x)))
-        nabla_b, _ = net.backprop(x, _target(y, n_out, i))
-        for acc, nb in zip(total, nabla_b):
-            acc += nb
+        xs.append(x)
+        ys.append(_target(y, n_out, i))
+    ref, costs = _batched_costs()
+    if isinstance(net, ref.Network) and ref.cost_class(net.cost) in costs:
+        X = np.hstack(xs).astype(np.float64, copy=False)
+        Y = np.hstack(ys).astype(np.float64, copy=False)
+        # Small products: BLAS's own threads would only contend with each other
+        # (and with any OpenMP team still spinning after training).
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(limits=1, user_api="blas"):
+            total = _batched_bias_gradient(net, X, Y)
+    else:
+        total = [np.zeros(np.shape(b), dtype=np.float64) for b in net.biases]
+        for x, y in zip(xs, ys):
+            nabla_b, _ = net.backprop(x, y)
+            for acc, nb in zip(total, nabla_b):
+                acc += nb
     return [t / len(data) for t in total]
 
 
@@ -138,22 +189,15 @@ def plot_speed_of_learning(history, filename=None, include_output=False, title=N
     Writes ``filename`` (PNG by its extension) when given; returns the figure.
     Needs matplotlib (``pip install nndl_fast[plot]``).
     """
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError("plot_speed_of_learning needs matplotlib: "
-                          "pip install matplotlib (or nndl_fast[plot])") from None
-    if filename is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    from .plot import finish, new_figure
     h = np.asarray(history, dtype=np.float64)
     if h.ndim == 1:
         h = h[None, :]
     if h.ndim != 2 or h.shape[1] < 1 or h.shape[0] < 1:
         raise ValueError("history must have shape (epochs + 1, layers), got %s" % (h.shape,))
     n_layers = h.shape[1] if include_output else max(h.shape[1] - 1, 1)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = new_figure(filename, "plot_speed_of_learning", (6, 4))
+    ax = fig.subplots()
     epochs = np.arange(h.shape[0])
     for l in range(n_layers):
         label = "Output layer" if l == h.shape[1] - 1 and include_output \
@@ -165,8 +209,4 @@ def plot_speed_of_learning(history, filename=None, include_output=False, title=N
     ax.set_title(title or "Speed of learning per layer")
     ax.legend(loc="best")
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    if filename is not None:
-        fig.savefig(filename)
-        plt.close(fig)
-    return fig
+    return finish(fig, filename)

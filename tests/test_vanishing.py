@@ -88,3 +88,21 @@ def test_cli(tmp_path, capsys):
     first = [float(v) for v in lines[2].split()[1:]]
     assert len(first) == 5 and first == sorted(first)       # grows toward the output
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("cost", ["QuadraticCost", "CrossEntropyCost", "LogLikelihoodCost"])
+def test_batched_gradient_matches_backprop_per_example(cost, mnist_wrapped):
+    """network2's nets are differentiated by matrix products over all examples at once;
+    that equals the mean of the book's backprop(x, y), one example at a time."""
+    from nndl_fast import network2
+    np.random.seed(3)
+    net = network2.Network([784, 20, 15, 10], cost=getattr(network2, cost))
+    data = list(mnist_wrapped[0][:150]) + [(x, int(y)) for x, y in mnist_wrapped[1][:50]]
+    batched = vanishing.average_bias_gradient(net, data)
+    per_example = [np.zeros(b.shape) for b in net.biases]
+    for x, y in data:
+        t = y if isinstance(y, np.ndarray) else network2.vectorized_result(y)
+        for acc, nb in zip(per_example, net.backprop(x, t)[0]):
+            acc += nb
+    for got, want in zip(batched, per_example):
+        np.testing.assert_allclose(got, want / len(data), rtol=1e-10, atol=1e-15)
