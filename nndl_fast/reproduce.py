@@ -28,7 +28,14 @@ The work is a list of independent tasks, so that any scheduler can run them::
         reproduce.record(out_dir, result, spec)            # append, rewrite table and plot
 
 ``run_task(task, spec, out_dir, threads)`` is those two calls in one. Tasks
-depend on nothing but their ``requires`` (the ensemble on the dropout runs).
+depend on nothing but their ``requires`` (the ensemble on the dropout runs), so
+a process pool can run them in waves, e.g. with joblib::
+
+    tasks = reproduce.plan("ch6", out_dir, spec)
+    for wave in ([t for t in tasks if not t.requires], [t for t in tasks if t.requires]):
+        Parallel(n_jobs=2)(delayed(reproduce.run_task)(t, spec, out_dir, threads=1)
+                           for t in wave)
+
 ``run_one`` uses the global ``random`` and ``np.random`` generators (as the
 book's code does) and redirects ``sys.stdout`` while training: run tasks side
 by side in processes, not threads. Each process loads MNIST once; the expanded
@@ -635,6 +642,15 @@ def _machine():
             "available_cpus": _config._available_cpus(), "platform": platform.platform()}
 
 
+def _load_average():
+    """The system's 1-minute load average (None where the OS has none): other
+    programs' load on the same cores shows in the wall times."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def _versions():
     from ._version import __version__
     from . import _config
@@ -762,6 +778,7 @@ def run_one(row, seed, data_spec, out_dir, threads=None, epoch_hook=None, log=No
         trainer.fresh(seed)
         epoch, curve, elapsed, train_s, segments = 0, {"validation": [], "test": [],
                                                        "seconds": []}, 0.0, 0.0, 1
+    load_start = _load_average()
     t_start = time.perf_counter()
     t_log = t_start
     while epoch < epochs:
@@ -807,6 +824,7 @@ def run_one(row, seed, data_spec, out_dir, threads=None, epoch_hook=None, log=No
                    "book": row.book, "curve": curve, "wall_seconds": round(wall, 3),
                    "train_seconds": round(train_s, 3), "resumed": segments - 1,
                    "threads": _threads_used(trainer.net, threads),
+                   "load_average": [load_start, _load_average()],
                    "machine": _machine(), "versions": _versions(), "finished": _now(),
                    "net_file": os.path.relpath(paths["final"], out_dir)})
     return result
@@ -875,7 +893,7 @@ def _locked(out_dir):
     except ImportError:  # Windows: one process per directory
         yield
         return
-    with open(os.path.join(out_dir, ".results.lock"), "a") as f:
+    with open(os.path.join(_state_dir(out_dir), "results.lock"), "a") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -1030,6 +1048,14 @@ def _table(doc):
         v = json.loads(v) or {}
         lines.append("Versions: nndl_fast %s (%s), NumPy %s, Python %s."
                      % (v.get("nndl_fast"), v.get("mode"), v.get("numpy"), v.get("python")))
+    loads = [x for run in doc["runs"] for x in run.get("load_average") or [] if x is not None]
+    if loads:
+        busy = max(loads) > max(t or 1 for t in threads) + 1
+        lines.append("System load average (1 minute) at the start and end of the runs: "
+                     "%.1f to %.1f%s." % (min(loads), max(loads),
+                                          " (more than the runs' own threads: other programs "
+                                          "shared the cores, and wall times are longer than "
+                                          "on an idle machine)" if busy else ""))
     lines.append("Threads: %s. Data: %s." % (", ".join(str(t) for t in threads),
                                              "the book's (MNIST's 50,000 / 10,000 / 10,000 "
                                              "images, the book's epochs)"
