@@ -1,4 +1,5 @@
-"""Command line: ``python -m nndl_fast {train,reproduce,export,info,bench,baseline,expand,vanishing} ...``.
+"""Command line: ``python -m nndl_fast COMMAND ...``: train, reproduce, export, info, bench,
+baseline, expand, vanishing.
 
 ``python -m nndl_fast train`` with no options is the book's chapter-1 run;
 ``--net`` / ``--preset`` pick chapter 3's or chapter 6's networks.

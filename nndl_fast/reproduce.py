@@ -61,7 +61,6 @@ import json
 import os
 import platform
 import random
-import sys
 import time
 from typing import Optional, Tuple
 
@@ -228,7 +227,8 @@ QUICK = DataSpec("quick", train_size=1000, eval_size=1000, epochs=2, expand_from
 
 
 def default_out_dir(data_spec=FULL):
-    """``nndl_fast_results`` (full runs) or ``nndl_fast_results_<name>`` in the current directory."""
+    """``nndl_fast_results`` (full runs) or ``nndl_fast_results_<name>``, in the
+    current directory."""
     return "nndl_fast_results" if data_spec.name == "full" \
         else "nndl_fast_results_%s" % data_spec.name
 
@@ -1064,8 +1064,8 @@ def _table(doc):
                                              "the pipeline, not of the book's numbers)"
                                              % doc.get("mode")))
     total = sum(run.get("wall_seconds") or 0.0 for run in doc["runs"])
-    lines.append("Runs: %d, %s of training and evaluation in all." % (len(doc["runs"]),
-                                                                     _duration(total)))
+    lines.append("Runs: %d, %s of training and evaluation in all."
+                 % (len(doc["runs"]), _duration(total)))
     lines.append("")
     lines.append("Ours: the best / the mean over the runs (seeds) of the measure the book "
                  "reports for that run; Spread: lowest to highest. Time: wall time of one "
@@ -1168,7 +1168,7 @@ def write_reports(out_dir, doc=None, chapters=CHAPTERS, plot_interval=0.0):
         f.write(_table(doc))
     written.append(os.path.join(out_dir, TABLE_FILE))
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401  (plots are optional)
     except ImportError:
         return written
     for chapter in chapters:

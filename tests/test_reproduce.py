@@ -231,3 +231,21 @@ def test_list_shows_rows_and_pending_runs(tmp_path, capsys):
     assert "ch6-expanded-2fc" in out and "99.43%" in out
     assert "12 run(s) to do" in out and "ch6-ensemble/seeds-0-1-2-3-4" in out
     assert not os.path.exists(tmp_path / R.RESULTS_FILE)
+
+
+def test_bench_ch6_table_wraps_the_command(capsys):
+    import importlib.util
+    path = os.path.join(os.path.dirname(__file__), "..", "bench", "ch6_table.py")
+    spec = importlib.util.spec_from_file_location("ch6_table", path)
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    # The benchmark scripts' view of the rows.
+    assert table.hyper("relu") == (0.03, 0.1, 60, False)
+    assert table.hyper("ensemble") == table.hyper("dropout") == (0.03, 0.0, 40, True)
+    from nndl_fast.reference import network3 as ref
+    layers = table.layers_for("expanded-2fc", ref)
+    assert [type(layer).__name__ for layer in layers] == [
+        "ConvPoolLayer", "ConvPoolLayer", "FullyConnectedLayer", "FullyConnectedLayer",
+        "SoftmaxLayer"]
+    assert table.main(["--list", "--rows", "fc"]) == 0
+    assert "ch6-fc" in capsys.readouterr().out
