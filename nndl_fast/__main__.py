@@ -1,5 +1,5 @@
-"""Command line: ``python -m nndl_fast COMMAND ...`` (train, sweep, export, info, bench,
-baseline, expand, vanishing, figures).
+"""Command line: ``python -m nndl_fast COMMAND ...``: train, reproduce, sweep, export,
+info, bench, baseline, expand, vanishing, figures.
 
 ``python -m nndl_fast train`` with no options is the book's chapter-1 run;
 ``--net`` / ``--preset`` pick chapter 3's or chapter 6's networks.
@@ -124,6 +124,8 @@ PRESETS = {
                        "lmbda": 0.1},
     "ch6-expanded": {"net": "network3", "epochs": 60, "batch": 10, "eta": 0.03, "lmbda": 0.1,
                      "expanded": True},
+    "ch6-expanded-2fc": {"net": "network3", "epochs": 60, "batch": 10, "eta": 0.03,
+                         "lmbda": 0.1, "expanded": True},
     "ch6-dropout": {"net": "network3", "epochs": 40, "batch": 10, "eta": 0.03, "lmbda": 0.0,
                     "expanded": True},
 }
@@ -323,6 +325,51 @@ def _cmd_train(args):
     return 0
 
 
+def _seed_list(text):
+    """argparse type of --seeds: comma-separated integers >= 0 (or a range a-b)."""
+    seeds = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1)
+                seeds.extend(range(int(lo), int(hi) + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                "expected comma-separated seeds such as 0,1,2 or a range such as 0-4, got %r"
+                % text) from None
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(
+            "expected distinct seeds >= 0 such as 0,1,2 or 0-4, got %r" % text)
+    return seeds
+
+
+def _cmd_reproduce(args):
+    from nndl_fast import reproduce
+    rows = None if args.rows is None else [r.strip() for r in args.rows.split(",") if r.strip()]
+    if args.list:
+        spec = reproduce.QUICK if args.quick else reproduce.FULL
+        out = args.out or reproduce.default_out_dir(spec)
+        for line in reproduce.describe_rows(args.chapter, rows, args.seeds, spec):
+            print(line)
+        tasks = reproduce.plan(args.chapter, out, spec, args.seeds, rows)
+        print("%d run(s) to do in %s%s" % (len(tasks), out, ":" if tasks else ""))
+        for task in tasks:
+            print("  " + task.key)
+        return 0
+    if args.threads is not None:
+        import nndl_fast
+        nndl_fast.set_num_threads(args.threads)
+
+    def log(line):
+        print(line, flush=True)
+    reproduce.reproduce(args.chapter, out_dir=args.out, quick=args.quick, seeds=args.seeds,
+                        rows=rows, threads=args.threads, log=log)
+    return 0
+
+
 def _cmd_export(args):
     from nndl_fast import export
     if not (args.onnx or args.torch or args.safetensors):
@@ -507,6 +554,25 @@ def build_parser():
     p.add_argument("--data", default=None, help="directory of IDX files or mnist.pkl.gz "
                    "(default: the bundled MNIST)")
     p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("reproduce", help="run the book's reported results again (chapter 1, "
+                       "3 or 6, or all): results JSON, Markdown table, plots; resumable")
+    p.add_argument("chapter", choices=["ch1", "ch3", "ch6", "all"])
+    p.add_argument("--quick", action="store_true",
+                   help="every row on small data and 2 epochs (a check in seconds)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="results directory (default nndl_fast_results, or "
+                   "nndl_fast_results_quick with --quick); a rerun skips finished runs")
+    p.add_argument("--seeds", type=_seed_list, default=None,
+                   help="seeds for every row, e.g. 0,1,2 or 0-4 (default: each row's own: "
+                   "three for chapter 1's best of three, five dropout nets for the ensemble)")
+    p.add_argument("--rows", default=None, metavar="NAME,...",
+                   help="only these rows (see --list), e.g. dropout,ensemble")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="threads of the compiled kernels (default: all available CPUs)")
+    p.add_argument("--list", action="store_true",
+                   help="list the rows and the runs left to do, and stop")
+    p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser("export", help="convert a saved network (any chapter's) to ONNX, "
                        "PyTorch or safetensors")

@@ -687,7 +687,7 @@ def per_image_loop(x, y):
 def chapter6_layers(name, mini_batch_size):
     """Layer specs of the book's chapter-6 network ``name`` (e.g. "ch6-conv2-relu")."""
     mbs = mini_batch_size
-    relu = name in ("ch6-conv2-relu", "ch6-expanded", "ch6-dropout")
+    relu = name in ("ch6-conv2-relu", "ch6-expanded", "ch6-expanded-2fc", "ch6-dropout")
     act = "ReLU" if relu else "sigmoid"
     conv1 = ("conv", (mbs, 1, 28, 28), (20, 1, 5, 5), act)
     conv2 = ("conv", (mbs, 20, 12, 12), (40, 20, 5, 5), act)
@@ -697,6 +697,9 @@ def chapter6_layers(name, mini_batch_size):
         return [conv1, ("fc", 20 * 12 * 12, 100, act, 0.0), ("softmax", 100, 10, 0.0)]
     if name in ("ch6-conv2", "ch6-conv2-relu", "ch6-expanded"):
         return [conv1, conv2, ("fc", 40 * 4 * 4, 100, act, 0.0), ("softmax", 100, 10, 0.0)]
+    if name == "ch6-expanded-2fc":
+        return [conv1, conv2, ("fc", 40 * 4 * 4, 100, act, 0.0), ("fc", 100, 100, act, 0.0),
+                ("softmax", 100, 10, 0.0)]
     if name == "ch6-dropout":
         return [conv1, conv2, ("fc", 40 * 4 * 4, 1000, act, 0.5),
                 ("fc", 1000, 1000, act, 0.5), ("softmax", 1000, 10, 0.5)]

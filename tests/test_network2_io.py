@@ -1,5 +1,6 @@
 """network2.save / network2.load: the book's JSON format, atomic writes, and
 refusal of malformed or hostile documents."""
+import contextlib
 import json
 import os
 
@@ -79,18 +80,28 @@ def test_failed_save_leaves_the_old_file_and_no_debris(tmp_path, monkeypatch):
     old = _net(seed=1)
     old.save(path)
     before = path.read_bytes()
-    real_dump = json.dump
+    real_atomic_write = network2.atomic_write
 
-    def dump_half_then_fail(obj, f, **kwargs):
-        text = json.dumps(obj, **kwargs)
-        f.write(text[:len(text) // 2])
-        f.flush()
-        raise OSError(28, "No space left on device")
+    class HalfThenFail(object):
+        """The file of a disk that fills up half-way through the document."""
 
-    monkeypatch.setattr(network2.json, "dump", dump_half_then_fail)
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, text):
+            self.f.write(text[:len(text) // 2])
+            self.f.flush()
+            raise OSError(28, "No space left on device")
+
+    @contextlib.contextmanager
+    def failing_atomic_write(filename, mode="w"):
+        with real_atomic_write(filename, mode) as f:
+            yield HalfThenFail(f)
+
+    monkeypatch.setattr(network2, "atomic_write", failing_atomic_write)
     with pytest.raises(OSError, match="No space left"):
         _net(seed=2).save(path)
-    monkeypatch.setattr(network2.json, "dump", real_dump)
+    monkeypatch.setattr(network2, "atomic_write", real_atomic_write)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["net.json"]
     assert _same_params(network2.load(path), old)

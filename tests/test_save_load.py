@@ -1,5 +1,6 @@
 """save / load for chapter 1's and chapter 6's networks: round trips, atomic
 writes, and refusal of malformed files."""
+import contextlib
 import json
 import os
 
@@ -42,11 +43,21 @@ def test_network_failed_save_leaves_the_old_file(tmp_path, monkeypatch):
     np.random.seed(0)
     network.Network([3, 2]).save(path)
     before = path.read_bytes()
+    real_atomic_write = network2.atomic_write
 
-    def dump_half_then_fail(obj, f, **kwargs):
-        f.write(json.dumps(obj)[:10])
-        raise OSError("disk full")
-    monkeypatch.setattr(network2.json, "dump", dump_half_then_fail)
+    class PartThenFail(object):
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, text):
+            self.f.write(text[:10])
+            raise OSError("disk full")
+
+    @contextlib.contextmanager
+    def failing_atomic_write(filename, mode="w"):
+        with real_atomic_write(filename, mode) as f:
+            yield PartThenFail(f)
+    monkeypatch.setattr(network2, "atomic_write", failing_atomic_write)
     with pytest.raises(OSError, match="disk full"):
         network.Network([3, 2]).save(path)
     assert path.read_bytes() == before
