@@ -366,7 +366,7 @@ def _cmd_reproduce(args):
     def log(line):
         print(line, flush=True)
     reproduce.reproduce(args.chapter, out_dir=args.out, quick=args.quick, seeds=args.seeds,
-                        rows=rows, threads=args.threads, log=log)
+                        rows=rows, threads=args.threads, log=log, scheduler=args.scheduler)
     return 0
 
 
@@ -572,6 +572,9 @@ def build_parser():
                    help="threads of the compiled kernels (default: all available CPUs)")
     p.add_argument("--list", action="store_true",
                    help="list the rows and the runs left to do, and stop")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the runs on a Dask cluster, e.g. tcp://host:8786 (needs "
+                   "'nndl_fast[dask]' and --out on a file system the workers share)")
     p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser("export", help="convert a saved network (any chapter's) to ONNX, "

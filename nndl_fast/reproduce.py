@@ -36,14 +36,24 @@ a process pool can run them in waves, e.g. with joblib::
         Parallel(n_jobs=2)(delayed(reproduce.run_task)(t, spec, out_dir, threads=1)
                            for t in wave)
 
-``run_one`` uses the global ``random`` and ``np.random`` generators (as the
-book's code does) and redirects ``sys.stdout`` while training: run tasks side
-by side in processes, not threads. Each process loads MNIST once; the expanded
+Or on a Dask cluster: ``reproduce(..., scheduler="tcp://host:8786")`` (the
+command's ``--scheduler``) runs the tasks through :func:`nndl_fast.map_tasks`,
+in those two waves, and records each result here as it arrives. The workers
+need the output directory on a file system they share with this process (the
+checkpoints, the finished networks the ensemble votes with, the expanded data
+live under ``DIR/state/``).
+
+``run_one`` seeds chapter 6's layers through the global ``np.random`` (as the
+book's code does; chapters 1 and 3 use the network's own generators, ``seed=``)
+and redirects ``sys.stdout`` while training: run tasks side by side in
+processes, not threads (a process runs one at a time: a second thread's task
+waits for the first). Each process loads MNIST once; the expanded
 training set is made once and kept in ``DIR/state/`` (an uncompressed ``.npy``,
 memory-mapped, so processes share one copy).
 
-Seeds. A run with seed ``s`` calls ``random.seed(s)`` and ``np.random.seed(s)``
-before building the network, as ``python -m nndl_fast train --seed s`` does; a
+Seeds. A run with seed ``s`` draws the numbers the book's code draws after
+``random.seed(s)`` and ``np.random.seed(s)``, as ``python -m nndl_fast train --seed s``
+does (chapters 1 and 3 from the network's own generators, ``seed=s``); a
 chapter-6 net's dropout masks are seeded by ``np.random.RandomState(s).randint(999999)``
 (for s = 0 the book's own seed), so every ensemble member drops different units.
 
@@ -61,6 +71,7 @@ import json
 import os
 import platform
 import random
+import threading
 import time
 from typing import Optional, Tuple
 
@@ -490,13 +501,15 @@ class _DenseTrainer(object):
         self.net = None
 
     def fresh(self, seed):
-        random.seed(seed)
-        np.random.seed(seed)
+        # The network's own generators (seed=: the numbers of the book's code after
+        # random.seed(seed); np.random.seed(seed)), which nothing else in the
+        # process draws from: a Dask worker's own threads use the global ones.
         if self.row.module == "network":
-            self.net = self.module.Network(list(self.row.net), num_threads=self.threads)
+            self.net = self.module.Network(list(self.row.net), num_threads=self.threads,
+                                           seed=seed)
         else:
             self.net = self.module.Network(list(self.row.net), cost=self.module.CrossEntropyCost,
-                                           num_threads=self.threads)
+                                           num_threads=self.threads, seed=seed)
             if self.row.init == "large":
                 self.net.large_weight_initializer()
         self.training = list(self.base)
@@ -520,9 +533,9 @@ class _DenseTrainer(object):
         self.net.save(path)
 
     def state(self):
-        """The stdlib generator's state and the training list's order."""
+        """The shuffle generator's state and the training list's order."""
         index = {id(item): k for k, item in enumerate(self.base)}
-        version, internal, gauss = random.getstate()
+        version, internal, gauss = self.net._generators.shuffle_module().getstate()
         return {"random_state": [version, list(internal), gauss],
                 "order": [index[id(item)] for item in self.training]}
 
@@ -535,7 +548,9 @@ class _DenseTrainer(object):
         if not (isinstance(rs, list) and len(rs) == 3 and isinstance(rs[1], list)):
             raise ValueError("the checkpoint's random_state is not the stdlib generator's")
         self.net = self.module.load(net_path, num_threads=self.threads)
-        random.setstate((rs[0], tuple(rs[1]), rs[2]))
+        shuffle = random.Random()
+        shuffle.setstate((rs[0], tuple(rs[1]), rs[2]))
+        self.net._generators.shuffle = shuffle
         self.training = [self.base[k] for k in order]
 
 
@@ -728,6 +743,10 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
 
+# One task at a time in a process: run_one seeds and reads the global generators.
+_run_lock = threading.Lock()
+
+
 def run_one(row, seed, data_spec, out_dir, threads=None, epoch_hook=None, log=None):
     """Run (or resume) one task and return its result (a dict, JSON-ready).
 
@@ -743,6 +762,11 @@ def run_one(row, seed, data_spec, out_dir, threads=None, epoch_hook=None, log=No
     resumes from that checkpoint. ``log``: a function taking one line (None:
     silent).
     """
+    with _run_lock:
+        return _run_one(row, seed, data_spec, out_dir, threads, epoch_hook, log)
+
+
+def _run_one(row, seed, data_spec, out_dir, threads, epoch_hook, log):
     row = _row(row)
     spec = _spec(data_spec)
     log = log or (lambda line: None)
@@ -972,13 +996,41 @@ def run_task(task, data_spec, out_dir, threads=None, log=None, epoch_hook=None):
     return result
 
 
+def _remote_task(job):
+    """A task on a scheduler's worker: ``run_one`` of (task, spec, out_dir, threads)."""
+    task, spec, out_dir, threads = job
+    return run_one(task.row, task.seed, spec, out_dir, threads=threads)
+
+
+def _run_on_scheduler(tasks, spec, out_dir, threads, scheduler, log):
+    from .scaleout import map_tasks
+    results = []
+
+    def finished(i, job, result):
+        record(out_dir, result, spec)
+        results.append(result)
+        log("  %s: %s %.2f%% (book %s) in %s"
+            % (job[0].key, result["measure"].replace("_", " "), 100 * result["value"],
+               _row(job[0].row).book_text, _duration(result["wall_seconds"])))
+    # The ensemble waits for its members (the first wave).
+    for wave in ([t for t in tasks if not t.requires], [t for t in tasks if t.requires]):
+        if wave:
+            log("%d run(s) on %s: %s" % (len(wave), scheduler, ", ".join(t.key for t in wave)))
+            map_tasks(_remote_task, [(t, spec, out_dir, threads) for t in wave],
+                      scheduler=scheduler, on_result=finished,
+                      describe=lambda job: job[0].key, name="reproduce")
+    return results
+
+
 def reproduce(chapter="all", out_dir=None, data_spec=None, quick=False, seeds=None,
-              rows=None, threads=None, log=print, epoch_hook=None):
+              rows=None, threads=None, log=print, epoch_hook=None, scheduler=None):
     """Run every pending task of ``chapter`` in order, recording each at once.
 
     ``data_spec`` defaults to :data:`QUICK` with ``quick=True``, else :data:`FULL`;
-    ``out_dir`` to :func:`default_out_dir`. Returns the results of the runs done
-    by this call.
+    ``out_dir`` to :func:`default_out_dir`. ``scheduler``: a Dask scheduler's
+    address or a ``distributed.Client`` to run the tasks on (see the module's
+    notes), else they run here one after another. Returns the results of the
+    runs done by this call.
     """
     spec = _spec(data_spec if data_spec is not None else (QUICK if quick else FULL))
     out_dir = os.fspath(out_dir if out_dir is not None else default_out_dir(spec))
@@ -994,6 +1046,14 @@ def reproduce(chapter="all", out_dir=None, data_spec=None, quick=False, seeds=No
         % ("+".join(_chapters(chapter)), spec.name, len(tasks), total,
            os.path.join(out_dir, RESULTS_FILE)))
     os.makedirs(out_dir, exist_ok=True)
+    if scheduler is not None:
+        if epoch_hook is not None:
+            raise ValueError("epoch_hook runs here, not on a scheduler's workers")
+        results = _run_on_scheduler(tasks, spec, out_dir, threads, scheduler, log)
+        written = write_reports(out_dir)
+        if written:
+            log("Wrote %s" % ", ".join(written))
+        return results
     results = []
     for k, task in enumerate(tasks, 1):
         log("[%d/%d] %s" % (k, len(tasks), task.key))

@@ -135,3 +135,23 @@ def test_grid_search_through_joblibs_dask_backend(client, arrays):
         remote = GridSearchCV(est, grid, cv=2, n_jobs=2).fit(X, y)
     assert np.array_equal(serial.cv_results_["mean_test_score"],
                           remote.cv_results_["mean_test_score"])
+
+
+def test_reproduce_on_the_cluster_equals_the_local_runs(client, tmp_path):
+    """reproduce(..., scheduler=client): the book's chapter-1 rows (quick data) on the
+    cluster's worker processes, recorded here as they finish, with the numbers of the
+    same runs made locally."""
+    from nndl_fast import reproduce
+    kw = dict(quick=True, seeds=[0, 1], rows=["ch1-30"], log=None)
+    local = reproduce.reproduce("ch1", out_dir=str(tmp_path / "local"), **kw)
+    remote = reproduce.reproduce("ch1", out_dir=str(tmp_path / "cluster"), scheduler=client,
+                                 **kw)
+    assert sorted(r["task"] for r in remote) == sorted(r["task"] for r in local)
+    by_key = {r["task"]: r for r in local}
+    for r in remote:
+        assert r["value"] == by_key[r["task"]]["value"]
+        timeless = lambda c: {k: v for k, v in c.items() if k != "seconds"}   # noqa: E731
+        assert timeless(r["curve"]) == timeless(by_key[r["task"]]["curve"])
+    recorded = reproduce.plan("ch1", str(tmp_path / "cluster"), reproduce.QUICK, [0, 1],
+                              ["ch1-30"])
+    assert recorded == []       # both runs were recorded by the driver
