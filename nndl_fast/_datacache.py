@@ -17,7 +17,11 @@ item ``p`` is always row ``rows[p]`` of the packed matrices.
 
 At most ``MAX_ENTRIES`` packed lists are kept (the least recently used go
 first); :func:`clear` (``nndl_fast.clear_cache()``) drops them all. No reference
-to the user's list or arrays is kept: the entry holds copies.
+to the user's list is kept. The entry holds copies of the arrays, except for
+inputs in ``mnist_loader``'s layout (each x a row of one array, the rows of
+the list being all the rows of that array): that array itself is the packed
+input matrix, read-only, and nothing is copied (``_validation._pack_pairs``);
+the fingerprint reads it on every call like any other item's bytes.
 """
 import threading
 from collections import OrderedDict
@@ -63,9 +67,12 @@ def _fingerprint(data, rows):
 
 def packed(data, kind, pack):
     """The :class:`Packed` form of the list ``data``: the kept one when ``data`` is
-    the list it was made from and its contents are unchanged, else
-    ``Packed(pack(), arange(len(data)), ...)``, kept for next time.
+    the list it was made from and its contents are unchanged, else a new one
+    from ``pack()``, kept for next time.
 
+    ``pack()`` returns ``(arrays, rows, derived)``: the packed arrays, the row of
+    them holding each item of ``data`` (an int64 permutation) and a dict of
+    values derived from them (say the nonzero count of each row), or None.
     ``kind`` (hashable) tells apart what different packers make of the same
     list (say ``("training", n_in, n_out, dtype)``). Lists that are not plain
     ``list`` objects, or whose items the fingerprint cannot read, and every list
@@ -82,9 +89,9 @@ def packed(data, kind, pack):
                 if key in _entries:
                     _entries.move_to_end(key)
             return entry
-    arrays = pack()
-    rows = np.arange(len(data), dtype=np.int64)
+    arrays, rows, derived = pack()
     entry = Packed(arrays, rows, _fingerprint(data, rows) if cacheable else None)
+    entry.derived.update(derived or {})
     if entry.fingerprint is not None:
         with _lock:
             _entries[key] = entry

@@ -46,7 +46,7 @@ subnormal numbers to zero (``src_c/dense.h``).
 """
 cimport cython
 from cython cimport floating
-from cython.parallel cimport parallel
+from cython.parallel cimport parallel, prange
 from libc.math cimport exp, expf
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport malloc, free
@@ -725,68 +725,109 @@ cdef class SparseRows:
                                                           self.val.dtype, self.density)
 
 
-cdef void _row_offsets(const floating[:, ::1] X, int64_t[::1] ptr) noexcept nogil:
-    """ptr[i + 1] = the number of nonzeros in rows 0..i (NaN counts, as in
-    np.count_nonzero; no boolean copy of X)."""
-    cdef Py_ssize_t i, j
+cdef int64_t _row_nonzeros(const floating[:, ::1] X, Py_ssize_t i) noexcept nogil:
+    """The number of nonzeros in row i (NaN counts, as in np.count_nonzero)."""
+    cdef Py_ssize_t j
     cdef int64_t q = 0
-    ptr[0] = 0
-    for i in range(X.shape[0]):
-        for j in range(X.shape[1]):
-            q += X[i, j] != 0
-        ptr[i + 1] = q
+    for j in range(X.shape[1]):
+        q += X[i, j] != 0
+    return q
 
 
-cdef void _fill_nonzero(const floating[:, ::1] X, const int64_t[::1] ptr, int32_t[::1] idx,
-                        floating[::1] val, uint64_t[:, ::1] bits) noexcept nogil:
-    """Row i's nonzeros into idx/val from ptr[i] on, and their bits (branch-free:
-    every entry is written, and the position advances past the nonzero ones)."""
-    cdef Py_ssize_t i, j
-    cdef int64_t q
+cdef int _fill_row(const floating[:, ::1] X, Py_ssize_t i, const int64_t *ptr, int32_t *idx,
+                   floating *val, uint64_t *bits) noexcept nogil:
+    """Row i's nonzeros into idx/val at ptr[i]..ptr[i + 1] - 1, and their bits
+    (branch-free: every entry is written, to the row's next position while it
+    has one, else to a local; the position advances past the nonzero ones).
+    Nothing outside the row's range is written, so rows can be filled in
+    parallel. Returns 1 when the row's nonzeros do not fill its range exactly."""
+    cdef Py_ssize_t j
+    cdef int64_t q = ptr[i], end = ptr[i + 1]
     cdef floating x
     cdef uint64_t nz
-    for i in range(X.shape[0]):
-        q = ptr[i]
-        for j in range(X.shape[1]):
-            x = X[i, j]
-            nz = x != 0
-            idx[q] = <int32_t> j
-            val[q] = x
-            bits[i, j >> 6] |= nz << (j & 63)
-            q += <int64_t> nz
+    cdef int32_t spare_idx
+    cdef floating spare_val
+    cdef int32_t *pi
+    cdef floating *pv
+    for j in range(X.shape[1]):
+        x = X[i, j]
+        nz = x != 0
+        pi = &idx[q] if q < end else &spare_idx
+        pv = &val[q] if q < end else &spare_val
+        pi[0] = <int32_t> j
+        pv[0] = x
+        bits[j >> 6] |= nz << (j & 63)
+        q += <int64_t> nz
+    return q != end
 
 
-def sparse_rows(X, max_density=None):
+cdef int _sparse_fill(const floating[:, ::1] X, const int64_t[::1] ptr, int32_t[::1] idx,
+                      floating[::1] val, uint64_t[:, ::1] bits, int num_threads) noexcept nogil:
+    """Every row's nonzeros, rows in parallel; 1 if a row's count was wrong."""
+    cdef Py_ssize_t i
+    cdef int wrong = 0
+    for i in prange(X.shape[0], schedule="static", num_threads=num_threads):
+        wrong |= _fill_row(X, i, &ptr[0], &idx[0], &val[0], &bits[i, 0])
+    return wrong
+
+
+cdef void _count_rows(const floating[:, ::1] X, int64_t[::1] counts,
+                      int num_threads) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in prange(X.shape[0], schedule="static", num_threads=num_threads):
+        counts[i] = _row_nonzeros(X, i)
+
+
+def sparse_rows(X, max_density=None, row_nnz=None, int num_threads=1):
     """:class:`SparseRows` of a 2-D float32/float64 array (native byte order), or
-    None when more than ``max_density`` of its entries are nonzero."""
+    None when more than ``max_density`` of its entries are nonzero.
+
+    ``row_nnz``: the number of nonzero entries of each row, when the caller has
+    counted them already (``_packing.scan_rows``); a wrong count raises
+    ValueError. Rows are counted and filled on ``num_threads`` threads.
+    """
     if not isinstance(X, np.ndarray) or X.ndim != 2 or X.dtype not in (np.float32, np.float64):
         raise ValueError("X: expected a 2-D float32/float64 array, got %s %s"
                          % (getattr(X, "dtype", type(X).__name__), getattr(X, "shape", "")))
     if X.shape[1] >= 2 ** 31:
         raise ValueError("X has %d columns, expected fewer than 2**31" % X.shape[1])
+    if num_threads < 1:
+        raise ValueError("num_threads must be >= 1, got %d" % num_threads)
     X = np.ascontiguousarray(X)
     if not X.dtype.isnative:
         X = X.astype(X.dtype.newbyteorder("="))
-    ptr = np.empty(X.shape[0] + 1, np.int64)
-    if X.dtype == np.float32:
-        _row_offsets[float](X, ptr)
+    cdef Py_ssize_t n = X.shape[0]
+    if row_nnz is None:
+        counts = np.empty(n, np.int64)
+        if X.dtype == np.float32:
+            _count_rows[float](X, counts, num_threads)
+        else:
+            _count_rows[double](X, counts, num_threads)
     else:
-        _row_offsets[double](X, ptr)
-    cdef int64_t nnz = ptr[X.shape[0]]
+        counts = np.asarray(row_nnz)
+        if counts.shape != (n,) or counts.dtype.kind not in "iu" \
+                or (n and (counts.min() < 0 or counts.max() > X.shape[1])):
+            raise ValueError("row_nnz: expected %d counts in 0..%d, got %s"
+                             % (n, X.shape[1], getattr(row_nnz, "shape", row_nnz)))
+    ptr = np.empty(n + 1, np.int64)
+    ptr[0] = 0
+    np.cumsum(counts, out=ptr[1:])
+    cdef int64_t nnz = ptr[n]
     if max_density is not None and nnz > max_density * X.size:
         return None
-    # The fill writes one entry past a row's nonzeros (overwritten by the next
-    # row's); 16 zeros after the values let kernels load whole vectors past a
-    # row's end.
+    # 16 zeros after the values let kernels load whole vectors past a row's end.
     idx = np.zeros(nnz + 16, np.int32)
     val = np.zeros(nnz + 16, X.dtype)
-    bits = np.zeros((X.shape[0], max(1, (X.shape[1] + 63) // 64)), np.uint64)
-    if X.dtype == np.float32:
-        _fill_nonzero[float](X, ptr, idx, val, bits)
-    else:
-        _fill_nonzero[double](X, ptr, idx, val, bits)
+    bits = np.zeros((n, max(1, (X.shape[1] + 63) // 64)), np.uint64)
+    cdef int wrong = 0
+    if n and X.shape[1]:
+        if X.dtype == np.float32:
+            wrong = _sparse_fill[float](X, ptr, idx, val, bits, num_threads)
+        else:
+            wrong = _sparse_fill[double](X, ptr, idx, val, bits, num_threads)
+    if wrong:
+        raise ValueError("row_nnz: the counts do not match X's nonzero entries")
     idx = idx[:nnz]
-    val[nnz:] = 0
     cdef SparseRows out = SparseRows.__new__(SparseRows)
     for a in (ptr, idx, val, bits):
         a.flags.writeable = False

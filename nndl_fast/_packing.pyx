@@ -6,7 +6,7 @@ here each item is checked (type, shape, dtype) and copied row by row into a
 preallocated (n, n_rows) matrix, with the same error messages.
 """
 from cython.parallel cimport prange
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
 import numpy as np
@@ -200,3 +200,189 @@ def fingerprint(list seq, const int64_t[::1] rows, int num_threads=1):
         h = nf_fp_mix(h + m[r, 1] + nf_fp_bytes(<const char *> a[r, 1], s[r, 1]))
         total += nf_fp_mix(h ^ (<uint64_t> r * 0xD6E8FEB86659FD93ULL))
     return int(total)
+
+
+# --- the loader's layout: every column a row of one array ----------------------------
+
+def shared_rows(list seq, int which, Py_ssize_t n_rows):
+    """``(base, rows)`` when element ``which`` of item ``p`` of ``seq`` is, for every
+    ``p``, row ``rows[p]`` of one array ``base`` (a float32/float64 C-contiguous
+    (len(seq), n_rows) array in native byte order, of the items' dtype), seen as
+    an (n_rows, 1) column, and ``rows`` is a permutation: the layout
+    ``mnist_loader`` makes (``np.reshape(x, (784, 1))`` of the rows of one array).
+    None otherwise, including for any item the copying packer would reject.
+
+    Only the items' headers are read. ``base`` is returned as a read-only view:
+    callers must never write into it (it is the caller's data).
+    """
+    cdef Py_ssize_t n = len(seq), p, k, offset
+    cdef object item, obj, owner = None
+    cdef cnp.ndarray arr, base
+    cdef int typenum = -1
+    cdef Py_ssize_t itemsize = 0, row_bytes = 0
+    cdef char *start = NULL
+    if n == 0 or n_rows < 1:
+        return None
+    rows = np.empty(n, np.int64)
+    seen = np.zeros(n, np.uint8)
+    cdef int64_t[::1] r = rows
+    cdef unsigned char[::1] s = seen
+    for p in range(n):
+        item = seq[p]
+        if type(item) is not tuple or len(<tuple> item) != 2:
+            return None
+        obj = (<tuple> item)[which]
+        if not cnp.PyArray_CheckExact(obj):
+            return None
+        arr = <cnp.ndarray> obj
+        if p == 0:
+            if cnp.PyArray_BASE(arr) == NULL:
+                return None
+            owner = <object> cnp.PyArray_BASE(arr)
+            if not cnp.PyArray_Check(owner):
+                return None
+            base = <cnp.ndarray> owner
+            typenum = cnp.PyArray_TYPE(base)
+            if base.ndim != 2 or base.shape[0] != n or base.shape[1] != n_rows \
+                    or not cnp.PyArray_IS_C_CONTIGUOUS(base) \
+                    or not cnp.PyArray_ISNOTSWAPPED(base) \
+                    or typenum not in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64):
+                return None
+            itemsize = cnp.PyArray_ITEMSIZE(base)
+            row_bytes = itemsize * n_rows
+            start = <char *> cnp.PyArray_DATA(base)
+        elif <void *> cnp.PyArray_BASE(arr) != <void *> owner:
+            return None
+        if arr.ndim != 2 or arr.shape[0] != n_rows or arr.shape[1] != 1 \
+                or cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_ISNOTSWAPPED(arr) \
+                or (n_rows > 1 and arr.strides[0] != itemsize):
+            return None
+        offset = <char *> cnp.PyArray_DATA(arr) - start
+        if offset < 0 or offset % row_bytes != 0:
+            return None
+        k = offset // row_bytes
+        if k >= n or s[k]:
+            return None
+        s[k] = 1
+        r[p] = k
+    X = (<cnp.ndarray> owner).view(np.ndarray)
+    X.flags.writeable = False
+    return X, rows
+
+
+# --- one read of a packed matrix: finite? nonzeros per row? ---------------------------
+
+cdef extern from *:
+    """
+    /* Row i of a float32/float64 matrix: 1 if an entry is NaN or infinite (all
+       exponent bits set), and its count of nonzero entries (-0.0 is zero, as
+       for x != 0). Integer tests on the bits, which compilers vectorise. */
+    static int nf_scan_f32(const uint32_t *x, Py_ssize_t m, int64_t *nnz) {
+        uint32_t bad = 0; int64_t q = 0; Py_ssize_t j;
+        for (j = 0; j < m; j++) {
+            uint32_t b = x[j];
+            bad |= (uint32_t) ((b & 0x7F800000u) == 0x7F800000u);
+            q += (b & 0x7FFFFFFFu) != 0;
+        }
+        *nnz = q;
+        return (int) bad;
+    }
+    static int nf_scan_f64(const uint64_t *x, Py_ssize_t m, int64_t *nnz) {
+        uint64_t bad = 0; int64_t q = 0; Py_ssize_t j;
+        for (j = 0; j < m; j++) {
+            uint64_t b = x[j];
+            bad |= (uint64_t) ((b & 0x7FF0000000000000ULL) == 0x7FF0000000000000ULL);
+            q += (b & 0x7FFFFFFFFFFFFFFFULL) != 0;
+        }
+        *nnz = q;
+        return (int) bad;
+    }
+    """
+    int nf_scan_f32(const uint32_t *x, Py_ssize_t m, int64_t *nnz) noexcept nogil
+    int nf_scan_f64(const uint64_t *x, Py_ssize_t m, int64_t *nnz) noexcept nogil
+
+
+def scan_rows(cnp.ndarray M, int num_threads=1):
+    """``(first_bad, nnz)`` of a C-contiguous float32/float64 (n, m) matrix, in one
+    parallel read: the first row holding a NaN or infinity (-1 if none), and the
+    int64 count of nonzero entries of each row (what ``_dense.sparse_rows`` needs)."""
+    if M.ndim != 2 or not cnp.PyArray_IS_C_CONTIGUOUS(M) \
+            or not cnp.PyArray_ISNOTSWAPPED(M) \
+            or cnp.PyArray_TYPE(M) not in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64):
+        raise ValueError("expected a C-contiguous float32/float64 matrix, got %s %s"
+                         % (M.dtype, (<object> M).shape))
+    cdef Py_ssize_t n = M.shape[0], m = M.shape[1], i
+    cdef bint f32 = cnp.PyArray_TYPE(M) == cnp.NPY_FLOAT32
+    cdef const char *data = <const char *> cnp.PyArray_DATA(M)
+    cdef Py_ssize_t row_bytes = m * cnp.PyArray_ITEMSIZE(M)
+    nnz = np.empty(n, np.int64)
+    bad = np.zeros(n, np.uint8)
+    cdef int64_t[::1] q = nnz
+    cdef unsigned char[::1] b = bad
+    cdef int any_bad = 0
+    if n:
+        for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+            if f32:
+                b[i] = <unsigned char> nf_scan_f32(<const uint32_t *> (data + i * row_bytes),
+                                                  m, &q[i])
+            else:
+                b[i] = <unsigned char> nf_scan_f64(<const uint64_t *> (data + i * row_bytes),
+                                                  m, &q[i])
+            any_bad |= b[i]
+    if any_bad:
+        return int(np.flatnonzero(bad)[0]), nnz
+    return -1, nnz
+
+
+# --- class labels ---------------------------------------------------------------------
+
+def labels(list seq, Py_ssize_t n_out):
+    """The int64 class label of each (x, y) pair of ``seq``, y an int (or NumPy
+    integer) in 0..n_out-1 or a float64 (n_out, 1) column (its argmax, the first
+    NaN or else the first maximum, as ``np.argmax``). None as soon as an item is
+    anything else: the caller's Python loop then reads the other forms or
+    raises its errors."""
+    cdef Py_ssize_t n = len(seq), p, j, best, stride
+    cdef object item, y
+    cdef cnp.ndarray arr
+    cdef long long v
+    cdef double x, top
+    cdef const char *src
+    out = np.empty(n, np.int64)
+    cdef int64_t[::1] o = out
+    for p in range(n):
+        item = seq[p]
+        if type(item) is not tuple or len(<tuple> item) != 2:
+            return None
+        y = (<tuple> item)[1]
+        if type(y) is int or isinstance(y, np.integer):
+            try:
+                v = y
+            except (OverflowError, TypeError):
+                return None
+        elif cnp.PyArray_CheckExact(y):
+            arr = <cnp.ndarray> y
+            if arr.ndim != 2 or arr.shape[0] != n_out or arr.shape[1] != 1 or n_out < 1 \
+                    or cnp.PyArray_TYPE(arr) != cnp.NPY_FLOAT64 \
+                    or not cnp.PyArray_ISNOTSWAPPED(arr):
+                return None
+            src = <const char *> cnp.PyArray_DATA(arr)
+            stride = arr.strides[0]
+            best = 0
+            top = (<const double *> src)[0]
+            if top == top:
+                for j in range(1, n_out):
+                    x = (<const double *> (src + j * stride))[0]
+                    if x != x:
+                        best = j
+                        break
+                    if x > top:
+                        top = x
+                        best = j
+            v = best
+        else:
+            return None
+        if v < 0 or v >= n_out:
+            return None
+        o[p] = v
+    return out
