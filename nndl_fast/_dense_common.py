@@ -7,11 +7,11 @@ from . import _datacache
 from ._validation import check_dtype, check_params, pack_labelled, pack_training
 
 
-def _with_nnz(packing):
-    """A ``shared=True`` packer's ``(arrays, rows, nnz)`` as ``_datacache.packed``
-    takes it, the nonzero count of each input row kept as ``derived["row_nnz"]``."""
-    arrays, rows, nnz = packing
-    return arrays, rows, None if nnz is None else {"row_nnz": nnz}
+def _with_bits(packing):
+    """A ``shared=True`` packer's ``(arrays, rows, bits)`` as ``_datacache.packed``
+    takes it, the inputs' nonzero bits kept as ``derived["row_bits"]``."""
+    arrays, rows, bits = packing
+    return arrays, rows, None if bits is None else {"row_bits": bits}
 
 
 class DenseParamsMixin(object):
@@ -39,7 +39,7 @@ class DenseParamsMixin(object):
         n_in, n_out = self.sizes[0], self.sizes[-1]
         return _datacache.packed(
             data, ("training", n_in, n_out, self._dtype.str),
-            lambda: _with_nnz(pack_training(data, n_in, n_out, self._dtype, what=what,
+            lambda: _with_bits(pack_training(data, n_in, n_out, self._dtype, what=what,
                                             shared=True)))
 
     def _packed_labelled(self, data, what):
@@ -47,7 +47,7 @@ class DenseParamsMixin(object):
         n_in, n_out = self.sizes[0], self.sizes[-1]
         return _datacache.packed(
             data, ("labelled", n_in, n_out),
-            lambda: _with_nnz(pack_labelled(data, n_in, n_out, what, shared=True)))
+            lambda: _with_bits(pack_labelled(data, n_in, n_out, what, shared=True)))
 
     def _softmax_output(self):
         return False

@@ -109,16 +109,17 @@ def _pair(item, what, index):
 
 def _finite_or_raise(M, what, rows=None):
     """Raise for the first item whose row of ``M`` holds NaN or infinity (item p is
-    row ``rows[p]``, or row p without ``rows``). Returns the count of nonzero
-    entries of each row when the compiled scan made it (one parallel read of
-    ``M`` for both), else None."""
+    row ``rows[p]``, or row p without ``rows``). Returns which entries of each
+    row are nonzero (``_packing.scan_rows``' bits, read-only) when the compiled
+    scan made them (one parallel read of ``M`` for both), else None."""
     from . import _config
     if _config.use_compiled("_packing") and M.ndim == 2 and M.flags.c_contiguous \
             and M.dtype.isnative and M.dtype in FLOAT_DTYPES:
         from . import _packing
-        first_bad, nnz = _packing.scan_rows(M, _config.get_num_threads())
+        first_bad, bits = _packing.scan_rows(M, _config.get_num_threads())
         if first_bad < 0:
-            return nnz
+            bits.flags.writeable = False
+            return bits
     # A float64 sum is finite exactly when no entry is NaN/inf, unless huge finite
     # values overflow it; only then pay for the full element-wise check.
     elif np.isfinite(M.sum(dtype=np.float64)) or np.isfinite(M).all():
@@ -185,9 +186,9 @@ def pack_pairs(data, which, n_rows, what, pair_what, dtype=None):
 
 
 def _pack_pairs(data, which, n_rows, what, pair_what, dtype=None, shared=False):
-    """``(M, rows, nnz)``: ``pack_pairs``' matrix, the row of it holding each item
-    (None: item p is row p) and the nonzero count of each row (None when not
-    counted).
+    """``(M, rows, bits)``: ``pack_pairs``' matrix, the row of it holding each item
+    (None: item p is row p) and which entries of each row are nonzero
+    (``_packing.scan_rows``; None when not scanned).
 
     ``shared=True`` lets ``M`` be the items' own array when they are the rows of
     one (``_packing.shared_rows``: ``mnist_loader``'s layout), of the dtype asked
@@ -262,14 +263,14 @@ def check_input_columns(a, n_in):
 def pack_training(training_data, n_in, n_out, dtype, what="training", shared=False):
     """(X, Y) from a list of (x, y): x (n_in, 1) columns, y (n_out, 1) target columns.
 
-    ``shared=True`` (for SGD's kept packing) returns ``((X, Y), rows, nnz)``: X may
-    be the inputs' own array, read-only, with item p in row ``rows[p]`` of X and
-    Y (``_pack_pairs``); ``nnz``: the nonzero inputs of each row of X, or None.
+    ``shared=True`` (for SGD's kept packing) returns ``((X, Y), rows, bits)``: X
+    may be the inputs' own array, read-only, with item p in row ``rows[p]`` of X
+    and Y (``_pack_pairs``); ``bits``: X's nonzero entries, or None.
     """
     _check_sequence(training_data, what)
     if len(training_data) == 0:
         raise ValueError("%s_data is empty: expected at least one (x, y) pair" % what)
-    X, rows, nnz = _pack_pairs(training_data, 0, n_in, what + " input", what + "_data",
+    X, rows, bits = _pack_pairs(training_data, 0, n_in, what + " input", what + "_data",
                                shared=shared)
     try:
         Y = pack_pairs(training_data, 1, n_out, what + " target", what + "_data", dtype=dtype)
@@ -282,7 +283,7 @@ def pack_training(training_data, n_in, n_out, dtype, what="training", shared=Fal
     if not shared:
         return X, Y
     rows = np.arange(len(training_data), dtype=np.int64) if rows is None else rows
-    return (X, _in_rows(Y, rows)), rows, nnz
+    return (X, _in_rows(Y, rows)), rows, bits
 
 
 def _labels_in_python(data, n_out, what):
@@ -308,7 +309,7 @@ def _labels_in_python(data, n_out, what):
 def pack_labelled(data, n_in, n_out, what="test", shared=False):
     """(X, labels) from (x, y) pairs where y is an int label or an (n_out, 1) vector.
 
-    ``shared=True``: ``((X, labels), rows, nnz)``, as for :func:`pack_training`.
+    ``shared=True``: ``((X, labels), rows, bits)``, as for :func:`pack_training`.
     """
     _check_sequence(data, what)
     labels = None
@@ -320,11 +321,11 @@ def pack_labelled(data, n_in, n_out, what="test", shared=False):
             labels = packing.labels(data, n_out)
     if labels is None:
         labels = _labels_in_python(data, n_out, what)
-    X, rows, nnz = _pack_pairs(data, 0, n_in, what + " input", what + "_data", shared=shared)
+    X, rows, bits = _pack_pairs(data, 0, n_in, what + " input", what + "_data", shared=shared)
     if not shared:
         return X, labels
     rows = np.arange(len(data), dtype=np.int64) if rows is None else rows
-    return (X, _in_rows(labels, rows)), rows, nnz
+    return (X, _in_rows(labels, rows)), rows, bits
 
 
 def check_params(weights, biases, sizes, dtype):

@@ -60,13 +60,14 @@ def test_the_loaders_lists_are_not_copied(mnist_wrapped):
 def test_shared_rows_follow_the_items(mnist_wrapped):
     data, base = _loader_layout(mnist_wrapped, 300)
     random.Random(1).shuffle(data)
-    (X, Y), rows, nnz = _validation.pack_training(data, 784, 10, np.float64, shared=True)
+    (X, Y), rows, bits = _validation.pack_training(data, 784, 10, np.float64, shared=True)
     assert np.shares_memory(X, base) and not X.flags.writeable
     assert sorted(rows) == list(range(300)) and not np.array_equal(rows, np.arange(300))
     for p, (x, y) in enumerate(data):
         np.testing.assert_array_equal(X[rows[p]], x[:, 0])
         np.testing.assert_array_equal(Y[rows[p]], y[:, 0])
-    np.testing.assert_array_equal(nnz, np.count_nonzero(X, axis=1))
+    np.testing.assert_array_equal(bits, _packing.scan_rows(np.array(X), 1)[1])
+    assert not bits.flags.writeable
     # The copying packer's matrices, in the list's order.
     X_copy, Y_copy = _validation.pack_training(data, 784, 10, np.float64)
     np.testing.assert_array_equal(X[rows], X_copy)
@@ -205,49 +206,67 @@ def test_shared_array_is_never_written(mnist_wrapped, quiet, count_packs):
 
 # --- the one read of the packed inputs, the sparse rows, the labels -------------------
 
+def _bits_of(M):
+    """Bit k of word w of row i set when M[i, 64 w + k] != 0, in NumPy."""
+    n, m = M.shape
+    padded = np.zeros((n, max(1, -(-m // 64)) * 64), bool)
+    padded[:, :m] = M != 0
+    weights = np.uint64(1) << np.arange(64, dtype=np.uint64)
+    return (padded.reshape(n, -1, 64).astype(np.uint64) * weights).sum(axis=2,
+                                                                       dtype=np.uint64)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_scan_rows(dtype):
+@pytest.mark.parametrize("m", [131, 128, 64, 5, 0])
+def test_scan_rows(dtype, m):
     rng = np.random.RandomState(0)
-    M = rng.rand(57, 131).astype(dtype)
-    M[rng.rand(57, 131) < 0.7] = 0
+    M = rng.rand(57, m).astype(dtype)
+    M[rng.rand(57, m) < 0.7] = 0
     M[4] = 0
     M[9, :5] = -0.0
     for nt in (1, 2, 3):
-        bad, nnz = _packing.scan_rows(M, nt)
+        bad, bits = _packing.scan_rows(M, nt)
         assert bad == -1
-        np.testing.assert_array_equal(nnz, np.count_nonzero(M, axis=1))
-    M[30, 7] = np.nan
-    M[12, 130] = -np.inf
-    M[50, 0] = np.inf
-    assert _packing.scan_rows(M, 2)[0] == 12
+        np.testing.assert_array_equal(bits, _bits_of(M))
+    if m >= 5:
+        M[30, 2] = np.nan
+        M[12, m - 1] = -np.inf
+        M[50, 0] = np.inf
+        assert _packing.scan_rows(M, 2)[0] == 12
+        M[12, m - 1] = np.finfo(dtype).max
+        assert _packing.scan_rows(M, 2)[0] == 30
     assert _packing.scan_rows(M[:0], 2)[0] == -1
     with pytest.raises(ValueError, match="C-contiguous"):
-        _packing.scan_rows(M.T, 1)
+        _packing.scan_rows(np.zeros((4, 6), dtype).T, 1)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_sparse_rows_from_counts_and_threads(dtype):
+def test_sparse_rows_from_bits_and_threads(dtype):
     rng = np.random.RandomState(1)
     X = rng.rand(301, 200).astype(dtype)
     X[rng.rand(301, 200) < 0.8] = 0
     X[[0, 150, 300]] = 0                              # empty rows, first and last
     X[77] = 1                                         # a full row
     one = _dense.sparse_rows(X)
-    nnz = _packing.scan_rows(X, 2)[1]
-    for kwargs in (dict(num_threads=2), dict(num_threads=3, row_nnz=nnz),
-                   dict(row_nnz=nnz)):
+    bits = _packing.scan_rows(X, 2)[1]
+    for kwargs in (dict(num_threads=2), dict(num_threads=3, row_bits=bits),
+                   dict(row_bits=bits)):
         xs = _dense.sparse_rows(X, **kwargs)
         for name in ("ptr", "idx", "val", "bits"):
             np.testing.assert_array_equal(getattr(xs, name), getattr(one, name))
     assert (one.val[one.nnz:] == 0).all() and len(one.val) == one.nnz + 16
-    wrong = nnz.copy()
-    wrong[10] += 1
-    wrong[11] -= 1
-    with pytest.raises(ValueError, match="do not match"):
-        _dense.sparse_rows(X, row_nnz=wrong, num_threads=2)
-    for bad in (nnz[:-1], nnz.astype(float), nnz - 1000, nnz + 1000):
-        with pytest.raises(ValueError, match="row_nnz"):
-            _dense.sparse_rows(X, row_nnz=bad)
+    assert one.nnz == np.count_nonzero(X)
+    # Given bits are kept (read-only) or copied (writeable), never changed.
+    assert _dense.sparse_rows(X, row_bits=bits).bits is not bits
+    bits.flags.writeable = False
+    assert _dense.sparse_rows(X, row_bits=bits).bits is bits
+    for bad in (bits[:-1], bits.astype(np.int64), bits[:, :3], np.asfortranarray(bits)):
+        with pytest.raises(ValueError, match="row_bits"):
+            _dense.sparse_rows(X, row_bits=bad)
+    past = bits.copy()
+    past[5, -1] |= np.uint64(1) << np.uint64(63)
+    with pytest.raises(ValueError, match="past column 199"):
+        _dense.sparse_rows(X, row_bits=past)
     with pytest.raises(ValueError, match="num_threads"):
         _dense.sparse_rows(X, num_threads=0)
 
