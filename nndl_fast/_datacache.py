@@ -60,9 +60,9 @@ class Packed(object):
             return value
 
 
-def _fingerprint(data, rows):
+def _fingerprint(data, rows, known=None):
     from . import _packing
-    return _packing.fingerprint(data, rows, _config.get_num_threads())
+    return _packing.fingerprint(data, rows, _config.get_num_threads(), known)
 
 
 def packed(data, kind, pack):
@@ -72,7 +72,9 @@ def packed(data, kind, pack):
 
     ``pack()`` returns ``(arrays, rows, derived)``: the packed arrays, the row of
     them holding each item of ``data`` (an int64 permutation) and a dict of
-    values derived from them (say the nonzero count of each row), or None.
+    values derived from them (say which inputs are nonzero), or None; its
+    ``"row_hashes"`` (the byte hash of each row of ``arrays[0]``, just read)
+    spare the first fingerprint reading those rows again.
     ``kind`` (hashable) tells apart what different packers make of the same
     list (say ``("training", n_in, n_out, dtype)``). Lists that are not plain
     ``list`` objects, or whose items the fingerprint cannot read, and every list
@@ -90,8 +92,11 @@ def packed(data, kind, pack):
                     _entries.move_to_end(key)
             return entry
     arrays, rows, derived = pack()
-    entry = Packed(arrays, rows, _fingerprint(data, rows) if cacheable else None)
-    entry.derived.update(derived or {})
+    derived = dict(derived or {})
+    hashes = derived.pop("row_hashes", None)
+    known = None if hashes is None else (arrays[0], hashes)
+    entry = Packed(arrays, rows, _fingerprint(data, rows, known) if cacheable else None)
+    entry.derived.update(derived)
     if entry.fingerprint is not None:
         with _lock:
             _entries[key] = entry

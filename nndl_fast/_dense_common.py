@@ -7,13 +7,6 @@ from . import _datacache
 from ._validation import check_dtype, check_params, pack_labelled, pack_training
 
 
-def _with_bits(packing):
-    """A ``shared=True`` packer's ``(arrays, rows, bits)`` as ``_datacache.packed``
-    takes it, the inputs' nonzero bits kept as ``derived["row_bits"]``."""
-    arrays, rows, bits = packing
-    return arrays, rows, None if bits is None else {"row_bits": bits}
-
-
 class DenseParamsMixin(object):
     """Parameters in one dtype, and feedforward/argmax on top of ``_forward_matrix``."""
 
@@ -39,15 +32,14 @@ class DenseParamsMixin(object):
         n_in, n_out = self.sizes[0], self.sizes[-1]
         return _datacache.packed(
             data, ("training", n_in, n_out, self._dtype.str),
-            lambda: _with_bits(pack_training(data, n_in, n_out, self._dtype, what=what,
-                                            shared=True)))
+            lambda: pack_training(data, n_in, n_out, self._dtype, what=what, shared=True))
 
     def _packed_labelled(self, data, what):
         """``pack_labelled(data)`` as X, labels in a ``_datacache.Packed``."""
         n_in, n_out = self.sizes[0], self.sizes[-1]
         return _datacache.packed(
             data, ("labelled", n_in, n_out),
-            lambda: _with_bits(pack_labelled(data, n_in, n_out, what, shared=True)))
+            lambda: pack_labelled(data, n_in, n_out, what, shared=True))
 
     def _softmax_output(self):
         return False

@@ -106,25 +106,33 @@ cdef extern from *:
         z ^= z >> 27; z *= 0x94D049BB133111EBULL;
         return z ^ (z >> 31);
     }
-    /* Words of the bytes, each xor'ed with a key of its position, summed: any
-       change of one word changes the sum. */
-    static uint64_t nf_fp_bytes(const char *p, Py_ssize_t nbytes) {
-        uint64_t acc = (uint64_t) nbytes, w, key = 0;
+    #define NF_FP_STEP 0x9E3779B97F4A7C15ULL
+    /* acc plus words k0.. of p (nbytes long), each xor'ed with a key of its
+       position, and the last partial word (zero-padded) with the next key. */
+    static uint64_t nf_fp_words(const char *p, Py_ssize_t nbytes, Py_ssize_t k0, uint64_t acc) {
+        uint64_t w, key = (uint64_t) k0 * NF_FP_STEP;
         Py_ssize_t k, nw = nbytes >> 3;
-        if (nbytes <= 0)
-            return 0;
-        for (k = 0; k < nw; k++) {
+        for (k = k0; k < nw; k++) {
             memcpy(&w, p + 8 * k, 8);
             acc += w ^ key;
-            key += 0x9E3779B97F4A7C15ULL;
+            key += NF_FP_STEP;
         }
         w = 0;
         memcpy(&w, p + 8 * nw, (size_t) (nbytes & 7));
         return acc + (w ^ key);
     }
+    /* Words of the bytes, each xor'ed with a key of its position, summed: any
+       change of one word changes the sum. */
+    static uint64_t nf_fp_bytes(const char *p, Py_ssize_t nbytes) {
+        if (nbytes <= 0)
+            return 0;
+        return nf_fp_words(p, nbytes, 0, (uint64_t) nbytes);
+    }
     """
     uint64_t nf_fp_mix(uint64_t z) noexcept nogil
     uint64_t nf_fp_bytes(const char *p, Py_ssize_t nbytes) noexcept nogil
+    uint64_t nf_fp_words(const char *p, Py_ssize_t nbytes, Py_ssize_t k0,
+                         uint64_t acc) noexcept nogil
 
 
 cdef bint _element(object obj, int64_t *addr, int64_t *nbytes, uint64_t *meta):
@@ -153,14 +161,34 @@ cdef bint _element(object obj, int64_t *addr, int64_t *nbytes, uint64_t *meta):
     return False
 
 
-def fingerprint(list seq, const int64_t[::1] rows, int num_threads=1):
+def fingerprint(list seq, const int64_t[::1] rows, int num_threads=1, known=None):
     """The fingerprint (an int) of ``seq``, whose item ``p`` sits in row ``rows[p]``
     of its packed matrices (``rows``: a permutation of 0..len(seq)-1); None when
     an item is not a pair of C-contiguous arrays or int labels (such lists are
-    packed again on every call)."""
+    packed again on every call).
+
+    ``known``: ``(M, hashes)``, a C-contiguous matrix and its rows' byte hashes
+    from :func:`scan_rows`, just made: an item's x that *is* row ``rows[p]`` of
+    M (the same memory, as for :func:`shared_rows`' lists) is not read again.
+    The fingerprint is the same with or without it.
+    """
     cdef Py_ssize_t n = len(seq), p, r
     if rows.shape[0] != n:
         raise ValueError("rows has %d entries for a list of %d items" % (rows.shape[0], n))
+    cdef cnp.ndarray M
+    cdef int64_t known_start = 0, known_row = 0
+    cdef const uint64_t[::1] known_hash = None
+    if known is not None:
+        M, hashes = known
+        if M.ndim != 2 or not cnp.PyArray_IS_C_CONTIGUOUS(M) or len(hashes) != M.shape[0] \
+                or M.shape[0] != n:
+            raise ValueError("known: expected a C-contiguous (%d, m) matrix and %d hashes"
+                             % (n, n))
+        known_hash = hashes
+        known_start = <int64_t> cnp.PyArray_DATA(M)
+        known_row = M.shape[1] * cnp.PyArray_ITEMSIZE(M)
+    use_known = np.zeros(n, np.uint8)
+    cdef unsigned char[::1] uk = use_known
     # Items are visited in row order, which is their order when packed: after a
     # shuffle that is still the order of their memory (for the loader's data),
     # ~4x faster to read than the list's shuffled order.
@@ -194,9 +222,14 @@ def fingerprint(list seq, const int64_t[::1] rows, int num_threads=1):
         if not (_element(item[0], &a[r, 0], &s[r, 0], &m[r, 0])
                 and _element(item[1], &a[r, 1], &s[r, 1], &m[r, 1])):
             return None
+        if known_row and s[r, 0] == known_row and a[r, 0] == known_start + r * known_row:
+            uk[r] = 1
     cdef uint64_t total = 0, h
     for r in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        h = nf_fp_mix(m[r, 0] + nf_fp_bytes(<const char *> a[r, 0], s[r, 0]))
+        if uk[r]:
+            h = nf_fp_mix(m[r, 0] + known_hash[r])
+        else:
+            h = nf_fp_mix(m[r, 0] + nf_fp_bytes(<const char *> a[r, 0], s[r, 0]))
         h = nf_fp_mix(h + m[r, 1] + nf_fp_bytes(<const char *> a[r, 1], s[r, 1]))
         total += nf_fp_mix(h ^ (<uint64_t> r * 0xD6E8FEB86659FD93ULL))
     return int(total)
@@ -279,19 +312,33 @@ cdef extern from *:
     #define NF_SCAN_SSE2 1
     #endif
     /* Row x of m float32/float64 values: its nonzero entries as bits (bit k of
-       word w for entry 64w + k; -0.0 is zero, NaN is not, as for x != 0) and
-       1 if an entry is NaN or infinite (all exponent bits set). Integer tests
-       on the bits, 4 (2) entries at a time with SSE2, else one at a time. */
-    static int nf_scan_f32(const uint32_t *x, Py_ssize_t m, uint64_t *bits) {
+       word w for entry 64w + k; -0.0 is zero, NaN is not, as for x != 0), the
+       hash of its bytes as the fingerprint reads them (nf_fp_bytes) into
+       *hash, and 1 if an entry is NaN or infinite (all exponent bits set).
+       Integer tests on the bits, 16 bytes at a time with SSE2, else one
+       entry at a time. */
+    #ifdef NF_SCAN_SSE2
+    static uint64_t nf_sse_sum(__m128i v) {
+        uint64_t lanes[2];
+        _mm_storeu_si128((__m128i *) lanes, v);
+        return lanes[0] + lanes[1];
+    }
+    #endif
+    static int nf_scan_f32(const uint32_t *x, Py_ssize_t m, uint64_t *bits, uint64_t *hash) {
         uint32_t bad = 0;
-        uint64_t word = 0;
+        uint64_t word = 0, acc = (uint64_t) m * 4;
         Py_ssize_t k = 0;
     #ifdef NF_SCAN_SSE2
         const __m128i absm = _mm_set1_epi32(0x7FFFFFFF), expm = _mm_set1_epi32(0x7F800000);
-        __m128i vbad = _mm_setzero_si128();
+        const __m128i step = _mm_set1_epi64x((long long) (2 * NF_FP_STEP));
+        __m128i vbad = _mm_setzero_si128(), vacc = _mm_setzero_si128();
+        __m128i key = _mm_set_epi64x((long long) NF_FP_STEP, 0);
         for (; k + 4 <= m; k += 4) {
-            __m128i v = _mm_and_si128(_mm_loadu_si128((const __m128i *) (x + k)), absm);
+            __m128i raw = _mm_loadu_si128((const __m128i *) (x + k));
+            __m128i v = _mm_and_si128(raw, absm);
             int zero;
+            vacc = _mm_add_epi64(vacc, _mm_xor_si128(raw, key));
+            key = _mm_add_epi64(key, step);
             vbad = _mm_or_si128(vbad, _mm_cmpeq_epi32(_mm_and_si128(v, expm), expm));
             zero = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(v, _mm_setzero_si128())));
             word |= (uint64_t) (~zero & 15) << (k & 63);
@@ -301,7 +348,12 @@ cdef extern from *:
             }
         }
         bad = _mm_movemask_epi8(vbad) != 0;
+        acc += nf_sse_sum(vacc);
     #endif
+        if (m)
+            *hash = nf_fp_words((const char *) x, m * 4, k / 2, acc);
+        else
+            *hash = 0;
         for (; k < m; k++) {
             uint32_t b = x[k] & 0x7FFFFFFFu;
             bad |= (uint32_t) (b >= 0x7F800000u);
@@ -315,20 +367,25 @@ cdef extern from *:
             bits[m >> 6] = word;
         return (int) bad;
     }
-    static int nf_scan_f64(const uint64_t *x, Py_ssize_t m, uint64_t *bits) {
+    static int nf_scan_f64(const uint64_t *x, Py_ssize_t m, uint64_t *bits, uint64_t *hash) {
         uint64_t bad = 0;
-        uint64_t word = 0;
+        uint64_t word = 0, acc = (uint64_t) m * 8;
         Py_ssize_t k = 0;
     #ifdef NF_SCAN_SSE2
         /* 32-bit lanes: low and high halves of each value; the exponent is in
            the high half, and a value is zero when both halves are. */
         const __m128i absm = _mm_set_epi32(0x7FFFFFFF, -1, 0x7FFFFFFF, -1);
         const __m128i expm = _mm_set_epi32(0x7FF00000, 0, 0x7FF00000, 0);
-        __m128i vbad = _mm_setzero_si128();
+        const __m128i step = _mm_set1_epi64x((long long) (2 * NF_FP_STEP));
+        __m128i vbad = _mm_setzero_si128(), vacc = _mm_setzero_si128();
+        __m128i key = _mm_set_epi64x((long long) NF_FP_STEP, 0);
         for (; k + 2 <= m; k += 2) {
-            __m128i v = _mm_and_si128(_mm_loadu_si128((const __m128i *) (x + k)), absm);
+            __m128i raw = _mm_loadu_si128((const __m128i *) (x + k));
+            __m128i v = _mm_and_si128(raw, absm);
             __m128i z = _mm_cmpeq_epi32(v, _mm_setzero_si128());
             int zero;
+            vacc = _mm_add_epi64(vacc, _mm_xor_si128(raw, key));
+            key = _mm_add_epi64(key, step);
             vbad = _mm_or_si128(vbad, _mm_cmpeq_epi32(_mm_and_si128(v, expm), expm));
             z = _mm_and_si128(z, _mm_shuffle_epi32(z, _MM_SHUFFLE(2, 3, 0, 1)));
             zero = _mm_movemask_pd(_mm_castsi128_pd(z));
@@ -339,7 +396,12 @@ cdef extern from *:
             }
         }
         bad = (_mm_movemask_ps(_mm_castsi128_ps(vbad)) & 0xA) != 0;
+        acc += nf_sse_sum(vacc);
     #endif
+        if (m)
+            *hash = nf_fp_words((const char *) x, m * 8, k, acc);
+        else
+            *hash = 0;
         for (; k < m; k++) {
             uint64_t b = x[k] & 0x7FFFFFFFFFFFFFFFULL;
             bad |= (uint64_t) (b >= 0x7FF0000000000000ULL);
@@ -354,16 +416,19 @@ cdef extern from *:
         return (int) bad;
     }
     """
-    int nf_scan_f32(const uint32_t *x, Py_ssize_t m, uint64_t *bits) noexcept nogil
-    int nf_scan_f64(const uint64_t *x, Py_ssize_t m, uint64_t *bits) noexcept nogil
+    int nf_scan_f32(const uint32_t *x, Py_ssize_t m, uint64_t *bits,
+                    uint64_t *hash) noexcept nogil
+    int nf_scan_f64(const uint64_t *x, Py_ssize_t m, uint64_t *bits,
+                    uint64_t *hash) noexcept nogil
 
 
 def scan_rows(cnp.ndarray M, int num_threads=1):
-    """``(first_bad, bits)`` of a C-contiguous float32/float64 (n, m) matrix, in one
-    parallel read: the first row holding a NaN or infinity (-1 if none), and
-    which entries are nonzero, as ``_dense.sparse_rows`` keeps them: an (n,
-    max(1, ceil(m / 64))) uint64 array, bit k of word w of row i set when
-    ``M[i, 64 w + k] != 0``."""
+    """``(first_bad, bits, hashes)`` of a C-contiguous float32/float64 (n, m)
+    matrix, in one parallel read: the first row holding a NaN or infinity (-1
+    if none); which entries are nonzero, as ``_dense.sparse_rows`` keeps them:
+    an (n, max(1, ceil(m / 64))) uint64 array, bit k of word w of row i set
+    when ``M[i, 64 w + k] != 0``; and the hash of each row's bytes as
+    :func:`fingerprint` reads an array's (uint64, for its ``known`` rows)."""
     if M.ndim != 2 or not cnp.PyArray_IS_C_CONTIGUOUS(M) \
             or not cnp.PyArray_ISNOTSWAPPED(M) \
             or cnp.PyArray_TYPE(M) not in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64):
@@ -377,22 +442,24 @@ def scan_rows(cnp.ndarray M, int num_threads=1):
     cdef const char *data = <const char *> cnp.PyArray_DATA(M)
     cdef Py_ssize_t row_bytes = m * cnp.PyArray_ITEMSIZE(M)
     bits = np.zeros((n, n_words), np.uint64)
+    hashes = np.zeros(n, np.uint64)
     bad = np.zeros(n, np.uint8)
     cdef uint64_t[:, ::1] w = bits
+    cdef uint64_t[::1] h = hashes
     cdef unsigned char[::1] b = bad
     cdef int any_bad = 0
     if n and m:
         for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
             if f32:
                 b[i] = <unsigned char> nf_scan_f32(<const uint32_t *> (data + i * row_bytes),
-                                                  m, &w[i, 0])
+                                                  m, &w[i, 0], &h[i])
             else:
                 b[i] = <unsigned char> nf_scan_f64(<const uint64_t *> (data + i * row_bytes),
-                                                  m, &w[i, 0])
+                                                  m, &w[i, 0], &h[i])
             any_bad |= b[i]
     if any_bad:
-        return int(np.flatnonzero(bad)[0]), bits
-    return -1, bits
+        return int(np.flatnonzero(bad)[0]), bits, hashes
+    return -1, bits, hashes
 
 
 # --- class labels ---------------------------------------------------------------------

@@ -109,17 +109,19 @@ def _pair(item, what, index):
 
 def _finite_or_raise(M, what, rows=None):
     """Raise for the first item whose row of ``M`` holds NaN or infinity (item p is
-    row ``rows[p]``, or row p without ``rows``). Returns which entries of each
-    row are nonzero (``_packing.scan_rows``' bits, read-only) when the compiled
-    scan made them (one parallel read of ``M`` for both), else None."""
+    row ``rows[p]``, or row p without ``rows``). Returns what the compiled scan
+    (one parallel read of ``M``) found besides, when it ran, else None: a dict
+    with ``"row_bits"``, which entries of each row are nonzero (read-only,
+    for ``_dense.sparse_rows``), and ``"row_hashes"``, each row's byte hash
+    (for ``_packing.fingerprint``)."""
     from . import _config
     if _config.use_compiled("_packing") and M.ndim == 2 and M.flags.c_contiguous \
             and M.dtype.isnative and M.dtype in FLOAT_DTYPES:
         from . import _packing
-        first_bad, bits = _packing.scan_rows(M, _config.get_num_threads())
+        first_bad, bits, hashes = _packing.scan_rows(M, _config.get_num_threads())
         if first_bad < 0:
             bits.flags.writeable = False
-            return bits
+            return {"row_bits": bits, "row_hashes": hashes}
     # A float64 sum is finite exactly when no entry is NaN/inf, unless huge finite
     # values overflow it; only then pay for the full element-wise check.
     elif np.isfinite(M.sum(dtype=np.float64)) or np.isfinite(M).all():
@@ -186,9 +188,10 @@ def pack_pairs(data, which, n_rows, what, pair_what, dtype=None):
 
 
 def _pack_pairs(data, which, n_rows, what, pair_what, dtype=None, shared=False):
-    """``(M, rows, bits)``: ``pack_pairs``' matrix, the row of it holding each item
-    (None: item p is row p) and which entries of each row are nonzero
-    (``_packing.scan_rows``; None when not scanned).
+    """``(M, rows, found)``: ``pack_pairs``' matrix, the row of it holding each
+    item (None: item p is row p) and what the scan of M found besides
+    (``_finite_or_raise``: its nonzero bits and row hashes; None when not
+    scanned).
 
     ``shared=True`` lets ``M`` be the items' own array when they are the rows of
     one (``_packing.shared_rows``: ``mnist_loader``'s layout), of the dtype asked
@@ -201,6 +204,7 @@ def _pack_pairs(data, which, n_rows, what, pair_what, dtype=None, shared=False):
         if found is not None and (dtype is None or found[0].dtype == dtype):
             M, rows = found
             return M, rows, _finite_or_raise(M, what, rows)
+    # A copy's row hashes are never the items' (``fingerprint`` reads those).
     n = len(data)
     auto = dtype is None
     if auto:
@@ -211,7 +215,10 @@ def _pack_pairs(data, which, n_rows, what, pair_what, dtype=None, shared=False):
     if auto and M.dtype == np.float32 and not all_f32:
         M = np.empty((n, n_rows), dtype=np.float64)
         _packing.pack_columns(data, which, n_rows, M, what, pair_what)
-    return M, None, _finite_or_raise(M, what)
+    found = _finite_or_raise(M, what)
+    if found is not None:
+        del found["row_hashes"]
+    return M, None, found
 
 
 def _in_rows(a, rows):
@@ -263,14 +270,14 @@ def check_input_columns(a, n_in):
 def pack_training(training_data, n_in, n_out, dtype, what="training", shared=False):
     """(X, Y) from a list of (x, y): x (n_in, 1) columns, y (n_out, 1) target columns.
 
-    ``shared=True`` (for SGD's kept packing) returns ``((X, Y), rows, bits)``: X
+    ``shared=True`` (for SGD's kept packing) returns ``((X, Y), rows, found)``: X
     may be the inputs' own array, read-only, with item p in row ``rows[p]`` of X
-    and Y (``_pack_pairs``); ``bits``: X's nonzero entries, or None.
+    and Y; ``found``: what the scan of X found besides, or None (``_pack_pairs``).
     """
     _check_sequence(training_data, what)
     if len(training_data) == 0:
         raise ValueError("%s_data is empty: expected at least one (x, y) pair" % what)
-    X, rows, bits = _pack_pairs(training_data, 0, n_in, what + " input", what + "_data",
+    X, rows, found = _pack_pairs(training_data, 0, n_in, what + " input", what + "_data",
                                shared=shared)
     try:
         Y = pack_pairs(training_data, 1, n_out, what + " target", what + "_data", dtype=dtype)
@@ -283,7 +290,7 @@ def pack_training(training_data, n_in, n_out, dtype, what="training", shared=Fal
     if not shared:
         return X, Y
     rows = np.arange(len(training_data), dtype=np.int64) if rows is None else rows
-    return (X, _in_rows(Y, rows)), rows, bits
+    return (X, _in_rows(Y, rows)), rows, found
 
 
 def _labels_in_python(data, n_out, what):
@@ -309,7 +316,7 @@ def _labels_in_python(data, n_out, what):
 def pack_labelled(data, n_in, n_out, what="test", shared=False):
     """(X, labels) from (x, y) pairs where y is an int label or an (n_out, 1) vector.
 
-    ``shared=True``: ``((X, labels), rows, bits)``, as for :func:`pack_training`.
+    ``shared=True``: ``((X, labels), rows, found)``, as for :func:`pack_training`.
     """
     _check_sequence(data, what)
     labels = None
@@ -321,11 +328,11 @@ def pack_labelled(data, n_in, n_out, what="test", shared=False):
             labels = packing.labels(data, n_out)
     if labels is None:
         labels = _labels_in_python(data, n_out, what)
-    X, rows, bits = _pack_pairs(data, 0, n_in, what + " input", what + "_data", shared=shared)
+    X, rows, found = _pack_pairs(data, 0, n_in, what + " input", what + "_data", shared=shared)
     if not shared:
         return X, labels
     rows = np.arange(len(data), dtype=np.int64) if rows is None else rows
-    return (X, _in_rows(labels, rows)), rows, bits
+    return (X, _in_rows(labels, rows)), rows, found
 
 
 def check_params(weights, biases, sizes, dtype):

@@ -60,14 +60,14 @@ def test_the_loaders_lists_are_not_copied(mnist_wrapped):
 def test_shared_rows_follow_the_items(mnist_wrapped):
     data, base = _loader_layout(mnist_wrapped, 300)
     random.Random(1).shuffle(data)
-    (X, Y), rows, bits = _validation.pack_training(data, 784, 10, np.float64, shared=True)
+    (X, Y), rows, found = _validation.pack_training(data, 784, 10, np.float64, shared=True)
     assert np.shares_memory(X, base) and not X.flags.writeable
     assert sorted(rows) == list(range(300)) and not np.array_equal(rows, np.arange(300))
     for p, (x, y) in enumerate(data):
         np.testing.assert_array_equal(X[rows[p]], x[:, 0])
         np.testing.assert_array_equal(Y[rows[p]], y[:, 0])
-    np.testing.assert_array_equal(bits, _packing.scan_rows(np.array(X), 1)[1])
-    assert not bits.flags.writeable
+    np.testing.assert_array_equal(found["row_bits"], _packing.scan_rows(np.array(X), 1)[1])
+    assert not found["row_bits"].flags.writeable
     # The copying packer's matrices, in the list's order.
     X_copy, Y_copy = _validation.pack_training(data, 784, 10, np.float64)
     np.testing.assert_array_equal(X[rows], X_copy)
@@ -216,8 +216,25 @@ def _bits_of(M):
                                                                        dtype=np.uint64)
 
 
+def _byte_hash(row):
+    """The fingerprint's hash of an array's bytes, in Python: the 8-byte words
+    (the last zero-padded) each xor'ed with its position times a constant,
+    summed with the byte count, modulo 2**64."""
+    raw = row.tobytes()
+    if not raw:
+        return 0
+    step, mask = 0x9E3779B97F4A7C15, 2 ** 64 - 1
+    n_words = len(raw) // 8
+    padded = raw + bytes(8 - len(raw) % 8 if len(raw) % 8 else 8)
+    total = len(raw)
+    for k in range(n_words + 1):
+        word = int.from_bytes(padded[8 * k:8 * k + 8], "little")
+        total += word ^ ((k * step) & mask)
+    return total & mask
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("m", [131, 128, 64, 5, 0])
+@pytest.mark.parametrize("m", [131, 128, 64, 5, 3, 0])
 def test_scan_rows(dtype, m):
     rng = np.random.RandomState(0)
     M = rng.rand(57, m).astype(dtype)
@@ -225,11 +242,13 @@ def test_scan_rows(dtype, m):
     M[4] = 0
     M[9, :5] = -0.0
     for nt in (1, 2, 3):
-        bad, bits = _packing.scan_rows(M, nt)
+        bad, bits, hashes = _packing.scan_rows(M, nt)
         assert bad == -1
         np.testing.assert_array_equal(bits, _bits_of(M))
+        assert [int(h) for h in hashes] == [_byte_hash(row) for row in M]
     if m >= 5:
         M[30, 2] = np.nan
+        M[30, 1] = -0.0
         M[12, m - 1] = -np.inf
         M[50, 0] = np.inf
         assert _packing.scan_rows(M, 2)[0] == 12
@@ -238,6 +257,26 @@ def test_scan_rows(dtype, m):
     assert _packing.scan_rows(M[:0], 2)[0] == -1
     with pytest.raises(ValueError, match="C-contiguous"):
         _packing.scan_rows(np.zeros((4, 6), dtype).T, 1)
+
+
+def test_fingerprint_takes_the_hashes_of_the_rows_it_would_read(mnist_wrapped):
+    data, base = _loader_layout(mnist_wrapped, 300)
+    random.Random(3).shuffle(data)
+    X, rows = _packing.shared_rows(data, 0, 784)
+    _, _, hashes = _packing.scan_rows(X, 2)
+    plain = _packing.fingerprint(data, rows, 2)
+    assert _packing.fingerprint(data, rows, 2, known=(X, hashes)) == plain
+    wrong = hashes.copy()
+    wrong[rows[7]] += np.uint64(1)
+    # Used for the items that are X's rows...
+    assert _packing.fingerprint(data, rows, 2, known=(X, wrong)) != plain
+    # ...and for no other item (a copy of a row is read).
+    copied = list(data)
+    copied[7] = (data[7][0].copy(), data[7][1])
+    assert _packing.fingerprint(copied, rows, 2, known=(X, wrong)) == \
+        _packing.fingerprint(copied, rows, 2)
+    with pytest.raises(ValueError, match="known"):
+        _packing.fingerprint(data, rows, 2, known=(X[:10], hashes[:10]))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
