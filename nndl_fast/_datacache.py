@@ -75,6 +75,7 @@ def packed(data, kind, pack):
     values derived from them (say which inputs are nonzero), or None; its
     ``"row_hashes"`` (the byte hash of each row of ``arrays[0]``, just read)
     spare the first fingerprint reading those rows again.
+
     ``kind`` (hashable) tells apart what different packers make of the same
     list (say ``("training", n_in, n_out, dtype)``). Lists that are not plain
     ``list`` objects, or whose items the fingerprint cannot read, and every list

@@ -4,6 +4,13 @@ The book's data are Python lists of 50,000 ``(x, y)`` tuples holding (784, 1)
 arrays. Checking and copying them item by item in Python costs about a second;
 here each item is checked (type, shape, dtype) and copied row by row into a
 preallocated (n, n_rows) matrix, with the same error messages.
+
+Lists in ``mnist_loader``'s layout, whose x's are all the rows of one array,
+are not copied at all (:func:`shared_rows`). Either way the packed matrix is
+then read once (:func:`scan_rows`) for what the rest needs: are all entries
+finite, which are nonzero (the sparse rows' bits), each row's byte hash (the
+first fingerprint). The class labels of evaluation data are read in one loop
+too (:func:`labels`).
 """
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint32_t, uint64_t

@@ -204,7 +204,6 @@ def _pack_pairs(data, which, n_rows, what, pair_what, dtype=None, shared=False):
         if found is not None and (dtype is None or found[0].dtype == dtype):
             M, rows = found
             return M, rows, _finite_or_raise(M, what, rows)
-    # A copy's row hashes are never the items' (``fingerprint`` reads those).
     n = len(data)
     auto = dtype is None
     if auto:
@@ -217,7 +216,7 @@ def _pack_pairs(data, which, n_rows, what, pair_what, dtype=None, shared=False):
         _packing.pack_columns(data, which, n_rows, M, what, pair_what)
     found = _finite_or_raise(M, what)
     if found is not None:
-        del found["row_hashes"]
+        del found["row_hashes"]         # a copy's rows are never the items' memory
     return M, None, found
 
 
@@ -278,7 +277,7 @@ def pack_training(training_data, n_in, n_out, dtype, what="training", shared=Fal
     if len(training_data) == 0:
         raise ValueError("%s_data is empty: expected at least one (x, y) pair" % what)
     X, rows, found = _pack_pairs(training_data, 0, n_in, what + " input", what + "_data",
-                               shared=shared)
+                                 shared=shared)
     try:
         Y = pack_pairs(training_data, 1, n_out, what + " target", what + "_data", dtype=dtype)
     except (TypeError, ValueError) as exc:
@@ -320,7 +319,7 @@ def pack_labelled(data, n_in, n_out, what="test", shared=False):
     """
     _check_sequence(data, what)
     labels = None
-    if isinstance(data, list):
+    if type(data) is list:
         packing = _packing_module()
         if packing is not _PythonPacking:
             # The common labels (ints, float64 one-hot columns) in one C loop;
