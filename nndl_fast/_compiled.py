@@ -70,20 +70,23 @@ class CompiledDenseMixin(DenseParamsMixin):
         n_blocks = -(-self.sizes[1] // 16)
         return max(1, min(_config.shared_num_threads(), n_blocks))
 
-    def _sparse_rows(self, X):
+    def _sparse_rows(self, X, row_bits=None):
         """``X`` as sparse rows for the first layer when that pays (a hidden layer,
         and at most SPARSE_DENSITY of the inputs nonzero, as for MNIST's ~19%);
-        else None. The results are the same either way."""
+        else None. The results are the same either way. ``row_bits``: X's
+        nonzero entries (``_packing.scan_rows``), when known."""
         if len(self.sizes) < 3 or X.ndim != 2 or X.size == 0:
             return None
-        return _dense.sparse_rows(X, max_density=SPARSE_DENSITY)
+        return _dense.sparse_rows(X, max_density=SPARSE_DENSITY, row_bits=row_bits,
+                                  num_threads=_config.get_num_threads())
 
     def _packed_sparse_rows(self, packed):
         """``_sparse_rows`` of a kept packed set's X (``_datacache.Packed``), made
-        once per packed set."""
+        once per packed set (from the nonzero bits its packing found, if any)."""
         if len(self.sizes) < 3:
             return None
-        return packed.get("sparse_rows", lambda: self._sparse_rows(packed.arrays[0]))
+        return packed.get("sparse_rows", lambda: self._sparse_rows(
+            packed.arrays[0], packed.derived.get("row_bits")))
 
     def _forward_matrix(self, X, num_threads=None, X_sparse=None):
         """Outputs (n, n_out) for inputs X (n, n_in), through the compiled kernel

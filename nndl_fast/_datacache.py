@@ -17,7 +17,11 @@ item ``p`` is always row ``rows[p]`` of the packed matrices.
 
 At most ``MAX_ENTRIES`` packed lists are kept (the least recently used go
 first); :func:`clear` (``nndl_fast.clear_cache()``) drops them all. No reference
-to the user's list or arrays is kept: the entry holds copies.
+to the user's list is kept. The entry holds copies of the arrays, except for
+inputs in ``mnist_loader``'s layout (each x a row of one array, the rows of
+the list being all the rows of that array): that array itself is the packed
+input matrix, read-only, and nothing is copied (``_validation._pack_pairs``);
+the fingerprint reads it on every call like any other item's bytes.
 """
 import threading
 from collections import OrderedDict
@@ -56,15 +60,21 @@ class Packed(object):
             return value
 
 
-def _fingerprint(data, rows):
+def _fingerprint(data, rows, known=None):
     from . import _packing
-    return _packing.fingerprint(data, rows, _config.get_num_threads())
+    return _packing.fingerprint(data, rows, _config.get_num_threads(), known)
 
 
 def packed(data, kind, pack):
     """The :class:`Packed` form of the list ``data``: the kept one when ``data`` is
-    the list it was made from and its contents are unchanged, else
-    ``Packed(pack(), arange(len(data)), ...)``, kept for next time.
+    the list it was made from and its contents are unchanged, else a new one
+    from ``pack()``, kept for next time.
+
+    ``pack()`` returns ``(arrays, rows, derived)``: the packed arrays, the row of
+    them holding each item of ``data`` (an int64 permutation) and a dict of
+    values derived from them (say which inputs are nonzero), or None; its
+    ``"row_hashes"`` (the byte hash of each row of ``arrays[0]``, just read)
+    spare the first fingerprint reading those rows again.
 
     ``kind`` (hashable) tells apart what different packers make of the same
     list (say ``("training", n_in, n_out, dtype)``). Lists that are not plain
@@ -82,9 +92,12 @@ def packed(data, kind, pack):
                 if key in _entries:
                     _entries.move_to_end(key)
             return entry
-    arrays = pack()
-    rows = np.arange(len(data), dtype=np.int64)
-    entry = Packed(arrays, rows, _fingerprint(data, rows) if cacheable else None)
+    arrays, rows, derived = pack()
+    derived = dict(derived or {})
+    hashes = derived.pop("row_hashes", None)
+    known = None if hashes is None else (arrays[0], hashes)
+    entry = Packed(arrays, rows, _fingerprint(data, rows, known) if cacheable else None)
+    entry.derived.update(derived)
     if entry.fingerprint is not None:
         with _lock:
             _entries[key] = entry

@@ -46,7 +46,7 @@ subnormal numbers to zero (``src_c/dense.h``).
 """
 cimport cython
 from cython cimport floating
-from cython.parallel cimport parallel
+from cython.parallel cimport parallel, prange
 from libc.math cimport exp, expf
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport malloc, free
@@ -752,68 +752,141 @@ cdef class SparseRows:
                                                           self.val.dtype, self.density)
 
 
-cdef void _row_offsets(const floating[:, ::1] X, int64_t[::1] ptr) noexcept nogil:
-    """ptr[i + 1] = the number of nonzeros in rows 0..i (NaN counts, as in
-    np.count_nonzero; no boolean copy of X)."""
-    cdef Py_ssize_t i, j
-    cdef int64_t q = 0
-    ptr[0] = 0
-    for i in range(X.shape[0]):
-        for j in range(X.shape[1]):
-            q += X[i, j] != 0
-        ptr[i + 1] = q
+cdef extern from *:
+    """
+    static inline int nf_ctz64(uint64_t m) {      /* m != 0 */
+    #if defined(__GNUC__) || defined(__clang__)
+        return __builtin_ctzll(m);
+    #else
+        int k = 0;
+        while (!(m & 1)) { m >>= 1; k++; }
+        return k;
+    #endif
+    }
+    static inline int64_t nf_popcount64(uint64_t m) {
+    #if defined(__GNUC__) || defined(__clang__)
+        return __builtin_popcountll(m);
+    #else
+        m = m - ((m >> 1) & 0x5555555555555555ULL);
+        m = (m & 0x3333333333333333ULL) + ((m >> 2) & 0x3333333333333333ULL);
+        m = (m + (m >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+        return (int64_t) ((m * 0x0101010101010101ULL) >> 56);
+    #endif
+    }
+    """
+    int nf_ctz64(uint64_t m) noexcept nogil
+    int64_t nf_popcount64(uint64_t m) noexcept nogil
 
 
-cdef void _fill_nonzero(const floating[:, ::1] X, const int64_t[::1] ptr, int32_t[::1] idx,
-                        floating[::1] val, uint64_t[:, ::1] bits) noexcept nogil:
-    """Row i's nonzeros into idx/val from ptr[i] on, and their bits (branch-free:
-    every entry is written, and the position advances past the nonzero ones)."""
-    cdef Py_ssize_t i, j
+cdef inline uint64_t _word_mask(Py_ssize_t w, Py_ssize_t n_cols) noexcept nogil:
+    """The bits of word w that stand for one of the n_cols columns."""
+    cdef Py_ssize_t left = n_cols - 64 * w
+    if left >= 64:
+        return ~(<uint64_t> 0)
+    if left <= 0:
+        return 0
+    return ((<uint64_t> 1) << left) - 1
+
+
+cdef int _fill_row(const floating *x, Py_ssize_t n_cols, const uint64_t *bits,
+                   Py_ssize_t n_words, int64_t q, int64_t end, int32_t *idx,
+                   floating *val) noexcept nogil:
+    """The nonzeros of row x (its set ``bits``, columns ascending) into idx/val at
+    q..end - 1; nothing outside that range is written, so rows can be filled
+    in parallel. Returns 1 when the row's bits do not fill the range exactly."""
+    cdef Py_ssize_t w, j
+    cdef uint64_t m
+    for w in range(n_words):
+        m = bits[w] & _word_mask(w, n_cols)
+        while m:
+            j = 64 * w + nf_ctz64(m)
+            m &= m - 1
+            if q < end:
+                idx[q] = <int32_t> j
+                val[q] = x[j]
+            q += 1
+    return q != end
+
+
+cdef int _sparse_fill(const floating[:, ::1] X, const uint64_t[:, ::1] bits,
+                      const int64_t[::1] ptr, int32_t[::1] idx, floating[::1] val,
+                      int num_threads) noexcept nogil:
+    """Every row's nonzeros, rows in parallel; 1 if a row's count was wrong."""
+    cdef Py_ssize_t i
+    cdef int wrong = 0
+    for i in prange(X.shape[0], schedule="static", num_threads=num_threads):
+        wrong |= _fill_row(&X[i, 0], X.shape[1], &bits[i, 0], bits.shape[1],
+                           ptr[i], ptr[i + 1], &idx[0], &val[0])
+    return wrong
+
+
+cdef void _count_bits(const uint64_t[:, ::1] bits, Py_ssize_t n_cols,
+                      int64_t[::1] counts) noexcept nogil:
+    cdef Py_ssize_t i, w
     cdef int64_t q
-    cdef floating x
-    cdef uint64_t nz
-    for i in range(X.shape[0]):
-        q = ptr[i]
-        for j in range(X.shape[1]):
-            x = X[i, j]
-            nz = x != 0
-            idx[q] = <int32_t> j
-            val[q] = x
-            bits[i, j >> 6] |= nz << (j & 63)
-            q += <int64_t> nz
+    for i in range(bits.shape[0]):
+        q = 0
+        for w in range(bits.shape[1]):
+            q += nf_popcount64(bits[i, w] & _word_mask(w, n_cols))
+        counts[i] = q
 
 
-def sparse_rows(X, max_density=None):
+def sparse_rows(X, max_density=None, row_bits=None, int num_threads=1):
     """:class:`SparseRows` of a 2-D float32/float64 array (native byte order), or
-    None when more than ``max_density`` of its entries are nonzero."""
+    None when more than ``max_density`` of its entries are nonzero.
+
+    ``row_bits``: which entries of X are nonzero, when the caller has them
+    already (``_packing.scan_rows(X)``'s bits; they become the result's
+    ``bits``). X is read on ``num_threads`` threads.
+    """
+    from nndl_fast import _packing
     if not isinstance(X, np.ndarray) or X.ndim != 2 or X.dtype not in (np.float32, np.float64):
         raise ValueError("X: expected a 2-D float32/float64 array, got %s %s"
                          % (getattr(X, "dtype", type(X).__name__), getattr(X, "shape", "")))
     if X.shape[1] >= 2 ** 31:
         raise ValueError("X has %d columns, expected fewer than 2**31" % X.shape[1])
+    if num_threads < 1:
+        raise ValueError("num_threads must be >= 1, got %d" % num_threads)
     X = np.ascontiguousarray(X)
     if not X.dtype.isnative:
         X = X.astype(X.dtype.newbyteorder("="))
-    ptr = np.empty(X.shape[0] + 1, np.int64)
-    if X.dtype == np.float32:
-        _row_offsets[float](X, ptr)
+    cdef Py_ssize_t n = X.shape[0]
+    cdef Py_ssize_t n_words = max(1, (X.shape[1] + 63) // 64)
+    if row_bits is None:
+        bits = _packing.scan_rows(X, num_threads)[1]
     else:
-        _row_offsets[double](X, ptr)
-    cdef int64_t nnz = ptr[X.shape[0]]
+        bits = row_bits
+        if not isinstance(bits, np.ndarray) or bits.shape != (n, n_words) \
+                or bits.dtype != np.uint64 or not bits.flags.c_contiguous \
+                or not bits.dtype.isnative:
+            raise ValueError("row_bits: expected a C-contiguous uint64 array of shape "
+                             "(%d, %d), got %s %s" % (n, n_words,
+                                                      getattr(bits, "dtype", type(bits)),
+                                                      getattr(bits, "shape", "")))
+        if X.shape[1] % 64 and (bits[:, -1] >> (X.shape[1] % 64)).any():
+            raise ValueError("row_bits: bits set past column %d" % (X.shape[1] - 1))
+        if bits.flags.writeable:
+            bits = bits.copy()
+    counts = np.empty(n, np.int64)
+    _count_bits(bits, X.shape[1], counts)
+    ptr = np.empty(n + 1, np.int64)
+    ptr[0] = 0
+    np.cumsum(counts, out=ptr[1:])
+    cdef int64_t nnz = ptr[n]
     if max_density is not None and nnz > max_density * X.size:
         return None
-    # The fill writes one entry past a row's nonzeros (overwritten by the next
-    # row's); 16 zeros after the values let kernels load whole vectors past a
-    # row's end.
+    # 16 zeros after the values let kernels load whole vectors past a row's end.
     idx = np.zeros(nnz + 16, np.int32)
     val = np.zeros(nnz + 16, X.dtype)
-    bits = np.zeros((X.shape[0], max(1, (X.shape[1] + 63) // 64)), np.uint64)
-    if X.dtype == np.float32:
-        _fill_nonzero[float](X, ptr, idx, val, bits)
-    else:
-        _fill_nonzero[double](X, ptr, idx, val, bits)
+    cdef int wrong = 0
+    if n and X.shape[1]:
+        if X.dtype == np.float32:
+            wrong = _sparse_fill[float](X, bits, ptr, idx, val, num_threads)
+        else:
+            wrong = _sparse_fill[double](X, bits, ptr, idx, val, num_threads)
+    if wrong:
+        raise RuntimeError("sparse_rows: the rows' nonzero counts changed while they were read")
     idx = idx[:nnz]
-    val[nnz:] = 0
     cdef SparseRows out = SparseRows.__new__(SparseRows)
     for a in (ptr, idx, val, bits):
         a.flags.writeable = False

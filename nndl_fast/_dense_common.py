@@ -35,13 +35,14 @@ class DenseParamsMixin(object):
         n_in, n_out = self.sizes[0], self.sizes[-1]
         return _datacache.packed(
             data, ("training", n_in, n_out, self._dtype.str),
-            lambda: pack_training(data, n_in, n_out, self._dtype, what=what))
+            lambda: pack_training(data, n_in, n_out, self._dtype, what=what, shared=True))
 
     def _packed_labelled(self, data, what):
         """``pack_labelled(data)`` as X, labels in a ``_datacache.Packed``."""
         n_in, n_out = self.sizes[0], self.sizes[-1]
-        return _datacache.packed(data, ("labelled", n_in, n_out),
-                                 lambda: pack_labelled(data, n_in, n_out, what))
+        return _datacache.packed(
+            data, ("labelled", n_in, n_out),
+            lambda: pack_labelled(data, n_in, n_out, what, shared=True))
 
     def _softmax_output(self):
         return False

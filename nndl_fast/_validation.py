@@ -107,14 +107,28 @@ def _pair(item, what, index):
     return item
 
 
-def _finite_or_raise(M, what):
+def _finite_or_raise(M, what, rows=None):
+    """Raise for the first item whose row of ``M`` holds NaN or infinity (item p is
+    row ``rows[p]``, or row p without ``rows``). Returns what the compiled scan
+    (one parallel read of ``M``) found besides, when it ran, else None: a dict
+    with ``"row_bits"``, which entries of each row are nonzero (read-only,
+    for ``_dense.sparse_rows``), and ``"row_hashes"``, each row's byte hash
+    (for ``_packing.fingerprint``)."""
+    from . import _config
+    if _config.use_compiled("_packing") and M.ndim == 2 and M.flags.c_contiguous \
+            and M.dtype.isnative and M.dtype in FLOAT_DTYPES:
+        from . import _packing
+        first_bad, bits, hashes = _packing.scan_rows(M, _config.get_num_threads())
+        if first_bad < 0:
+            bits.flags.writeable = False
+            return {"row_bits": bits, "row_hashes": hashes}
     # A float64 sum is finite exactly when no entry is NaN/inf, unless huge finite
     # values overflow it; only then pay for the full element-wise check.
-    if np.isfinite(M.sum(dtype=np.float64)):
-        return
-    if not np.isfinite(M).all():
-        bad = int(np.argwhere(~np.isfinite(M))[0, 0])
-        raise ValueError("%s %d contains NaN or infinity" % (what, bad))
+    elif np.isfinite(M.sum(dtype=np.float64)) or np.isfinite(M).all():
+        return None
+    bad_rows = np.flatnonzero(~np.isfinite(M).all(axis=1))
+    bad = bad_rows[0] if rows is None else np.flatnonzero(np.isin(rows, bad_rows))[0]
+    raise ValueError("%s %d contains NaN or infinity" % (what, int(bad)))
 
 
 def _column_error(what, index, obj, n_rows):
@@ -170,7 +184,26 @@ def pack_pairs(data, which, n_rows, what, pair_what, dtype=None):
     With ``dtype=None`` the matrix keeps float32 when the first item is float32
     (exact; re-packed as float64 if a later item is not), else float64.
     """
+    return _pack_pairs(data, which, n_rows, what, pair_what, dtype)[0]
+
+
+def _pack_pairs(data, which, n_rows, what, pair_what, dtype=None, shared=False):
+    """``(M, rows, found)``: ``pack_pairs``' matrix, the row of it holding each
+    item (None: item p is row p) and what the scan of M found besides
+    (``_finite_or_raise``: its nonzero bits and row hashes; None when not
+    scanned).
+
+    ``shared=True`` lets ``M`` be the items' own array when they are the rows of
+    one (``_packing.shared_rows``: ``mnist_loader``'s layout), of the dtype asked
+    for: a read-only view of it, in which item p is row ``rows[p]``; nothing is
+    copied. Any other list is copied as without ``shared``.
+    """
     _packing = _packing_module()
+    if shared and _packing is not _PythonPacking and type(data) is list:
+        found = _packing.shared_rows(data, which, n_rows)
+        if found is not None and (dtype is None or found[0].dtype == dtype):
+            M, rows = found
+            return M, rows, _finite_or_raise(M, what, rows)
     n = len(data)
     auto = dtype is None
     if auto:
@@ -181,8 +214,19 @@ def pack_pairs(data, which, n_rows, what, pair_what, dtype=None):
     if auto and M.dtype == np.float32 and not all_f32:
         M = np.empty((n, n_rows), dtype=np.float64)
         _packing.pack_columns(data, which, n_rows, M, what, pair_what)
-    _finite_or_raise(M, what)
-    return M
+    found = _finite_or_raise(M, what)
+    if found is not None:
+        del found["row_hashes"]         # a copy's rows are never the items' memory
+    return M, None, found
+
+
+def _in_rows(a, rows):
+    """``a`` (in list order) rearranged so that item p is row ``rows[p]``."""
+    if rows is None or np.array_equal(rows, np.arange(len(rows))):
+        return a
+    out = np.empty_like(a)
+    out[rows] = a
+    return out
 
 
 def _check_sequence(data, what):
@@ -222,12 +266,18 @@ def check_input_columns(a, n_in):
     return arr
 
 
-def pack_training(training_data, n_in, n_out, dtype, what="training"):
-    """(X, Y) from a list of (x, y): x (n_in, 1) columns, y (n_out, 1) target columns."""
+def pack_training(training_data, n_in, n_out, dtype, what="training", shared=False):
+    """(X, Y) from a list of (x, y): x (n_in, 1) columns, y (n_out, 1) target columns.
+
+    ``shared=True`` (for SGD's kept packing) returns ``((X, Y), rows, found)``: X
+    may be the inputs' own array, read-only, with item p in row ``rows[p]`` of X
+    and Y; ``found``: what the scan of X found besides, or None (``_pack_pairs``).
+    """
     _check_sequence(training_data, what)
     if len(training_data) == 0:
         raise ValueError("%s_data is empty: expected at least one (x, y) pair" % what)
-    X = pack_pairs(training_data, 0, n_in, what + " input", what + "_data")
+    X, rows, found = _pack_pairs(training_data, 0, n_in, what + " input", what + "_data",
+                                 shared=shared)
     try:
         Y = pack_pairs(training_data, 1, n_out, what + " target", what + "_data", dtype=dtype)
     except (TypeError, ValueError) as exc:
@@ -236,12 +286,13 @@ def pack_training(training_data, n_in, n_out, dtype, what="training"):
             raise ValueError("%s target 0 is an int label, expected an array of shape (%d, 1) "
                              "such as vectorized_result(y)" % (what, n_out)) from None
         raise exc
-    return X, Y
+    if not shared:
+        return X, Y
+    rows = np.arange(len(training_data), dtype=np.int64) if rows is None else rows
+    return (X, _in_rows(Y, rows)), rows, found
 
 
-def pack_labelled(data, n_in, n_out, what="test"):
-    """(X, labels) from (x, y) pairs where y is an int label or an (n_out, 1) vector."""
-    _check_sequence(data, what)
+def _labels_in_python(data, n_out, what):
     labels = np.empty(len(data), dtype=np.int64)
     for i, item in enumerate(data):
         x, y = _pair(item, what + "_data", i)
@@ -258,8 +309,29 @@ def pack_labelled(data, n_in, n_out, what="test"):
             raise ValueError("%s label %d is %d, expected a class in 0..%d"
                              % (what, i, label, n_out - 1))
         labels[i] = label
-    X = pack_pairs(data, 0, n_in, what + " input", what + "_data")
-    return X, labels
+    return labels
+
+
+def pack_labelled(data, n_in, n_out, what="test", shared=False):
+    """(X, labels) from (x, y) pairs where y is an int label or an (n_out, 1) vector.
+
+    ``shared=True``: ``((X, labels), rows, found)``, as for :func:`pack_training`.
+    """
+    _check_sequence(data, what)
+    labels = None
+    if type(data) is list:
+        packing = _packing_module()
+        if packing is not _PythonPacking:
+            # The common labels (ints, float64 one-hot columns) in one C loop;
+            # None for anything else, which the Python loop handles or rejects.
+            labels = packing.labels(data, n_out)
+    if labels is None:
+        labels = _labels_in_python(data, n_out, what)
+    X, rows, found = _pack_pairs(data, 0, n_in, what + " input", what + "_data", shared=shared)
+    if not shared:
+        return X, labels
+    rows = np.arange(len(data), dtype=np.int64) if rows is None else rows
+    return (X, _in_rows(labels, rows)), rows, found
 
 
 def check_params(weights, biases, sizes, dtype):

@@ -276,7 +276,7 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
         else:
             packed = self._packed_training(data)
             X, Y = packed.arrays
-            Y = packed.get("targets", lambda: Y.astype(np.float64))
+            Y = packed.get("targets", lambda: Y.astype(np.float64, copy=False))
         hot = packed.get("hot", lambda: _hot_mask(Y))
         return self._measure(self._compute_dtype_inputs(X), Y=Y, hot=hot, lmbda=lmbda,
                              X_sparse=self._packed_sparse_rows(packed))[0]
@@ -396,7 +396,7 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
         if monitors[0] or monitors[1]:
             # The packed matrix serves both the kernel and the monitors.
             X = self._compute_dtype_inputs(X)
-            Y_train = train.get("targets", lambda: Y.astype(np.float64))
+            Y_train = train.get("targets", lambda: Y.astype(np.float64, copy=False))
             watched.append(("training", X, X_sparse, Y_train if monitors[0] else None,
                             train.get("hot", lambda: _hot_mask(Y_train)),
                             train.get("labels", lambda: np.argmax(Y_train, axis=1))
