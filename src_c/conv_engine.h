@@ -94,15 +94,15 @@ static void SFX(conv_part_forward)(const nf_net *net, const nf_layer *ly, const 
     const int c0 = y0 * ly->wc, c1 = y1 * ly->wc;
     const REAL *w = (const REAL *)ly->w, *b = (const REAL *)ly->b;
 #if NF_DIRECT
-    if (NF_DIRECT_NARROW(ly) && nf_direct_available())
-        nf_direct_im2col_rows(in, col, ly->c_in, ly->h_in, ly->w_in, ly->kh, ly->kw, y0, y1);
+    if (NF_DIRECT_NARROW(ly) && nf_ck->im2col_narrow)
+        nf_ck->im2col_narrow(in, col, ly->c_in, ly->h_in, ly->w_in, ly->kh, ly->kw, y0, y1);
     else
 #endif
         SFX(im2col_rows)(in, col, ly->c_in, ly->h_in, ly->w_in, ly->kh, ly->kw, y0, y1);
     NF_GEMM(net)(0, 0, F, c1 - c0, K, (REAL)1, w, K, col + c0, P, (REAL)0, z + c0, P);
-    SFX(pool_max)(z, pm, F, ly->hc, ly->wc, ly->ph, ly->pw, oy0, oy1, ly->wc, (size_t)P);
+    NF_K(pool_max)(z, pm, F, ly->hc, ly->wc, ly->ph, ly->pw, oy0, oy1, ly->wc, (size_t)P);
     for (int f = 0; f < F; f++)
-        SFX(act_rows)(ly->act, pm + (size_t)f * Q + oy0 * ly->wo, b[f],
+        NF_K(act_rows)(ly->act, pm + (size_t)f * Q + oy0 * ly->wo, b[f],
                       a + (size_t)f * Q + oy0 * ly->wo, (oy1 - oy0) * ly->wo);
 }
 
@@ -117,10 +117,10 @@ static void SFX(conv_group_forward)(const nf_net *net, const nf_layer *ly, const
     SFX(im2col_rows)(in, col, ly->c_in, ly->h_in, ly->w_in, ly->kh, ly->kw, 0, ly->hc);
     NF_GEMM(net)(0, 0, FG, P, K, (REAL)1, w + (size_t)f0 * K, K, col, P, (REAL)0,
                  z + (size_t)f0 * P, P);
-    SFX(pool_max)(z + (size_t)f0 * P, pm + (size_t)f0 * Q, FG, ly->hc, ly->wc, ly->ph, ly->pw,
+    NF_K(pool_max)(z + (size_t)f0 * P, pm + (size_t)f0 * Q, FG, ly->hc, ly->wc, ly->ph, ly->pw,
                   0, ly->ho, ly->wc, (size_t)P);
     for (int f = f0; f < f0 + FG; f++)
-        SFX(act_rows)(ly->act, pm + (size_t)f * Q, b[f], a + (size_t)f * Q, Q);
+        NF_K(act_rows)(ly->act, pm + (size_t)f * Q, b[f], a + (size_t)f * Q, Q);
 }
 
 #if NF_DIRECT
@@ -131,16 +131,16 @@ static void SFX(conv_group_forward_direct)(const nf_layer *ly, const REAL *in, R
     const int K = ly->kh * ly->kw, F = ly->n_filt, Q = ly->ho * ly->wo, FG = F / G, f0 = g * FG;
     const REAL *b = (const REAL *)ly->b;
     memcpy(xp, in, (size_t)ly->h_in * ly->w_in * sizeof(REAL));
-    nf_direct_fwd(xp, ly->w_in, ly->kh, ly->kw, (const REAL *)ly->w + (size_t)f0 * K, FG,
-                  z + (size_t)f0 * pw_pad, pw_pad);
-    if (NF_DIRECT_POOL2(ly))
-        nf_direct_pool2(z + (size_t)f0 * pw_pad, pm + (size_t)f0 * Q, FG, ly->ho, ly->wo,
-                        ly->w_in, pw_pad);
+    nf_ck->direct_fwd(xp, ly->w_in, ly->kh, ly->kw, (const REAL *)ly->w + (size_t)f0 * K, FG,
+                      z + (size_t)f0 * pw_pad, pw_pad);
+    if (NF_DIRECT_POOL2(ly) && nf_ck->pool2)
+        nf_ck->pool2(z + (size_t)f0 * pw_pad, pm + (size_t)f0 * Q, FG, ly->ho, ly->wo, ly->w_in,
+                     pw_pad);
     else
-        SFX(pool_max)(z + (size_t)f0 * pw_pad, pm + (size_t)f0 * Q, FG, ly->hc, ly->wc, ly->ph,
-                      ly->pw, 0, ly->ho, ly->w_in, (size_t)pw_pad);
+        NF_K(pool_max)(z + (size_t)f0 * pw_pad, pm + (size_t)f0 * Q, FG, ly->hc, ly->wc,
+                       ly->ph, ly->pw, 0, ly->ho, ly->w_in, (size_t)pw_pad);
     for (int f = f0; f < f0 + FG; f++)
-        SFX(act_rows)(ly->act, pm + (size_t)f * Q, b[f], a + (size_t)f * Q, Q);
+        NF_K(act_rows)(ly->act, pm + (size_t)f * Q, b[f], a + (size_t)f * Q, Q);
 }
 #endif
 
@@ -186,8 +186,7 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
             B[l].n_parts = nf_conv_parts(ly);
             B[l].n_groups = l == 0 ? nf_conv_groups(ly) : 1;
 #if NF_DIRECT
-            B[l].direct = B[l].n_groups > 1 && ly->c_in == 1 && K <= NF_DIRECT_MAX_TAPS
-                          && nf_direct_available();
+            B[l].direct = B[l].n_groups > 1 && ly->c_in == 1 && K <= NF_DIRECT_MAX_TAPS;
 #endif
             if (B[l].direct) {   /* one padded image per thread; z in wide layout */
                 B[l].pw_pad = nf_direct_pw_pad(ly->hc, ly->w_in);
@@ -330,7 +329,7 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
                     if (l > NC && !finish_apart)   /* the previous layer's columns r0..r1 */
                         SFX(dense_finish)(&net->layers[l - 1], &B[l - 1], m, r0, r1);
                     if (ly->p_dropout > 0) {
-                        SFX(dropout_rows)(net->dropout_seed, l, step, ly->p_dropout, m, n_in,
+                        NF_K(dropout_rows)(net->dropout_seed, l, step, ly->p_dropout, m, n_in,
                                           r0, r1, in, B[l].mask, B[l].xd);
                         src = B[l].xd;
                     }
@@ -408,18 +407,16 @@ NF_BARRIER();
                             const REAL *ai = B[l].a + (size_t)i * ly->n_out + (size_t)f0 * Q;
                             REAL *gb = B[l].gbp + (size_t)t * FG;
                             SFX(pooled_deltas)(ly->act, ai, gi, FG, Q, 0, Q, gb);
-                            if (NF_DIRECT_POOL2(ly))
-                                nf_direct_pool2_grad(zi, B[l].pm + (size_t)i * ly->n_out
-                                                     + (size_t)f0 * Q, gi, dzi, FG, ly->ho,
-                                                     ly->wo, ly->w_in, pwp);
+                            const REAL *pi = B[l].pm + (size_t)i * ly->n_out + (size_t)f0 * Q;
+                            if (NF_DIRECT_POOL2(ly) && nf_ck->pool2_grad)
+                                nf_ck->pool2_grad(zi, pi, gi, dzi, FG, ly->ho, ly->wo, ly->w_in,
+                                                  pwp);
                             else
-                                SFX(pool_max_grad)(zi, B[l].pm + (size_t)i * ly->n_out
-                                                   + (size_t)f0 * Q, gi, dzi, FG, ly->hc, ly->wc,
-                                                   ly->ph, ly->pw, 0, ly->ho, ly->w_in,
-                                                   (size_t)pwp);
+                                NF_K(pool_max_grad)(zi, pi, gi, dzi, FG, ly->hc, ly->wc, ly->ph,
+                                                    ly->pw, 0, ly->ho, ly->w_in, (size_t)pwp);
                             memcpy(xp, xb + (size_t)i * n_in0, (size_t)n_in0 * sizeof(REAL));
-                            nf_direct_gw(xp, ly->w_in, ly->kh, ly->kw, dzi, FG, pwp,
-                                         B[l].gwp + (size_t)t * FG * K);
+                            nf_ck->direct_gw(xp, ly->w_in, ly->kh, ly->kw, dzi, FG, pwp,
+                                             B[l].gwp + (size_t)t * FG * K);
                         }
                         NF_BARRIER();
                         continue;
@@ -437,7 +434,7 @@ NF_BARRIER();
                             REAL *gb = B[l].gbp + (size_t)t * FG;
                             REAL *gw = B[l].gwp + (size_t)t * FG * K;
                             SFX(pooled_deltas)(ly->act, ai, gi, FG, Q, 0, Q, gb);
-                            SFX(pool_max_grad)(zi, B[l].pm + (size_t)i * ly->n_out + (size_t)f0 * Q,
+                            NF_K(pool_max_grad)(zi, B[l].pm + (size_t)i * ly->n_out + (size_t)f0 * Q,
                                                gi, zi, FG, ly->hc, ly->wc, ly->ph, ly->pw, 0, ly->ho,
                                                ly->wc, (size_t)P);
                             for (int p0 = 0; p0 < P; p0 += NF_GW_SLICE) {
@@ -461,7 +458,7 @@ NF_BARRIER();
                         REAL *gb = B[l].gbp + (size_t)t * F;
                         const int r0 = oy0 * ly->wo, nr = (oy1 - oy0) * ly->wo;
                         SFX(pooled_deltas)(ly->act, a, g, F, Q, r0, nr, gb);
-                        SFX(pool_max_grad)(zi, B[l].pm + (size_t)i * ly->n_out, g, zi, F,
+                        NF_K(pool_max_grad)(zi, B[l].pm + (size_t)i * ly->n_out, g, zi, F,
                                            ly->hc, ly->wc, ly->ph, ly->pw, oy0, oy1, ly->wc,
                                            (size_t)P);
                         {   /* the band's dz transposed, for the filter gradient */
@@ -490,13 +487,13 @@ NF_BARRIER();
                                 const REAL *dc = B[l].dcol + (size_t)i * K * P;
                                 REAL *dx = B[l - 1].delta + (size_t)i * ly->n_in;
 #if NF_DIRECT
-                                if (NF_DIRECT_NARROW(ly) && nf_direct_available())
-                                    nf_direct_col2im(dc, dx, ly->c_in, ly->h_in, ly->w_in,
-                                                     ly->kh, ly->kw);
+                                if (NF_DIRECT_NARROW(ly) && nf_ck->col2im_narrow)
+                                    nf_ck->col2im_narrow(dc, dx, ly->c_in, ly->h_in, ly->w_in,
+                                                         ly->kh, ly->kw);
                                 else
 #endif
                                     SFX(col2im)(dc, dx, ly->c_in, ly->h_in, ly->w_in, ly->kh,
-                                                ly->kw);
+                                                    ly->kw);
                                 continue;
                             }
                             const int k0 = c * NF_GW_ROWS;
@@ -734,7 +731,7 @@ void SFX(nf_pool_forward)(const REAL *z, REAL *pooled, int n, int hc, int wc, in
     const int ho = hc / ph, wo = wc / pw;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int i = 0; i < n; i++)
-        SFX(pool_max)(z + (size_t)i * hc * wc, pooled + (size_t)i * ho * wo, 1, hc, wc, ph, pw, 0,
+        NF_K(pool_max)(z + (size_t)i * hc * wc, pooled + (size_t)i * ho * wo, 1, hc, wc, ph, pw, 0,
                       ho, wc, (size_t)hc * wc);
 }
 
@@ -744,7 +741,7 @@ void SFX(nf_pool_backward)(const REAL *z, const REAL *pooled, const REAL *dpoole
     const int ho = hc / ph, wo = wc / pw;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int i = 0; i < n; i++)
-        SFX(pool_max_grad)(z + (size_t)i * hc * wc, pooled + (size_t)i * ho * wo,
+        NF_K(pool_max_grad)(z + (size_t)i * hc * wc, pooled + (size_t)i * ho * wo,
                            dpooled + (size_t)i * ho * wo, dz + (size_t)i * hc * wc, 1, hc, wc,
                            ph, pw, 0, ho, wc, (size_t)hc * wc);
 }
@@ -756,5 +753,5 @@ double SFX(nf_softmax_nll)(const REAL *z, const int64_t *y, REAL *p, REAL *dz, i
 
 void SFX(nf_dropout_mask)(uint64_t seed, int layer, int64_t step, int64_t n, double p, REAL *out)
 {
-    SFX(dropout_rows)(seed, layer, step, p, 1, (int)n, 0, (int)n, NULL, out, NULL);
+    NF_K(dropout_rows)(seed, layer, step, p, 1, (int)n, 0, (int)n, NULL, out, NULL);
 }

@@ -6,7 +6,12 @@
  * x[c, y+u, x+v]; the row order is flipped so that the filters, read as an
  * (F, K) matrix without any copy, perform Theano's true convolution:
  *     z (F, P) = W (F, K) · col (K, P).
+ *
+ * The kernels compiled per instruction set (conv_direct.h: activation and
+ * dropout rows, pooling, the direct convolution) are called through the
+ * path's table: NF_K(pool_max)(...) is pool_max of this dtype on that path.
  */
+#define NF_K(name) (nf_ck->SFX(name))
 
 /* a[j] = act(a[j] + b[j]) for n values: sigmoid 1/(1 + e^-z) and tanh by libm
  * (EXP, TANH), ReLU max(z, 0), linear z; the choice made once for the row. */
@@ -28,33 +33,6 @@ static void SFX(act_bias)(int act, REAL *a, const REAL *b, int n)
     default:
         for (int j = 0; j < n; j++) a[j] = a[j] + b[j];
         break;
-    }
-}
-
-/* out[j] = act(in[j] + bias) for n values: the loops GCC vectorises (VEXP is a
- * branch-free exp for float, libm's exp for double); compiled for AVX-512, AVX2
- * and the baseline, chosen at load time where the toolchain can (NF_CLONES). */
-NF_CLONES static void SFX(act_rows)(int act, const REAL *in, REAL bias, REAL *out, int n)
-{
-    switch (act) {
-    case NF_SIGMOID:
-#pragma omp simd
-        for (int j = 0; j < n; j++)
-            out[j] = (REAL)1 / ((REAL)1 + VEXP(-(in[j] + bias)));
-        break;
-    case NF_TANH:
-        for (int j = 0; j < n; j++)
-            out[j] = TANH(in[j] + bias);
-        break;
-    case NF_RELU:
-        for (int j = 0; j < n; j++) {
-            const REAL z = in[j] + bias;
-            out[j] = z > 0 ? z : (REAL)0;
-        }
-        break;
-    default:
-        for (int j = 0; j < n; j++)
-            out[j] = in[j] + bias;
     }
 }
 
@@ -123,83 +101,6 @@ static void SFX(col2im)(const REAL *dcol, REAL *dx, int c_in, int h, int w, int 
             }
 }
 
-/* pooled (n, ho, wo) = max over ph x pw windows of z (n, hc, wc), border ignored;
- * pooled rows oy0 <= oy < oy1 only. Rows of z are ldr apart and maps ldf apart
- * (wc and hc*wc, or wider: see conv_direct.h). */
-static void SFX(pool_max)(const REAL *z, REAL *pooled, int n, int hc, int wc, int ph, int pw,
-                          int oy0, int oy1, int ldr, size_t ldf)
-{
-    const int ho = hc / ph, wo = wc / pw;
-    for (int f = 0; f < n; f++) {
-        for (int oy = oy0; oy < oy1; oy++) {
-            const REAL *row = z + (size_t)f * ldf + (size_t)oy * ph * ldr;
-            REAL *pr = pooled + ((size_t)f * ho + oy) * wo;
-            if (ph == 2 && pw == 2) {
-                const REAL *r2 = row + ldr;
-                for (int ox = 0; ox < wo; ox++) {
-                    REAL m0 = row[2 * ox] > row[2 * ox + 1] ? row[2 * ox] : row[2 * ox + 1];
-                    REAL m1 = r2[2 * ox] > r2[2 * ox + 1] ? r2[2 * ox] : r2[2 * ox + 1];
-                    pr[ox] = m1 > m0 ? m1 : m0;
-                }
-                continue;
-            }
-            for (int ox = 0; ox < wo; ox++)
-                pr[ox] = row[(size_t)ox * pw];
-            for (int dy = 0; dy < ph; dy++) {
-                const REAL *r = row + (size_t)dy * ldr;
-                for (int dx = 0; dx < pw; dx++)
-                    for (int ox = 0; ox < wo; ox++) {
-                        const REAL v = r[(size_t)ox * pw + dx];
-                        pr[ox] = v > pr[ox] ? v : pr[ox];
-                    }
-            }
-        }
-    }
-}
-
-/* dz (n, hc, wc) from d pooled: every input equal to its window's max receives
- * the window's gradient (Theano's rule); the ignored border gets zero. dz may be z.
- * Only the rows of pooled rows oy0 <= oy < oy1, and the border rows when oy1 == ho.
- * Rows ldr apart (zero from wo*pw to ldr), maps ldf apart (zero from hc*ldr to
- * ldf when oy1 == ho), as in pool_max. */
-static void SFX(pool_max_grad)(const REAL *z, const REAL *pooled, const REAL *dpooled, REAL *dz,
-                               int n, int hc, int wc, int ph, int pw, int oy0, int oy1,
-                               int ldr, size_t ldf)
-{
-    const int ho = hc / ph, wo = wc / pw;
-    for (int f = 0; f < n; f++) {
-        for (int oy = oy0; oy < oy1; oy++) {
-            const REAL *pr = pooled + ((size_t)f * ho + oy) * wo;
-            const REAL *gr = dpooled + ((size_t)f * ho + oy) * wo;
-            for (int dy = 0; dy < ph; dy++) {
-                const size_t r = (size_t)f * ldf + ((size_t)oy * ph + dy) * ldr;
-                const REAL *zr = z + r;
-                REAL *dr = dz + r;
-                if (pw == 2) {
-                    /* unconditional loads, so that GCC vectorises the selects */
-                    for (int ox = 0; ox < wo; ox++) {
-                        const REAL p = pr[ox], gv = gr[ox];
-                        const REAL z0 = zr[2 * ox], z1 = zr[2 * ox + 1];
-                        dr[2 * ox] = z0 == p ? gv : (REAL)0;
-                        dr[2 * ox + 1] = z1 == p ? gv : (REAL)0;
-                    }
-                } else {
-                    for (int ox = 0; ox < wo; ox++)
-                        for (int dx = 0; dx < pw; dx++) {
-                            const size_t i = (size_t)ox * pw + dx;
-                            dr[i] = zr[i] == pr[ox] ? gr[ox] : (REAL)0;
-                        }
-                }
-                for (int x = wo * pw; x < ldr; x++)
-                    dr[x] = 0;
-            }
-        }
-        if (oy1 == ho)
-            memset(dz + (size_t)f * ldf + (size_t)ho * ph * ldr, 0,
-                   (ldf - (size_t)ho * ph * ldr) * sizeof(REAL));
-    }
-}
-
 /* Sum of n values in 8 interleaved partial sums (vectorisable without
  * reassociation; the order is fixed, whatever the threads). */
 static inline REAL SFX(sum8)(const REAL *g, int n)
@@ -266,27 +167,4 @@ static double SFX(softmax_nll)(const REAL *z, const int64_t *y, REAL *p, REAL *d
         }
     }
     return cost / m;
-}
-
-/* The keep-mask of columns r0..r1 of the m rows of layer `layer`'s inputs at
- * `step` (see reference.network3.dropout_mask): mask[e] = 1 keeps, 0 drops; the
- * inputs times the mask into xd when xd is not NULL. Element e is kept when
- * (h >> 11) * 2^-53 < 1 - p for its hash h, that is when the integer h >> 11 is
- * below ceil((1 - p) * 2^53) (exact: both sides scale by a power of two), a
- * test the compiler vectorises. */
-NF_CLONES static void SFX(dropout_rows)(uint64_t seed, int layer, int64_t step, double p, int m,
-                                        int n_in, int r0, int r1, const REAL *in, REAL *mask,
-                                        REAL *xd)
-{
-    const uint64_t base = nf_mix(nf_mix(seed + (uint64_t)layer) ^ (uint64_t)step);
-    const uint64_t below = (uint64_t)ceil((1.0 - p) * 9007199254740992.0);
-    for (int i = 0; i < m; i++) {
-        const size_t e0 = (size_t)i * n_in;
-        REAL *mk = mask + e0;
-        for (int j = r0; j < r1; j++)
-            mk[j] = (nf_mix(base ^ (uint64_t)(e0 + j)) >> 11) < below ? (REAL)1 : (REAL)0;
-        if (xd)
-            for (int j = r0; j < r1; j++)
-                xd[e0 + j] = in[e0 + j] * mk[j];
-    }
 }

@@ -93,12 +93,6 @@ static inline float nf_expf(float x)
     return y * scale.f;
 }
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define NF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define NF_CLONES
-#endif
-
 /* Parts (bands of pooled rows) a conv layer's image is cut into for training:
  * a function of the layer's shape only (results never depend on the threads).
  * At least 32 conv positions a part: OpenBLAS's small-matrix kernel took the
@@ -149,28 +143,122 @@ int nf_dense_block(int n_in, int n_out, int m)
     return block > 0 ? block : 1;
 }
 
+/* ------------------------------------------------------- per-path kernels */
+
+/* conv_direct.h for each instruction set and dtype: vector width, and filters,
+ * position vectors and taps per sweep of the direct kernels, what fits 32
+ * registers (AVX-512; NEON, the ARM64 baseline) or 16 (AVX2; SSE2). */
+#define NF_DOUBLE 1
+#define NF_SUF d_generic
+#define NF_VBYTES 16
+#include "conv_direct.h"
+#define NF_DOUBLE 0
+#define NF_SUF f_generic
+#define NF_VBYTES 16
+#if defined(__aarch64__) || defined(_M_ARM64)
+#define NF_DFWD_F 5
+#define NF_DFWD_NP 2
+#define NF_DGW_F 5
+#define NF_DGW_T 4
+#else
+#define NF_DFWD_F 2
+#define NF_DFWD_NP 4
+#define NF_DGW_F 2
+#define NF_DGW_T 3
+#endif
 #include "conv_direct.h"
 
+#if NF_MULTI_PATH
+NF_TARGET_BEGIN(NF_TARGET_AVX2)
+#define NF_DOUBLE 1
+#define NF_SUF d_avx2
+#define NF_VBYTES 32
+#include "conv_direct.h"
+#define NF_DOUBLE 0
+#define NF_SUF f_avx2
+#define NF_VBYTES 32
+#define NF_DFWD_F 5
+#define NF_DFWD_NP 2
+#define NF_DGW_F 2
+#define NF_DGW_T 4
+#include "conv_direct.h"
+NF_TARGET_END
+
+/* (AVX-512F alone, the target of the kernels this copy replaced: compilers fuse
+ * multiply-adds in its 16-lane vectors and scalars but not in 8-lane loop
+ * tails, so its sigmoid rows round as they always did.) */
+NF_TARGET_BEGIN("avx512f")
+#define NF_DOUBLE 1
+#define NF_SUF d_avx512
+#define NF_VBYTES 64
+#include "conv_direct.h"
+#define NF_DOUBLE 0
+#define NF_SUF f_avx512
+#define NF_VBYTES 64
+#define NF_DFWD_F 5
+#define NF_DFWD_NP 2
+#define NF_DGW_F 5
+#define NF_DGW_T 4
+#include "conv_direct.h"
+NF_TARGET_END
+#endif
+
+#define NF_CONV_PATH_FIELDS(T, s)                                                      \
+    void (*act_rows_##s)(int, const T *, T, T *, int);                                 \
+    void (*dropout_rows_##s)(uint64_t, int, int64_t, double, int, int, int, int,       \
+                             const T *, T *, T *);                                     \
+    void (*pool_max_##s)(const T *, T *, int, int, int, int, int, int, int, int, size_t); \
+    void (*pool_max_grad_##s)(const T *, const T *, const T *, T *, int, int, int, int, \
+                              int, int, int, int, size_t);
+typedef struct {
+    NF_CONV_PATH_FIELDS(float, f)
+    NF_CONV_PATH_FIELDS(double, d)
+    void (*direct_fwd)(const float *, int, int, int, const float *, int, float *, int);
+    void (*direct_gw)(const float *, int, int, int, const float *, int, int, float *);
+    /* NF_DIRECT_POOL2's pooling and its gradient where a path has its own, else NULL; */
+    void (*pool2)(const float *, float *, int, int, int, int, int);
+    void (*pool2_grad)(const float *, const float *, const float *, float *, int, int, int,
+                       int, int);
+    /* NF_DIRECT_NARROW's im2col_rows and col2im where a path has its own, else NULL */
+    void (*im2col_narrow)(const float *, float *, int, int, int, int, int, int, int);
+    void (*col2im_narrow)(const float *, float *, int, int, int, int, int);
+} nf_conv_kernels;
+
+#define NF_CONV_TABLE(isa)                                                             \
+    act_rows_f_##isa, dropout_rows_f_##isa, pool_max_f_##isa, pool_max_grad_f_##isa,  \
+     act_rows_d_##isa, dropout_rows_d_##isa, pool_max_d_##isa, pool_max_grad_d_##isa,  \
+     direct_fwd_f_##isa, direct_gw_f_##isa
+
+static const nf_conv_kernels nf_conv_generic = {NF_CONV_TABLE(generic), NULL, NULL, NULL, NULL};
+#if NF_MULTI_PATH
+static const nf_conv_kernels nf_conv_avx2 = {NF_CONV_TABLE(avx2), NULL, NULL, NULL, NULL};
+static const nf_conv_kernels nf_conv_avx512 = {NF_CONV_TABLE(avx512), nf_direct_pool2,
+                                               nf_direct_pool2_grad, nf_direct_im2col_rows,
+                                               nf_direct_col2im};
+#endif
+/* The path's kernels (nf_conv_select_path, once at import). */
+static const nf_conv_kernels *nf_ck = &nf_conv_generic;
+
+/* ------------------------------------------------------ the dtype templates */
+
 #define REAL float
-#define NF_DIRECT NF_HAVE_DIRECT   /* the direct kernels are float32 only */
+#define NF_DIRECT 1   /* the direct kernels are float32 only */
 #define SFX(name) name##_f
 #define SFX_GEMM(net) ((net)->gemm_f)
 #define SFX_GEMM_T nf_gemm_f
 #define EXP expf
 #define TANH tanhf
-#define VEXP nf_expf
 #include "conv_kernels.h"
 #include "conv_engine.h"
 #undef REAL
+#undef NF_DIRECT
 #undef SFX
 #undef SFX_GEMM
 #undef SFX_GEMM_T
 #undef EXP
 #undef TANH
-#undef VEXP
 #undef NF_GEMM
 
-#undef NF_DIRECT
 #define REAL double
 #define NF_DIRECT 0
 #define SFX(name) name##_d
@@ -178,7 +266,6 @@ int nf_dense_block(int n_in, int n_out, int m)
 #define SFX_GEMM_T nf_gemm_d
 #define EXP exp
 #define TANH tanh
-#define VEXP exp
 #include "conv_kernels.h"
 #include "conv_engine.h"
 
@@ -186,7 +273,10 @@ int nf_conv_select_path(const char *name)
 {
     for (int p = 0; p < NF_N_PATHS; p++)
         if (strcmp(name, nf_path_names[p]) == 0 && nf_path_runs(p)) {
-            nf_direct_on = NF_HAVE_DIRECT && p == NF_PATH_AVX512;
+#if NF_MULTI_PATH
+            nf_ck = p == NF_PATH_AVX512 ? &nf_conv_avx512
+                  : p == NF_PATH_AVX2 ? &nf_conv_avx2 : &nf_conv_generic;
+#endif
             return 0;
         }
     return -1;

@@ -369,8 +369,8 @@ def test_banded_conv_layers_equal_reference_and_any_thread_count():
 
 
 # One-channel first conv layers with an even number of filters train by filter
-# groups; on AVX-512 processors they take the direct kernels (src_c/conv_direct.h,
-# float32), elsewhere and under NNDL_FAST_KERNELS=generic im2col + GEMM.
+# groups, in float32 by the direct kernels (src_c/conv_direct.h, compiled for
+# every kernel path), in float64 by im2col + GEMM.
 DIRECT_SHAPES = [
     # (filters, kh, kw, h, w, pool, activation)
     (20, 5, 5, 28, 28, (2, 2), "sigmoid"),   # the book's first conv layer
@@ -429,7 +429,7 @@ for shape in T.DIRECT_SHAPES:
     net = T.one_channel_net(T.N, shape, num_threads=2)
     net._train_batches(x, y, 0, 6, 0.05 if shape[-1] == "linear" else 0.3, 0.1, 6)
     out += [p.get_value().ravel() for p in net.params]
-# then a two-channel net: rows 12 wide in the second conv layer (narrow im2col/col2im)
+# then a two-channel net: im2col + GEMM in both conv layers
 rng = np.random.default_rng(2)
 x, y = rng.random((30, 2 * 28 * 28)), rng.integers(0, 3, 30)
 net = T.banded_net(T.N, dtype=np.float32, num_threads=2)
@@ -441,10 +441,10 @@ np.save(sys.argv[1], np.concatenate(out))
 
 
 def test_direct_and_portable_conv_kernels_agree(run_with_kernels):
-    """NNDL_FAST_KERNELS=generic trains the same one-channel nets by im2col + GEMM:
-    the same numbers as the default kernels, to float32 rounding; and a net whose
-    second conv layer has narrow rows (im2col and col2im of one vector a row by
-    default) to the last bit."""
+    """NNDL_FAST_KERNELS=generic trains the same one-channel nets by the direct
+    kernels of the baseline instruction set: the same numbers as the default path's,
+    to float32 rounding; and a net whose conv layers take im2col + GEMM (with tanh
+    and ReLU, no fused multiply-adds of ours) to the last bit."""
     script = _KERNELS_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)))
     runs = {k: run_with_kernels(script, k) for k in ("default", "generic")}
     n_banded = int(runs["default"][0])
