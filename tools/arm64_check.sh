@@ -57,7 +57,8 @@ if wants arm64; then
         echo "arm64_check: skipped: ARM64: no cross compiler aarch64-linux-gnu-gcc" \
              "(Debian package gcc-aarch64-linux-gnu)"
     elif ! command -v qemu-aarch64-static > /dev/null; then
-        echo "arm64_check: skipped: ARM64: no qemu-aarch64-static (Debian package qemu-user-static)"
+        echo "arm64_check: skipped: ARM64: no qemu-aarch64-static" \
+             "(Debian package qemu-user-static)"
     elif ! links_arm64 aarch64-linux-gnu-gcc; then
         echo "arm64_check: skipped: ARM64: aarch64-linux-gnu-gcc cannot link a static program" \
              "(Debian package libc6-dev-arm64-cross)"
