@@ -640,7 +640,8 @@ def build_parser():
     p.set_defaults(func=_cmd_figures)
 
     p = sub.add_parser("bench", help="run the benchmark suite, or one benchmark by name "
-                       "(network, network2, network3, expand_mnist, gradient_check)")
+                       "(network, network2, network3, expand_mnist, gradient_check, "
+                       "kernel_paths)")
     p.add_argument("what", nargs="?", default="suite")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_bench)

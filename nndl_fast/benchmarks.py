@@ -736,14 +736,183 @@ def build_network3_layers(network3, spec):
     return layers
 
 
+# ---------------------------------------------------------------------------
+# The kernel paths against each other: each path a processor runs, in fresh
+# processes, on the same networks in the same run.
+
+#: (name, what it trains) of the kernel-path benchmark: chapter 1's network in
+#: both dtypes and chapter 6's first convolutional network (float32).
+PATH_CASES = (("[784, 30, 10] float64", "dense", "float64"),
+              ("[784, 30, 10] float32", "dense", "float32"),
+              ("ConvPool(20, 1, 5, 5) + FC(2880, 100) + Softmax, float32", "conv", "float32"))
+#: The most each path may take, as a multiple of the AVX-512 path's time.
+PATH_TARGETS = {"avx512": None, "avx2": 1.5, "generic": 2.5}
+#: What OpenBLAS (NumPy's and SciPy's GEMM, under the conv net's kernels) is
+#: told to run as on each path, so that it does not use AVX-512 behind the
+#: kernels' back; the AVX-512 path leaves it its own choice.
+PATH_BLAS_CORETYPE = {"avx512": None, "avx2": "Haswell", "generic": "Nehalem"}
+
+
+def _paths_worker(argv):
+    """One timing run of every PATH_CASES case on the kernel path this process
+    was started with (NNDL_FAST_KERNELS); prints one JSON line."""
+    opts = json.loads(argv[0])
+    from threadpoolctl import threadpool_info
+    from . import _config, _dense, mnist_loader, network
+    network3 = _import_optional("network3")
+    threads, mbs = opts["threads"], 10
+    result = {"path": _dense.kernel_isa(), "seconds": {},
+              "blas": sorted({str(i.get("architecture")) for i in threadpool_info()
+                              if i.get("user_api") == "blas"})}
+    raw = mnist_loader.load_data()
+    training_data = None
+    for name, kind, dtype in PATH_CASES:
+        if kind == "dense":
+            if training_data is None:
+                # load_data_wrapper's list, for the images timed only
+                training_data = [(x.reshape(784, 1), mnist_loader.vectorized_result(y))
+                                 for x, y in zip(*(a[:opts["n_dense"]] for a in raw[0]))]
+            np.random.seed(0)
+            random.seed(0)
+            net = network.Network([784, 30, 10], dtype=dtype, num_threads=threads)
+            # Two epochs of one call (the call packs the list once, outside the
+            # epochs' times): the faster epoch.
+            _quietly(net.SGD, training_data, 2, mbs, 3.0)
+            t = min(s for s, _ in net._epoch_seconds)
+            n = len(training_data)
+        else:
+            if network3 is None:
+                continue
+            _config.set_num_threads(threads)
+            n = opts["n_conv"]
+            x, y = raw[0][0][:n], raw[0][1][:n]
+            np.random.seed(0)
+            net = network3.Network(build_network3_layers(network3,
+                                                         chapter6_layers("ch6-conv1", mbs)),
+                                   mbs, dtype=np.dtype(dtype))
+            warm = max(mbs, n // 50) // mbs * mbs
+            _quietly(net.SGD, (x[:warm], y[:warm]), 1, mbs, 0.1, None, None)
+            t0 = time.perf_counter()
+            _quietly(net.SGD, (x, y), 1, mbs, 0.1, None, None)
+            t = time.perf_counter() - t0
+        result["seconds"][name] = t * N_EPOCH / n
+    print(json.dumps(result))
+    return 0
+
+
+def _path_environment(path):
+    env = dict(os.environ)
+    from . import _config
+    env[_config.KERNELS_ENV] = path
+    env.pop("OPENBLAS_CORETYPE", None)
+    if PATH_BLAS_CORETYPE[path]:
+        env["OPENBLAS_CORETYPE"] = PATH_BLAS_CORETYPE[path]
+    # the children import this nndl_fast, wherever it is
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([here] + [p for p in env.get("PYTHONPATH", "").split(
+        os.pathsep) if p])
+    return env
+
+
+def bench_kernel_paths(quick=False, threads=2, repeats=None, paths=None, log=None):
+    """Seconds per 50,000-image epoch of each PATH_CASES case on each kernel path
+    this processor runs, and their ratios to the fastest path's.
+
+    Each timing run is a fresh process with NNDL_FAST_KERNELS set (and
+    OPENBLAS_CORETYPE, see PATH_BLAS_CORETYPE); the paths take turns, in a
+    rotated order each round, and each keeps its best of ``repeats`` (3; 1 when
+    ``quick``). ``quick`` times 5,000 images of the dense networks and 500 of
+    the conv net and scales the times to 50,000.
+    """
+    import subprocess
+    from . import _dense
+    from ._validation import check_int
+    threads = check_int(threads, "threads", 1)
+    repeats = check_int(repeats if repeats is not None else (1 if quick else 3), "repeats", 1)
+    runs = _dense.kernel_paths()
+    paths = list(paths) if paths is not None else runs
+    for p in paths:
+        if p not in runs:
+            raise ValueError("kernel path %r: this processor runs %s" % (p, ", ".join(runs)))
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    opts = {"threads": threads, "n_dense": 5000 if quick else N_EPOCH,
+            "n_conv": 500 if quick else N_EPOCH}
+    seconds = {p: {} for p in paths}
+    blas = {}
+    t_start = time.perf_counter()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    code = ("import sys; from nndl_fast.benchmarks import _paths_worker; "
+            "sys.exit(_paths_worker(sys.argv[1:]))")
+    for r in range(repeats):
+        order = paths[r % len(paths):] + paths[:r % len(paths)]
+        for p in order:
+            proc = subprocess.run([sys.executable, "-c", code, json.dumps(opts)],
+                                  capture_output=True, text=True, env=_path_environment(p))
+            if proc.returncode != 0:
+                raise RuntimeError("the %s timing run failed:\n%s"
+                                   % (p, (proc.stdout + proc.stderr)[-3000:]))
+            out = json.loads(proc.stdout.strip().splitlines()[-1])
+            if out["path"] != p:
+                raise RuntimeError("asked for the %s path, the run used %s" % (p, out["path"]))
+            blas[p] = out["blas"]
+            for case, t in out["seconds"].items():
+                seconds[p].setdefault(case, []).append(t)
+            log("round %d, %-8s %s" % (r + 1, p, ", ".join(
+                "%.3f s" % t for t in out["seconds"].values())))
+    base = paths[0]
+    rows = []
+    for case, _, _ in PATH_CASES:
+        if case not in seconds[base]:
+            continue
+        for p in paths:
+            best = min(seconds[p][case])
+            ratio = best / min(seconds[base][case])
+            target = PATH_TARGETS.get(p) if base == "avx512" else None
+            rows.append({"case": case, "path": p, "seconds": best, "all_seconds": seconds[p][case],
+                         "ratio": ratio, "target": target,
+                         "meets_target": None if target is None else ratio <= target})
+    return {"benchmark": "kernel_paths", "quick": quick, "threads": threads, "repeats": repeats,
+            "base": base, "rows": rows, "blas": blas, "load_average_at_start": load,
+            "n_images": {"dense": opts["n_dense"], "conv": opts["n_conv"]},
+            "wall_seconds": time.perf_counter() - t_start, "environment": _environment()}
+
+
+def format_paths_table(result):
+    """The kernel-path benchmark as a Markdown table and its notes."""
+    base = result["base"]
+    lines = ["| case | kernel path | s / 50k images | x %s | target |" % base,
+             "| --- | --- | ---: | ---: | --- |"]
+    for r in result["rows"]:
+        target = ""
+        if r["target"] is not None:
+            target = "<= %.1fx: %s" % (r["target"], "met" if r["meets_target"] else "NOT met")
+        lines.append("| %s | %s | %.3f | %.2f | %s |" % (r["case"], r["path"], r["seconds"],
+                                                         r["ratio"], target))
+    lines.append("")
+    lines.append("Mini-batch 10, %d threads; each path in fresh processes, best of %d, paths "
+                 "alternating." % (result["threads"], result["repeats"]))
+    lines.append("BLAS (under the conv net): " + "; ".join(
+        "%s: %s" % (p, ", ".join(a)) for p, a in result["blas"].items()) + ".")
+    if result["quick"]:
+        lines.append("Quick mode: %s images of the dense networks and %s of the conv net, "
+                     "times scaled to 50,000; noisy." % (format(result["n_images"]["dense"], ","),
+                                                        format(result["n_images"]["conv"], ",")))
+    if result.get("load_average_at_start") is not None:
+        lines.append("Load average at the start: %.2f (on %s processors)."
+                     % (result["load_average_at_start"], os.cpu_count()))
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m nndl_fast bench",
                                      description="Benchmarks; with no name, the whole suite.")
-    parser.add_argument("what", nargs="?", default="suite", choices=["suite", "network"])
+    parser.add_argument("what", nargs="?", default="suite",
+                        choices=["suite", "network", "kernel_paths"])
     parser.add_argument("--sizes", default="784,30,10", help="network: layer sizes")
     parser.add_argument("--batch", type=int, default=10, help="network: mini-batch size")
     parser.add_argument("--threads", type=int, default=None,
-                        help="the 'all threads' count (default: all available)")
+                        help="the 'all threads' count (default: all available; "
+                        "kernel_paths: 2)")
     parser.add_argument("--quick", action="store_true",
                         help="fractions of epochs, scaled; finishes in under a minute")
     parser.add_argument("--cases", default=",".join(ALL_CASES),
@@ -759,7 +928,12 @@ def main(argv=None):
     parser.add_argument("--png", default=None,
                         help="suite: bar chart here (default bench/results/suite.png)")
     args = parser.parse_args(argv)
-    if args.what == "network":
+    if args.what == "kernel_paths":
+        result = bench_kernel_paths(quick=args.quick,
+                                    threads=args.threads if args.threads is not None else 2)
+        print(format_paths_table(result))
+        default_json = os.path.join("bench", "results", "kernel_paths.json")
+    elif args.what == "network":
         sizes = [int(s) for s in args.sizes.split(",")]
         result = bench_network(sizes, args.batch, quick=args.quick, threads=args.threads)
         result["environment"] = _environment()

@@ -1,0 +1,53 @@
+"""The dense kernels' C test driver (tools/kernel_check.c), built and run by
+tools/arm64_check.sh with no Python: natively for every x86-64 path this
+processor runs (GCC, its struct-of-lanes fallback, clang), and for ARM64 under
+qemu where Debian's cross compiler and qemu-user-static are installed."""
+import os
+import shutil
+import subprocess
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "tools", "arm64_check.sh")
+
+pytestmark = [
+    pytest.mark.skipif(not os.path.exists(SCRIPT), reason="tools/arm64_check.sh not present"),
+    pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash"),
+]
+
+
+def _check(part):
+    proc = subprocess.run(["bash", SCRIPT, part], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, VERBOSE="0"))
+    out = proc.stdout + proc.stderr
+    return proc.returncode, out
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CC", "gcc")) is None,
+                    reason="needs a C compiler (gcc or $CC)")
+def test_kernel_check_native():
+    status, out = _check("native")
+    assert status == 0, out[-6000:]
+    assert "arm64_check: OK" in out, out[-6000:]
+    # every path the driver lists was run, in each build
+    for build in ("native-gcc", "native-gcc-novector"):
+        assert "== %s, generic path: kernel_check generic: all checks passed" % build in out
+    assert "FAIL" not in out
+
+
+@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None
+                    or shutil.which("qemu-aarch64-static") is None,
+                    reason="needs Debian's gcc-aarch64-linux-gnu and qemu-user-static")
+def test_kernel_check_arm64():
+    status, out = _check("arm64")
+    assert status == 0, out[-6000:]
+    if "skipped:" in out:
+        pytest.skip(out.strip().splitlines()[-1])
+    assert "== arm64-gcc, generic path" in out, out
+    assert "kernel_check generic: all checks passed" in out, out
+    # the ARM64 run prints each kernel's line
+    for kernel in ("fwd_d", "upd_idx_s", "sigmoid_block_d", "bwd_s", "csr_first_d",
+                   "convert_f2d"):
+        assert "PASS " + kernel in out, out
+    assert "FAIL" not in out
