@@ -48,14 +48,25 @@ Extra behaviour, only through keyword arguments:
   (the book's ensemble of five).
 
 Activation functions other than ``linear``, ``ReLU``, ``sigmoid`` and ``tanh``
-are run by the NumPy reference (slow, but correct) if their derivative is
-known; otherwise ``ValueError``. The pure-Python mode (or a build without the
-extension) runs the reference too.
+run in inference only (by the NumPy reference); training needs one of those
+four (``ValueError`` otherwise). The pure-Python mode (or a build without the
+extension) runs the reference.
 
-Threads. Each network trains with one OpenMP team; networks trained side by
-side in Python threads (an ensemble) should share the cores:
-``Network(..., num_threads=cores // n_networks)``. Results are the same for
-every thread count and with or without other threads training.
+Checked input. Every public entry point checks what it is given before anything
+is allocated or compiled code runs, and raises ``TypeError``/``ValueError``
+naming what was expected and what came: the layers' shapes and how they fit
+together (each layer's ``n_in`` against the previous layer's output, filter
+channels against image channels, filter and pool sizes against the image, a conv
+layer's ``image_shape[0]`` against ``mini_batch_size``), ``0 <= p_dropout < 1``,
+finite data of the network's input size, labels in range, finite ``eta > 0`` and
+``lmbda >= 0``, at least one mini-batch of training examples.
+
+Threads. Calls from several Python threads on one network run one at a time:
+every public method holds the network's lock (``net.lock``, re-entrant) for its
+whole call, so each call sees the parameters as the previous call left them.
+Separate networks train at once, each with the results it has alone; each trains
+with one OpenMP team, so networks side by side (an ensemble) should share the
+cores: ``Network(..., num_threads=cores // n_networks)``. See docs/threads.md.
 
 Speed (the book's first conv net, mini-batch 10, float32, one 50,000-image
 epoch, ``bench/bench_network3.py``): about 1.2 s on 2 threads of a 16-core
