@@ -74,10 +74,12 @@ Xeon (2.3 s on 1), against about 34 s for the NumPy reference and 7.7 s for
 PyTorch on the CPU in the same run.
 """
 import json
+import math
 import numbers
 import os
 import threading
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -759,40 +761,102 @@ def _checked_arrays(meta, entries):
             for l, (_, _, w_shape, b_shape) in enumerate(meta["layers"])]
 
 
+# Deflate expands at most about 1032-fold: an entry that says it holds more than
+# this many bytes per stored byte is not a real one.
+_MAX_EXPANSION = 1032
+
+# What reading a damaged zip entry can raise (zipfile's own checks, the
+# decompressor, an unsupported method or encryption, a short .npy header).
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError,
+               ValueError, OverflowError)
+
+
+def _read_entry(archive, key, archive_size, check_header):
+    """The array ``key`` of the open archive, read without unpickling and only after
+    its .npy header has passed ``check_header(shape, dtype)`` and the sizes the zip
+    directory declares fit the header and the file: a damaged or hostile file
+    cannot make this allocate more than its own size warrants."""
+    name = key + ".npy"
+    info = archive.zip.getinfo(name)
+    if not 0 <= info.header_offset < archive_size:
+        raise NetworkFileError("%s: the zip directory puts it at offset %d, outside the file "
+                               "of %d bytes" % (key, info.header_offset, archive_size))
+    if info.compress_size > archive_size \
+            or info.file_size > max(info.compress_size, 1) * _MAX_EXPANSION:
+        raise NetworkFileError("%s: the zip directory says %d bytes (%d stored), which a file "
+                               "of %d bytes cannot hold" % (key, info.file_size,
+                                                            info.compress_size, archive_size))
+    with archive.zip.open(name) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise NetworkFileError("%s: .npy format version %d.%d, expected 1.0 or 2.0"
+                                   % ((key,) + tuple(version)))
+        check_header(shape, dtype)
+        n_bytes = math.prod(shape) * dtype.itemsize
+        if f.tell() + n_bytes != info.file_size:
+            raise NetworkFileError("%s: shape %s of %s needs %d bytes, the entry holds %d"
+                                   % (key, shape, dtype, n_bytes, info.file_size - f.tell()))
+        data = f.read(n_bytes)
+    if len(data) != n_bytes:
+        raise NetworkFileError("%s: truncated (%d of %d bytes)" % (key, len(data), n_bytes))
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _check_text_header(shape, dtype):
+    if shape != () or dtype.kind != "U":
+        raise NetworkFileError("metadata must be a 0-d text array, got shape %s dtype %s"
+                               % (shape, dtype))
+
+
+def _array_header_check(key, expected_shape):
+    def check(shape, dtype):
+        if shape != tuple(expected_shape):
+            raise NetworkFileError("%s has shape %s, expected %s (from the metadata)"
+                                   % (key, shape, tuple(expected_shape)))
+        if dtype not in (np.float32, np.float64):
+            raise NetworkFileError("%s has dtype %s, expected float32 or float64"
+                                   % (key, dtype))
+    return check
+
+
 def _read_archive(path):
     """(parsed metadata, [(w, b)]) from the archive at ``path``, all validated."""
     try:
         archive = np.load(path, allow_pickle=False)
-    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (ValueError, EOFError, zipfile.BadZipFile, NotImplementedError, zlib.error) as exc:
         raise NetworkFileError("expected an .npz archive written by network3's save, got a "
                                "file NumPy cannot read as one (%s)" % exc) from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise NetworkFileError("expected an .npz archive written by network3's save, got a "
                                "single array")
+    size = os.path.getsize(path)
     with archive:
         if "metadata" not in archive.files:
             raise NetworkFileError("expected an entry 'metadata' in the archive, got %s"
                                    % sorted(archive.files))
         try:
-            text = archive["metadata"]
-        except ValueError as exc:  # an object array, which would need unpickling
-            raise NetworkFileError("metadata must be a text array: %s" % exc) from None
-        if text.shape != () or text.dtype.kind != "U":
-            raise NetworkFileError("metadata must be a 0-d text array, got shape %s dtype %s"
-                                   % (text.shape, text.dtype))
-        meta = _parse_metadata(str(text))
-        n = len(meta["layers"])
-        expected = {"metadata"} | {"layer%d_%s" % (l, k) for l in range(n) for k in "wb"}
-        if set(archive.files) != expected:
-            raise NetworkFileError("expected the entries %s for %d layers, got %s"
-                                   % (sorted(expected), n, sorted(archive.files)))
-        try:
-            arrays = _checked_arrays(meta, archive)
-        except ValueError as exc:
-            if isinstance(exc, NetworkFileError):
-                raise
-            raise NetworkFileError("an array entry cannot be read without unpickling (%s)"
-                                   % exc) from None
+            text = _read_entry(archive, "metadata", size, _check_text_header)
+            meta = _parse_metadata(str(text))
+            n = len(meta["layers"])
+            expected = {"metadata"} | {"layer%d_%s" % (l, k) for l in range(n) for k in "wb"}
+            if set(archive.files) != expected:
+                raise NetworkFileError("expected the entries %s for %d layers, got %s"
+                                       % (sorted(expected), n, sorted(archive.files)))
+            entries = {}
+            for l, (_, _, w_shape, b_shape) in enumerate(meta["layers"]):
+                for key, shape in (("layer%d_w" % l, w_shape), ("layer%d_b" % l, b_shape)):
+                    entries[key] = _read_entry(archive, key, size,
+                                               _array_header_check(key, shape))
+            arrays = _checked_arrays(meta, entries)
+        except NetworkFileError:
+            raise
+        except _ZIP_ERRORS as exc:
+            raise NetworkFileError("a damaged archive entry (%s: %s)"
+                                   % (type(exc).__name__, exc)) from None
     return meta, arrays
 
 
