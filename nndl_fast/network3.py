@@ -64,9 +64,8 @@ finite data of the network's input size, labels in range, finite ``eta > 0`` and
 Threads. Calls from several Python threads on one network run one at a time:
 every public method holds the network's lock (``net.lock``, re-entrant) for its
 whole call, so each call sees the parameters as the previous call left them.
-Separate networks train at once, each with the results it has alone; each trains
-with one OpenMP team, so networks side by side (an ensemble) should share the
-cores: ``Network(..., num_threads=cores // n_networks)``. See docs/threads.md.
+Separate networks train at once, each with the results it has alone, sharing
+the cores (see ``num_threads=`` above). See docs/threads.md.
 
 Speed (the book's first conv net, mini-batch 10, float32, one 50,000-image
 epoch, ``bench/bench_network3.py``): about 1.2 s on 2 threads of a 16-core
