@@ -9,8 +9,7 @@
 #
 # Kernel paths: every one this build has and this processor runs
 # (nndl_fast._dense.kernel_paths(): "avx512", "avx2", "generic"), each forced by
-# NNDL_FAST_KERNELS=<path> for the dense kernels and the conv kernels alike (the
-# direct convolutions on avx512, im2col + GEMM on the others).
+# NNDL_FAST_KERNELS=<path>, which selects the dense and the conv kernels alike.
 #
 # Environment: KEEP=1 keeps the scratch copy; JOBS=n parallel compile jobs (2);
 # KERNELS="avx2 generic" the paths to run (default: all of them).
