@@ -11,6 +11,7 @@ no list of pairs is built or packed. ``train_conv`` does the same for
 import numpy as np
 
 from . import _config
+from ._threads import network_lock
 from ._validation import check_int, check_real
 
 __all__ = ["as_inputs", "as_labels", "one_hot", "train_dense", "train_conv"]
@@ -95,35 +96,37 @@ def train_dense(net, X, labels, epochs, mini_batch_size, eta, lmbda=0.0, regular
         if X_eval.shape[0] == 0:
             raise ValueError("X_eval is empty: expected at least one example to evaluate")
         X_eval_sparse = net._sparse_rows(X_eval)
-    n = X.shape[0]
-    net._sync_params()
-    net._velocities = None
-    velocities = net._velocities_for_kernel() if momentum else None
-    state = {"eta": eta, "best": None, "since_best": 0}
-    accuracies = []
-    epochs_run = [0]
+    # The network's lock for the whole run, as its SGD holds it (docs/threads.md).
+    with network_lock(net):
+        n = X.shape[0]
+        net._sync_params()
+        net._velocities = None
+        velocities = net._velocities_for_kernel() if momentum else None
+        state = {"eta": eta, "best": None, "since_best": 0}
+        accuracies = []
+        epochs_run = [0]
 
-    def epoch_done(j, seconds):
-        epochs_run[0] = j + 1
-        correct = None
-        if evaluation is not None:
-            correct = net._measure(X_eval, labels=labels_eval, X_sparse=X_eval_sparse)[1]
-            accuracies.append(correct)
-        if after_epoch is not None:
-            after_epoch(j, correct)
-        if early_stopping_n or eta_decay_n:
-            return network2.schedule_step(state, correct, early_stopping_n, eta_decay_n, eta,
-                                          eta_stop_ratio)[0]
-        return False
+        def epoch_done(j, seconds):
+            epochs_run[0] = j + 1
+            correct = None
+            if evaluation is not None:
+                correct = net._measure(X_eval, labels=labels_eval, X_sparse=X_eval_sparse)[1]
+                accuracies.append(correct)
+            if after_epoch is not None:
+                after_epoch(j, correct)
+            if early_stopping_n or eta_decay_n:
+                return network2.schedule_step(state, correct, early_stopping_n, eta_decay_n, eta,
+                                              eta_stop_ratio)[0]
+            return False
 
-    # The shuffles permute a list of row numbers, as SGD's permute the caller's list.
-    net._run_epochs(X, Y, list(range(n)), epochs, min(mini_batch_size, n), eta, epoch_done,
-                    lmbda=lmbda, cost=kind, reg=reg, momentum=momentum,
-                    num_threads=net.num_threads, eta_for_epoch=lambda: state["eta"],
-                    velocities=velocities, shuffle_rng=net._generators.shuffle_module())
-    return {"evaluation_accuracy": accuracies,
-            "n_evaluation": 0 if evaluation is None else int(X_eval.shape[0]),
-            "epochs": epochs_run[0]}
+        # The shuffles permute a list of row numbers, as SGD's permute the caller's list.
+        net._run_epochs(X, Y, list(range(n)), epochs, min(mini_batch_size, n), eta, epoch_done,
+                        lmbda=lmbda, cost=kind, reg=reg, momentum=momentum,
+                        num_threads=net.num_threads, eta_for_epoch=lambda: state["eta"],
+                        velocities=velocities, shuffle_rng=net._generators.shuffle_module())
+        return {"evaluation_accuracy": accuracies,
+                "n_evaluation": 0 if evaluation is None else int(X_eval.shape[0]),
+                "epochs": epochs_run[0]}
 
 
 def train_conv(net, x, labels, epochs, eta, lmbda=0.0, evaluation=None, after_epoch=None):
@@ -151,7 +154,7 @@ def train_conv(net, x, labels, epochs, eta, lmbda=0.0, evaluation=None, after_ep
         x_eval = as_inputs(evaluation[0], n_in, "x_eval")
         labels_eval = as_labels(evaluation[1], x_eval.shape[0], n_out, "labels_eval")
     accuracies = []
-    with network3.single_thread_blas(), _config.training_run():
+    with network_lock(net), network3.single_thread_blas(), _config.training_run():
         for epoch in range(epochs):
             k = 0
             while k < n_batches:

@@ -160,10 +160,8 @@ def _latin1_encode(obj, encoding="utf-8", errors="strict"):
 
 def _numpy_global(module, name):
     import importlib
-    if (module, name) == ("_codecs", "encode"):
-        return _latin1_encode
     for mod in (module.replace("numpy.core", "numpy._core"), module):
-        if not mod.startswith(("numpy", "_codecs")):
+        if not mod.startswith("numpy"):
             break
         try:
             return getattr(importlib.import_module(mod), name)
@@ -172,15 +170,106 @@ def _numpy_global(module, name):
     raise UnsafePickleError("cannot find %s.%s" % (module, name))
 
 
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Rebuilds numpy arrays, dtypes, tuples and lists; refuses every other global."""
+class _NdarrayClass(object):
+    """Stands for ``numpy.ndarray`` in a pickle, where it is the class that
+    ``_reconstruct`` instantiates; calling it (``ndarray(shape)`` would allocate
+    any size) is refused."""
+
+    def __call__(self, *args, **kwargs):
+        raise UnsafePickleError("refusing to call numpy.ndarray from the pickle: arrays are "
+                                "rebuilt by _reconstruct only")
+
+
+_NDARRAY = _NdarrayClass()
+
+
+def _nbytes(shape, dtype):
+    if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise UnsafePickleError("expected an array shape of non-negative ints, got %r"
+                                % (shape,))
+    return math.prod(shape) * np.dtype(dtype).itemsize
+
+
+def _check_dtype_state(dtype, state):
+    """``state`` must be what NumPy pickles for a plain (not structured, not
+    sub-array) dtype: ``(3, byteorder, None, None, None, elsize, alignment, flags)``,
+    with a ninth item (metadata) None or a dict for version 4."""
+    ok = (isinstance(state, tuple) and len(state) in (8, 9)
+          and state[0] == (3 if len(state) == 8 else 4)
+          and state[1] in ("<", ">", "=", "|") and state[2:5] == (None, None, None)
+          and all(type(v) is int for v in state[5:8])
+          and state[5] in (-1, dtype.itemsize) and state[6] in (-1, dtype.alignment)
+          and state[7] == dtype.flags
+          and (len(state) == 8 or state[8] is None or isinstance(state[8], dict))
+          and dtype.fields is None and dtype.subdtype is None)
+    if not ok:
+        raise UnsafePickleError("refusing the dtype state %.200r for %s: only the states "
+                                "of plain dtypes are allowed" % (state, dtype))
+
+
+class _ArrayOnlyUnpickler(pickle._Unpickler):
+    """Rebuilds numpy arrays, dtypes, tuples and lists; refuses every other global.
+
+    The pure-Python unpickler, whose memo is a dict: the C one grows its memo table
+    to the largest index a PUT names, so five bytes of pickle can ask for gigabytes.
+    Array and scalar sizes are bounded by the pickle's own size (a real pickle
+    carries the data of every array it rebuilds).
+    """
+
+    def __init__(self, file, n_bytes, **kwargs):
+        super().__init__(file, **kwargs)
+        self._max_bytes = n_bytes
 
     def find_class(self, module, name):
-        if (module, name) in _ALLOWED_GLOBALS:
-            return _numpy_global(module, name)
-        raise UnsafePickleError(
-            "refusing to load %s.%s from the pickle: only numpy arrays are allowed"
-            % (module, name))
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise UnsafePickleError(
+                "refusing to load %s.%s from the pickle: only numpy arrays are allowed"
+                % (module, name))
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
+        if name == "ndarray":
+            return _NDARRAY
+        found = _numpy_global(module, name)
+        if name == "_reconstruct":
+            return self._reconstruct(found)
+        if name == "scalar":
+            return self._scalar(found)
+        return found
+
+    def _check_size(self, n, what):
+        if n > self._max_bytes:
+            raise UnsafePickleError("the pickle asks for %s of %d bytes, more than its own "
+                                    "%d bytes could hold" % (what, n, self._max_bytes))
+
+    def _reconstruct(self, real):
+        def reconstruct(subtype, shape, dtype):
+            if subtype is not _NDARRAY:
+                raise UnsafePickleError("refusing _reconstruct of %s: only numpy.ndarray"
+                                        % type(subtype).__name__)
+            self._check_size(_nbytes(shape, dtype), "an array")
+            return real(np.ndarray, shape, dtype)
+        return reconstruct
+
+    def load_build(self):
+        """BUILD, with a dtype's state checked first: NumPy's ``dtype.__setstate__``
+        trusts its argument (a 6-item state makes NumPy 2.4 crash later). Only the
+        states NumPy writes for plain dtypes are let through."""
+        inst, state = self.stack[-2], self.stack[-1]
+        if isinstance(inst, np.dtype):
+            _check_dtype_state(inst, state)
+        super().load_build()
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch[pickle.BUILD[0]] = load_build
+
+    def _scalar(self, real):
+        def scalar(dtype, *args):
+            if not isinstance(dtype, np.dtype):
+                raise UnsafePickleError("expected a numpy dtype for a scalar, got %s"
+                                        % type(dtype).__name__)
+            self._check_size(dtype.itemsize, "a scalar")
+            return real(dtype, *args)
+        return scalar
 
 
 def load_pickle(path):
@@ -191,7 +280,7 @@ def load_pickle(path):
     """
     raw = _read_bytes(os.fspath(path))
     try:
-        obj = _ArrayOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
+        obj = _ArrayOnlyUnpickler(io.BytesIO(raw), len(raw), encoding="latin1").load()
     except UnsafePickleError:
         raise
     except Exception as exc:  # a malformed pickle can raise almost anything

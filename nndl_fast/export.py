@@ -31,6 +31,7 @@ import json
 import numpy as np
 
 from ._files import atomic_write
+from ._threads import serialised
 from ._validation import describe as describe_value
 
 __all__ = ["describe", "check_config", "layer_specs", "to_onnx", "to_torch", "from_torch",
@@ -496,14 +497,17 @@ def load_any(path, num_threads=None):
 class ExportMixin(object):
     """``to_onnx``, ``to_torch`` and ``save_safetensors`` on every chapter's Network."""
 
+    @serialised
     def to_onnx(self, path=None):
         """The ONNX model of this network (see ``nndl_fast.export.to_onnx``)."""
         return to_onnx(self, path)
 
+    @serialised
     def to_torch(self):
         """A ``torch.nn.Module`` with this network's weights (``nndl_fast.export``)."""
         return to_torch(self)
 
+    @serialised
     def save_safetensors(self, path):
         """The parameters as a safetensors file (``nndl_fast.export``); no torch needed."""
         save_safetensors(self, path)

@@ -11,6 +11,10 @@ with the stdlib generator exactly as ``random.shuffle`` does.
 ``Network(sizes, seed=s)`` (or ``rng=``) gives the network generators of its
 own: the numbers of ``random.seed(s); np.random.seed(s)`` without touching the
 global ones, so runs in parallel threads do not depend on each other.
+
+Threads: calls from several Python threads on one network run one at a time
+(each public method holds the network's re-entrant lock, ``net.lock``, for its
+whole call); separate networks train at once. See docs/threads.md.
 """
 import time
 
@@ -19,6 +23,7 @@ import numpy as np
 from . import _config
 from ._random import make_generators
 from .export import ExportMixin
+from ._threads import NetworkLockMixin, serialised
 from ._validation import (check_input_columns, check_int, check_real, check_sizes,
                           check_training_list)
 from .reference import network as _reference
@@ -34,7 +39,7 @@ else:  # pure-Python mode: the same class body, run by the NumPy reference
 __all__ = ["Network", "load", "sigmoid", "sigmoid_prime"]
 
 
-class Network(ExportMixin, _DenseBase, _reference.Network):
+class Network(NetworkLockMixin, ExportMixin, _DenseBase, _reference.Network):
     """A feed-forward sigmoid network trained with the quadratic cost.
 
     ``dtype`` (float64, the book's, or float32) is the compiled paths'
@@ -63,10 +68,12 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
             _config.resolve_num_threads(num_threads)
         self.num_threads = num_threads
 
+    @serialised
     def feedforward(self, a):
         """The output column(s) for input column(s) ``a`` of shape (n_in, 1) or (n_in, k)."""
         return self._feedforward_columns(check_input_columns(a, self.sizes[0]))
 
+    @serialised
     def SGD(self, training_data, epochs, mini_batch_size, eta, test_data=None,
             progress=False):
         """Mini-batch stochastic gradient descent (the book's semantics and output).
@@ -110,11 +117,18 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
                          X_sparse=self._packed_sparse_rows(train), rows=train.rows,
                          shuffle_rng=self._generators.shuffle_module())
 
+    @serialised
     def update_mini_batch(self, mini_batch, eta):
         """One gradient-descent step on ``mini_batch`` (a list of (x, y))."""
         eta = check_real(eta, "eta")
         self._update_batch(mini_batch, eta, cost=_dense.CostKind.QUADRATIC)
 
+    @serialised
+    def backprop(self, x, y):
+        """(nabla_b, nabla_w): the gradient of the cost for one example (the book's)."""
+        return super().backprop(x, y)
+
+    @serialised
     def evaluate(self, test_data):
         """Number of test inputs whose argmax output equals the label."""
         test = self._packed_labelled(test_data, "test")
@@ -125,6 +139,7 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
 
     # -- files --------------------------------------------------------------
 
+    @serialised
     def save(self, filename):
         """Save to ``filename`` as network2's JSON document with cost "QuadraticCost"
         (chapter 1's cost), atomically; ``network.load`` and ``network2.load`` (ours

@@ -17,6 +17,10 @@ layer), ``regularization="L1"``, ``momentum`` and the learning-rate schedule
 
 A cost class the compiled kernel does not know (any class with static ``fn``
 and ``delta``) still works: training then runs the NumPy reference code.
+
+Threads: calls from several Python threads on one network run one at a time
+(each public method holds the network's re-entrant lock, ``net.lock``, for its
+whole call); separate networks train at once. See docs/threads.md.
 """
 import json
 import math
@@ -29,6 +33,7 @@ from . import _config
 from ._random import make_generators
 from .export import ExportMixin
 from ._files import atomic_write
+from ._threads import NetworkLockMixin, serialised
 
 if _config.use_compiled():
     from . import _dense
@@ -131,7 +136,7 @@ def _cost_sum(cost_kind, A, Y, hot=None):
         return float(np.sum(np.nan_to_num(terms)))
 
 
-class Network(ExportMixin, _DenseBase, _reference.Network):
+class Network(NetworkLockMixin, ExportMixin, _DenseBase, _reference.Network):
     """A feed-forward sigmoid network with a choice of cost (chapter 3).
 
     ``cost`` is a cost class or an instance of one. ``dtype`` (float64, the
@@ -153,6 +158,7 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
         self._generators.initialized()
         self.num_threads = num_threads
 
+    @serialised
     def default_weight_initializer(self):
         """Biases N(0, 1), weights N(0, 1/n_in); biases drawn first, as the book."""
         gens = self._generators
@@ -164,6 +170,7 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
             super().default_weight_initializer()
         self._set_dtype(self._dtype)
 
+    @serialised
     def large_weight_initializer(self):
         """Biases and weights N(0, 1), as chapter 1; biases drawn first."""
         gens = self._generators
@@ -186,6 +193,7 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
 
     # -- inference ----------------------------------------------------------
 
+    @serialised
     def feedforward(self, a):
         """The output column(s) for input column(s) ``a`` of shape (n_in, 1) or (n_in, k)."""
         return self._feedforward_columns(a)
@@ -243,6 +251,7 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
         # matrix (float32 for the book's data) serves as it is: no float64 copy.
         return np.ascontiguousarray(X)
 
+    @serialised
     def accuracy(self, data, convert=False):
         """Number of inputs in ``data`` whose argmax output is the desired class.
 
@@ -258,6 +267,7 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
         return self._measure(self._compute_dtype_inputs(X), labels=labels,
                              X_sparse=self._packed_sparse_rows(packed))[1]
 
+    @serialised
     def total_cost(self, data, lmbda, convert=False):
         """Mean cost over ``data`` plus the L2 term 0.5·(λ/len(data))·Σ‖w‖².
 
@@ -320,6 +330,7 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
         self._velocities = (vw, vb)
         return self._velocities
 
+    @serialised
     def SGD(self, training_data, epochs, mini_batch_size, eta,
             lmbda=0.0,
             evaluation_data=None,
@@ -463,6 +474,7 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
             print(message)
         return stop
 
+    @serialised
     def update_mini_batch(self, mini_batch, eta, lmbda, n, regularization="L2", momentum=0.0):
         """One gradient step on ``mini_batch``; ``n`` is the size of the whole training set.
 
@@ -491,6 +503,7 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
                                momentum=momentum, velocities_w=vw, velocities_b=vb,
                                num_threads=1)
 
+    @serialised
     def backprop(self, x, y):
         """``(nabla_b, nabla_w)``, the cost's gradient for one example (the book's code)."""
         n_in, n_out = self.sizes[0], self.sizes[-1]
@@ -499,6 +512,7 @@ class Network(ExportMixin, _DenseBase, _reference.Network):
 
     # -- files --------------------------------------------------------------
 
+    @serialised
     def save(self, filename):
         """Save to ``filename`` as the book's JSON document, atomically.
 

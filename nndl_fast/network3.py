@@ -48,14 +48,24 @@ Extra behaviour, only through keyword arguments:
   (the book's ensemble of five).
 
 Activation functions other than ``linear``, ``ReLU``, ``sigmoid`` and ``tanh``
-are run by the NumPy reference (slow, but correct) if their derivative is
-known; otherwise ``ValueError``. The pure-Python mode (or a build without the
-extension) runs the reference too.
+run in inference only (by the NumPy reference); training needs one of those
+four (``ValueError`` otherwise). The pure-Python mode (or a build without the
+extension) runs the reference.
 
-Threads. Each network trains with one OpenMP team; networks trained side by
-side in Python threads (an ensemble) should share the cores:
-``Network(..., num_threads=cores // n_networks)``. Results are the same for
-every thread count and with or without other threads training.
+Checked input. Every public entry point checks what it is given before anything
+is allocated or compiled code runs, and raises ``TypeError``/``ValueError``
+naming what was expected and what came: the layers' shapes and how they fit
+together (each layer's ``n_in`` against the previous layer's output, filter
+channels against image channels, filter and pool sizes against the image, a conv
+layer's ``image_shape[0]`` against ``mini_batch_size``), ``0 <= p_dropout < 1``,
+finite data of the network's input size, labels in range, finite ``eta > 0`` and
+``lmbda >= 0``, at least one mini-batch of training examples.
+
+Threads. Calls from several Python threads on one network run one at a time:
+every public method holds the network's lock (``net.lock``, re-entrant) for its
+whole call, so each call sees the parameters as the previous call left them.
+Separate networks train at once, each with the results it has alone, sharing
+the cores (see ``num_threads=`` above). See docs/threads.md.
 
 Speed (the book's first conv net, mini-batch 10, float32, one 50,000-image
 epoch, ``bench/bench_network3.py``): about 1.2 s on 2 threads of a 16-core
@@ -63,10 +73,12 @@ Xeon (2.3 s on 1), against about 34 s for the NumPy reference and 7.7 s for
 PyTorch on the CPU in the same run.
 """
 import json
+import math
 import numbers
 import os
 import threading
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -74,6 +86,8 @@ from . import _config
 from ._random import make_generators
 from .export import ExportMixin
 from ._files import atomic_write
+from ._threads import NetworkLockMixin, serialised
+from ._validation import _finite_or_raise, check_dtype, check_int, check_real
 from ._validation import describe as describe_value
 from .reference import network3 as _ref
 from .reference.network3 import (ConvPoolLayer, FullyConnectedLayer, ReLU, SharedArray,
@@ -86,6 +100,9 @@ __all__ = ["linear", "ReLU", "sigmoid", "tanh", "load_data_shared", "size", "Sha
            "single_thread_blas", "load", "NetworkFileError", "ACTIVATIONS"]
 
 _ACT_CODES = {id(linear): 0, id(sigmoid): 1, id(tanh): 2, id(ReLU): 3}
+
+# The compiled kernels' limit (NF_MAX_LAYERS in src_c/convnet.h).
+_MAX_LAYERS = 32
 
 #: The activation functions a saved or exported network may use, by name.
 ACTIVATIONS = {"linear": linear, "sigmoid": sigmoid, "tanh": tanh, "ReLU": ReLU}
@@ -155,32 +172,171 @@ def _convnet():
     return _convnet_module or None
 
 
-class Network(ExportMixin, _ref.Network):
+# --- checks of the public entry points' arguments ----------------------------------------
+
+_LAYER_TYPES = (ConvPoolLayer, FullyConnectedLayer, SoftmaxLayer)
+
+
+def _check_layers(layers):
+    """The layer list as a list of distinct layer objects, a SoftmaxLayer last."""
+    if isinstance(layers, _LAYER_TYPES):
+        raise TypeError("layers must be a list of layers, got a single %s (wrap it in [...])"
+                        % type(layers).__name__)
+    if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
+        raise TypeError("layers must be a list of ConvPoolLayer, FullyConnectedLayer and "
+                        "SoftmaxLayer objects, got %s" % describe_value(layers))
+    layers = list(layers)
+    if not layers:
+        raise ValueError("layers is empty: a Network needs at least a SoftmaxLayer")
+    if len(layers) > _MAX_LAYERS:
+        raise ValueError("expected at most %d layers, got %d" % (_MAX_LAYERS, len(layers)))
+    for l, layer in enumerate(layers):
+        if not isinstance(layer, _LAYER_TYPES):
+            raise TypeError("layers[%d] must be a ConvPoolLayer, FullyConnectedLayer or "
+                            "SoftmaxLayer, got %s" % (l, describe_value(layer)))
+        for k in range(l):
+            if layers[k] is layer:
+                raise ValueError("layers[%d] is the same object as layers[%d]: each layer "
+                                 "holds its own parameters, so build a new one" % (l, k))
+    for l, layer in enumerate(layers[:-1]):
+        if isinstance(layer, SoftmaxLayer):
+            raise ValueError("only the last layer may be a SoftmaxLayer, got one at "
+                             "layers[%d] of %d" % (l, len(layers)))
+    if not isinstance(layers[-1], SoftmaxLayer):
+        raise ValueError("the last layer must be a SoftmaxLayer (it defines the cost), got "
+                         "%s" % type(layers[-1]).__name__)
+    return layers
+
+
+def _check_geometry(layers, mini_batch_size):
+    """Each layer's inputs against what the previous one gives, conv layers first
+    and built for the network's mini-batch size."""
+    for l, layer in enumerate(layers):
+        name = "layers[%d] (%s)" % (l, type(layer).__name__)
+        if isinstance(layer, ConvPoolLayer):
+            if l > 0 and not isinstance(layers[l - 1], ConvPoolLayer):
+                raise ValueError("%s follows a %s: conv-pool layers must come first"
+                                 % (name, type(layers[l - 1]).__name__))
+            if layer.image_shape[0] != mini_batch_size:
+                raise ValueError("%s has image_shape %s for mini-batches of %d, but the "
+                                 "network's mini_batch_size is %d"
+                                 % (name, layer.image_shape, layer.image_shape[0],
+                                    mini_batch_size))
+            if l > 0 and tuple(layer.image_shape[1:]) != tuple(layers[l - 1].output_shape):
+                raise ValueError("%s expects images %s (channels, rows, columns), but "
+                                 "layers[%d] gives %s" % (name, tuple(layer.image_shape[1:]),
+                                                          l - 1, layers[l - 1].output_shape))
+        elif l > 0 and layer.n_in != layers[l - 1].n_out:
+            prev = layers[l - 1]
+            extra = (" (%d filters x %d x %d)" % ((prev.output_shape[0],) + prev.output_shape[1:])
+                     if isinstance(prev, ConvPoolLayer) else "")
+            raise ValueError("%s has n_in=%d, but layers[%d] (%s) gives %d outputs%s"
+                             % (name, layer.n_in, l - 1, type(prev).__name__, prev.n_out,
+                                extra))
+        if mini_batch_size * layer.n_in > _ref.INT_MAX:
+            raise ValueError("%s: mini-batches of %d examples of %d inputs are too large "
+                             "(at most %d values)" % (name, mini_batch_size, layer.n_in,
+                                                      _ref.INT_MAX))
+
+
+def _as_array(value, what, shape_hint):
+    if isinstance(value, SharedArray):
+        return value.get_value(borrow=True)
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (tuple, list)) \
+            and len(value[0]) == 2 and isinstance(value[0][0], np.ndarray):
+        raise TypeError("%s must be an array of shape %s, got a list of (x, y) pairs "
+                        "(network.py's layout; network3 takes load_data_shared()'s (x, y) "
+                        "arrays)" % (what, shape_hint))
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError("%s must be an array of shape %s, got %s (%s)"
+                        % (what, shape_hint, describe_value(value), exc)) from None
+    return arr
+
+
+def checked_inputs(x, n_in, what="x"):
+    """Inputs as a finite real array of shape (n, n_in) (a view where possible).
+
+    ``x`` is an array, a ``SharedArray`` or anything ``np.asarray`` takes, of
+    shape (n, n_in) or (n, ...) with n_in values per example.
+    """
+    hint = "(n, %d)" % n_in
+    arr = _as_array(x, what, hint)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError("%s has dtype %s, expected real numbers (float32 or float64)"
+                        % (what, arr.dtype))
+    if arr.ndim < 2 or int(np.prod(arr.shape[1:])) != n_in:
+        raise ValueError("%s has shape %s, expected %s%s"
+                         % (what, arr.shape, hint,
+                            " (one example: x.reshape(1, -1))"
+                            if arr.ndim == 1 and arr.shape[0] == n_in else ""))
+    arr = arr.reshape(arr.shape[0], n_in)
+    if arr.dtype.kind == "f":
+        _finite_or_raise(arr, what + " example")
+    return arr
+
+
+def checked_labels(y, n, n_classes, what="y"):
+    """Labels as an int64 array (n,) of classes 0..n_classes-1 (integral floats allowed,
+    as the book's ``T.cast(shared_y, "int32")``)."""
+    arr = _as_array(y, what, "(%d,)" % n)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError("%s has dtype %s, expected integer class labels"
+                        % (what, arr.dtype))
+    if arr.shape != (n,):
+        raise ValueError("%s has shape %s, expected (%d,): one label per example"
+                         % (what, arr.shape, n))
+    if arr.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))
+        if bad.size:
+            raise ValueError("%s label %d is %r, expected an integer class"
+                             % (what, bad[0], float(arr[bad[0]])))
+    bad = np.flatnonzero((arr < 0) | (arr >= n_classes))
+    if bad.size:
+        raise ValueError("%s label %d is %s, expected a class in 0..%d"
+                         % (what, bad[0], arr[bad[0]], n_classes - 1))
+    return arr.astype(np.int64)
+
+
+def checked_data(data, n_in, n_classes, what="data"):
+    """(inputs (n, n_in), int64 labels (n,)) from an (x, y) pair, both checked."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        layout = ""
+        if isinstance(data, (tuple, list)) and data and isinstance(data[0], (tuple, list)):
+            layout = (" (a list of (x, y) pairs is network.py's layout; network3 takes "
+                      "load_data_shared()'s (x, y) arrays)")
+        raise TypeError("%s must be a pair (x, y) of arrays or SharedArrays, got %s%s"
+                        % (what, describe_value(data) if not isinstance(data, (tuple, list))
+                           else "a %s of %d items" % (type(data).__name__, len(data)),
+                           layout))
+    x = checked_inputs(data[0], n_in, what + " x")
+    y = checked_labels(data[1], len(x), n_classes, what + " y")
+    return x, y
+
+
+class Network(NetworkLockMixin, ExportMixin, _ref.Network):
     """The book's Network(layers, mini_batch_size), trained by compiled kernels."""
 
     def __init__(self, layers, mini_batch_size, dtype=np.float32, dropout_seed=None,
                  num_threads=None, seed=None, rng=None):
+        # Everything is checked before the parent converts any parameter.
+        layers = _check_layers(layers)
+        mini_batch_size = check_int(mini_batch_size, "mini_batch_size", 1)
+        _check_geometry(layers, mini_batch_size)
+        dtype = check_dtype(dtype)
+        if dropout_seed is not None:
+            dropout_seed = check_int(dropout_seed, "dropout_seed", 0)
+            if dropout_seed >= 2 ** 64:
+                raise ValueError("dropout_seed must be < 2**64, got %d" % dropout_seed)
+        if num_threads is not None:
+            _config.resolve_num_threads(num_threads)
         generators = make_generators(seed, rng)
         super(Network, self).__init__(layers, mini_batch_size, dtype=dtype,
                                       dropout_seed=dropout_seed)
         self.num_threads = num_threads
-        for layer in self.layers:
-            if not isinstance(layer, (ConvPoolLayer, FullyConnectedLayer)):
-                raise TypeError("layers must be ConvPoolLayer, FullyConnectedLayer or "
-                                "SoftmaxLayer, got %r" % (layer,))
-        seen_dense = False
-        for layer in self.layers:
-            if isinstance(layer, ConvPoolLayer):
-                if seen_dense:
-                    raise ValueError("a ConvPoolLayer must not follow a fully connected layer")
-            else:
-                seen_dense = True
-        for prev, layer in zip(self.layers, self.layers[1:]):
-            if isinstance(prev, ConvPoolLayer) and isinstance(layer, ConvPoolLayer) \
-                    and tuple(layer.image_shape[1:]) != tuple(prev.output_shape):
-                raise ValueError("ConvPoolLayer image_shape %s does not match the previous "
-                                 "layer's output %s" % (layer.image_shape[1:],
-                                                        prev.output_shape))
         if generators.own:
             for layer in self.layers:
                 _draw_initial_values(layer, generators, self.dtype)
@@ -188,6 +344,47 @@ class Network(ExportMixin, _ref.Network):
     def _threads(self):
         return _config.resolve_num_threads(self.num_threads) if self.num_threads is not None \
             else _config.shared_num_threads()
+
+    # --- checks of what the public methods are given -------------------------
+    @property
+    def n_in(self):
+        """Inputs per example (the first layer's)."""
+        return self.layers[0].n_in
+
+    @property
+    def n_out(self):
+        """Classes (the softmax layer's outputs)."""
+        return self.layers[-1].n_out
+
+    def _checked_inputs(self, x, what="x"):
+        return checked_inputs(x, self.n_in, what)
+
+    def _checked_data(self, data, what):
+        """(x as (n, n_in), int64 labels (n,)) from an (x, y) pair, checked."""
+        return checked_data(data, self.n_in, self.n_out, what)
+
+    def _check_parameters(self):
+        """Finite parameters of the network's own shapes (a layer's arrays can be
+        replaced through ``w.set_value``)."""
+        for l, layer in enumerate(self.layers):
+            for name, p in (("w", layer.w), ("b", layer.b)):
+                v = _ref._value(p)
+                if v.dtype.kind != "f":
+                    raise TypeError("layers[%d].%s has dtype %s, expected float32 or float64"
+                                    % (l, name, v.dtype))
+                if not np.isfinite(v).all():
+                    raise ValueError("layers[%d].%s (%s) contains NaN or infinity"
+                                     % (l, name, type(layer).__name__))
+
+    def _check_trainable(self):
+        """Parameters finite, and every activation one whose derivative is known."""
+        self._check_parameters()
+        for l, layer in enumerate(self.layers):
+            if not isinstance(layer, SoftmaxLayer) \
+                    and not any(layer.activation_fn is f for f in ACTIVATIONS.values()):
+                raise ValueError("layers[%d] has the activation_fn %r, whose derivative is "
+                                 "not known: training needs one of network3's %s"
+                                 % (l, layer.activation_fn, ", ".join(ACTIVATIONS)))
 
     # --- the layer description the compiled kernels read -----------------
     def _spec(self):
@@ -242,41 +439,115 @@ class Network(ExportMixin, _ref.Network):
                              self.dropout_seed & 0xFFFFFFFFFFFFFFFF, nt)
         self.step += count
 
+    @serialised
     def train_mini_batch(self, x, y, eta, lmbda=0.0, num_training_batches=1):
         """One SGD step on the examples x (m, n_in) with labels y (m,)."""
-        x = np.ascontiguousarray(np.asarray(x).reshape(len(x), -1), dtype=self.dtype)
-        y = np.ascontiguousarray(y, dtype=np.int64)
+        x, y = self._checked_data((x, y), "mini-batch")
         if len(x) != self.mini_batch_size:
             raise ValueError("expected a mini-batch of %d examples, got %d"
                              % (self.mini_batch_size, len(x)))
-        self._train_batches(x, y, 0, 1, eta, lmbda, num_training_batches)
+        eta = check_real(eta, "eta", 0.0, allow_equal=False)
+        lmbda = check_real(lmbda, "lmbda", 0.0)
+        num_training_batches = check_int(num_training_batches, "num_training_batches", 1)
+        self._check_trainable()
+        self._train_batches(np.ascontiguousarray(x, dtype=self.dtype), y, 0, 1, eta, lmbda,
+                            num_training_batches)
 
-    def predict_proba(self, x):
-        """Class probabilities (n, n_classes) for inputs x (n, n_in) (array or shared)."""
+    def _proba(self, x):
+        """Class probabilities for checked inputs x (n, n_in)."""
         spec = self._spec()
         if spec is None:
-            return super(Network, self).predict_proba(x)
-        x = _ref._value(x)
-        x = np.ascontiguousarray(x.reshape(len(x), -1), dtype=self.dtype)
+            return _ref.Network.predict_proba(self, x)
+        x = np.ascontiguousarray(x, dtype=self.dtype)
         nt = self._threads()
         with _SingleThreadBlas():
             return _convnet().predict(spec, x, nt)
 
+    def _predict_labels(self, x):
+        """The book's y_out for checked inputs (also kept on the last layer)."""
+        probs = self._proba(x)
+        labels = np.argmax(probs, axis=1)
+        last = self.layers[-1]
+        last.output, last.y_out = probs, labels
+        return labels
+
+    @serialised
+    def predict_proba(self, x):
+        """Class probabilities (n, n_classes) for inputs x (n, n_in) (array or shared)."""
+        x = self._checked_inputs(x)
+        self._check_parameters()
+        return self._proba(x)
+
+    @serialised
+    def predict(self, x):
+        """Predicted labels (n,) for inputs x (n, n_in) — the book's y_out.
+
+        Also leaves the probabilities and labels in the last layer's ``output``
+        and ``y_out`` (the book's attributes), so ``layers[-1].accuracy(y)`` works.
+        """
+        x = self._checked_inputs(x)
+        self._check_parameters()
+        return self._predict_labels(x)
+
+    @serialised
     def feedforward(self, x):
         """Outputs of the last layer for inputs x (n, n_in)."""
-        if self._spec() is None:
-            return super(Network, self).feedforward(x)
-        return self.predict_proba(x)
+        x = self._checked_inputs(x)
+        self._check_parameters()
+        return self._proba(x)
 
+    @serialised
+    def accuracy(self, data, mini_batch_size=None):
+        """The book's accuracy of an (x, y) pair: the mean over whole mini-batches
+        (of ``mini_batch_size``, the network's by default) of each one's accuracy."""
+        m = self.mini_batch_size if mini_batch_size is None \
+            else check_int(mini_batch_size, "mini_batch_size", 1)
+        x, y = self._checked_data(data, "data")
+        self._check_parameters()
+        return self._accuracy(x, y, m)
+
+    @serialised
+    def cost_and_gradients(self, x, y, lmbda=0.0, num_training_batches=1):
+        """(cost, [(gw, gb) per layer]) of one mini-batch (the NumPy reference's)."""
+        x, y = self._checked_data((x, y), "mini-batch")
+        lmbda = check_real(lmbda, "lmbda", 0.0)
+        num_training_batches = check_int(num_training_batches, "num_training_batches", 1)
+        self._check_trainable()
+        return super(Network, self).cost_and_gradients(x, y, lmbda, num_training_batches)
+
+    @serialised
     def SGD(self, training_data, epochs, mini_batch_size, eta,
             validation_data, test_data, lmbda=0.0):
-        """Train by mini-batch SGD, printing the book's lines (see the module docstring)."""
-        with _SingleThreadBlas(), _config.training_run():
-            return super(Network, self).SGD(training_data, epochs, mini_batch_size, eta,
-                                            validation_data, test_data, lmbda=lmbda)
+        """Train by mini-batch SGD, printing the book's lines (see the module docstring).
 
+        Every argument is checked before training starts: (x, y) pairs of arrays
+        or ``SharedArray``s with x (n, n_in) finite and y (n,) labels in
+        0..n_out-1 (``validation_data`` and ``test_data`` may be None), ``epochs``
+        >= 0, ``mini_batch_size`` the network's, ``eta`` > 0 and ``lmbda`` >= 0,
+        finite; at least one mini-batch of training examples.
+        """
+        epochs = check_int(epochs, "epochs", 0)
+        mini_batch_size = check_int(mini_batch_size, "mini_batch_size", 1)
+        if mini_batch_size != self.mini_batch_size:
+            raise ValueError("SGD's mini_batch_size %d differs from the network's %d (its "
+                             "layers are built for mini-batches of %d)"
+                             % (mini_batch_size, self.mini_batch_size, self.mini_batch_size))
+        eta = check_real(eta, "eta", 0.0, allow_equal=False)
+        lmbda = check_real(lmbda, "lmbda", 0.0)
+        training = self._checked_data(training_data, "training_data")
+        if len(training[0]) < mini_batch_size:
+            raise ValueError("training_data has %d examples, fewer than one mini-batch of %d"
+                             % (len(training[0]), mini_batch_size))
+        validation = None if validation_data is None \
+            else self._checked_data(validation_data, "validation_data")
+        test = None if test_data is None else self._checked_data(test_data, "test_data")
+        self._check_trainable()
+        with _SingleThreadBlas(), _config.training_run():
+            return super(Network, self).SGD(training, epochs, mini_batch_size, eta,
+                                            validation, test, lmbda=lmbda)
 
     # --- files -------------------------------------------------------------
+    @serialised
     def save(self, filename):
         """Save to ``filename``, an ``.npz`` archive (NumPy, no pickles), atomically.
 
@@ -489,40 +760,102 @@ def _checked_arrays(meta, entries):
             for l, (_, _, w_shape, b_shape) in enumerate(meta["layers"])]
 
 
+# Deflate expands at most about 1032-fold: an entry that says it holds more than
+# this many bytes per stored byte is not a real one.
+_MAX_EXPANSION = 1032
+
+# What reading a damaged zip entry can raise (zipfile's own checks, the
+# decompressor, an unsupported method or encryption, a short .npy header).
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError,
+               ValueError, OverflowError)
+
+
+def _read_entry(archive, key, archive_size, check_header):
+    """The array ``key`` of the open archive, read without unpickling and only after
+    its .npy header has passed ``check_header(shape, dtype)`` and the sizes the zip
+    directory declares fit the header and the file: a damaged or hostile file
+    cannot make this allocate more than its own size warrants."""
+    name = key + ".npy"
+    info = archive.zip.getinfo(name)
+    if not 0 <= info.header_offset < archive_size:
+        raise NetworkFileError("%s: the zip directory puts it at offset %d, outside the file "
+                               "of %d bytes" % (key, info.header_offset, archive_size))
+    if info.compress_size > archive_size \
+            or info.file_size > max(info.compress_size, 1) * _MAX_EXPANSION:
+        raise NetworkFileError("%s: the zip directory says %d bytes (%d stored), which a file "
+                               "of %d bytes cannot hold" % (key, info.file_size,
+                                                            info.compress_size, archive_size))
+    with archive.zip.open(name) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise NetworkFileError("%s: .npy format version %d.%d, expected 1.0 or 2.0"
+                                   % ((key,) + tuple(version)))
+        check_header(shape, dtype)
+        n_bytes = math.prod(shape) * dtype.itemsize
+        if f.tell() + n_bytes != info.file_size:
+            raise NetworkFileError("%s: shape %s of %s needs %d bytes, the entry holds %d"
+                                   % (key, shape, dtype, n_bytes, info.file_size - f.tell()))
+        data = f.read(n_bytes)
+    if len(data) != n_bytes:
+        raise NetworkFileError("%s: truncated (%d of %d bytes)" % (key, len(data), n_bytes))
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _check_text_header(shape, dtype):
+    if shape != () or dtype.kind != "U":
+        raise NetworkFileError("metadata must be a 0-d text array, got shape %s dtype %s"
+                               % (shape, dtype))
+
+
+def _array_header_check(key, expected_shape):
+    def check(shape, dtype):
+        if shape != tuple(expected_shape):
+            raise NetworkFileError("%s has shape %s, expected %s (from the metadata)"
+                                   % (key, shape, tuple(expected_shape)))
+        if dtype not in (np.float32, np.float64):
+            raise NetworkFileError("%s has dtype %s, expected float32 or float64"
+                                   % (key, dtype))
+    return check
+
+
 def _read_archive(path):
     """(parsed metadata, [(w, b)]) from the archive at ``path``, all validated."""
     try:
         archive = np.load(path, allow_pickle=False)
-    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (ValueError, EOFError, zipfile.BadZipFile, NotImplementedError, zlib.error) as exc:
         raise NetworkFileError("expected an .npz archive written by network3's save, got a "
                                "file NumPy cannot read as one (%s)" % exc) from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise NetworkFileError("expected an .npz archive written by network3's save, got a "
                                "single array")
+    size = os.path.getsize(path)
     with archive:
         if "metadata" not in archive.files:
             raise NetworkFileError("expected an entry 'metadata' in the archive, got %s"
                                    % sorted(archive.files))
         try:
-            text = archive["metadata"]
-        except ValueError as exc:  # an object array, which would need unpickling
-            raise NetworkFileError("metadata must be a text array: %s" % exc) from None
-        if text.shape != () or text.dtype.kind != "U":
-            raise NetworkFileError("metadata must be a 0-d text array, got shape %s dtype %s"
-                                   % (text.shape, text.dtype))
-        meta = _parse_metadata(str(text))
-        n = len(meta["layers"])
-        expected = {"metadata"} | {"layer%d_%s" % (l, k) for l in range(n) for k in "wb"}
-        if set(archive.files) != expected:
-            raise NetworkFileError("expected the entries %s for %d layers, got %s"
-                                   % (sorted(expected), n, sorted(archive.files)))
-        try:
-            arrays = _checked_arrays(meta, archive)
-        except ValueError as exc:
-            if isinstance(exc, NetworkFileError):
-                raise
-            raise NetworkFileError("an array entry cannot be read without unpickling (%s)"
-                                   % exc) from None
+            text = _read_entry(archive, "metadata", size, _check_text_header)
+            meta = _parse_metadata(str(text))
+            n = len(meta["layers"])
+            expected = {"metadata"} | {"layer%d_%s" % (l, k) for l in range(n) for k in "wb"}
+            if set(archive.files) != expected:
+                raise NetworkFileError("expected the entries %s for %d layers, got %s"
+                                       % (sorted(expected), n, sorted(archive.files)))
+            entries = {}
+            for l, (_, _, w_shape, b_shape) in enumerate(meta["layers"]):
+                for key, shape in (("layer%d_w" % l, w_shape), ("layer%d_b" % l, b_shape)):
+                    entries[key] = _read_entry(archive, key, size,
+                                               _array_header_check(key, shape))
+            arrays = _checked_arrays(meta, entries)
+        except NetworkFileError:
+            raise
+        except _ZIP_ERRORS as exc:
+            raise NetworkFileError("a damaged archive entry (%s: %s)"
+                                   % (type(exc).__name__, exc)) from None
     return meta, arrays
 
 
@@ -583,10 +916,24 @@ def _inputs(data):
 
 def vote(predictions, n_classes=None):
     """Majority vote over rows of labels (n_nets, n); ties go to the smallest label."""
-    votes = np.asarray(predictions, dtype=np.int64)
-    if votes.ndim != 2:
-        raise ValueError("expected predictions of shape (n_nets, n), got %s" % (votes.shape,))
-    k = int(votes.max()) + 1 if n_classes is None else int(n_classes)
+    votes = np.asarray(predictions)
+    if votes.ndim != 2 or votes.shape[0] == 0:
+        raise ValueError("expected predictions of shape (n_nets, n) with n_nets >= 1, got %s"
+                         % (votes.shape,))
+    if votes.dtype.kind not in "iu":
+        raise TypeError("predictions must be integer labels, got dtype %s" % votes.dtype)
+    votes = votes.astype(np.int64)
+    if votes.size and votes.min() < 0:
+        raise ValueError("predictions hold the label %d, expected labels >= 0"
+                         % votes.min())
+    top = int(votes.max()) + 1 if votes.size else 1
+    if n_classes is None:
+        k = top
+    else:
+        k = check_int(n_classes, "n_classes", 1)
+        if top > k:
+            raise ValueError("predictions hold the label %d, expected labels in 0..%d "
+                             "(n_classes=%d)" % (top - 1, k - 1, k))
     counts = np.zeros((k, votes.shape[1]), dtype=np.int64)
     cols = np.arange(votes.shape[1])
     for v in votes:
@@ -594,13 +941,35 @@ def vote(predictions, n_classes=None):
     return np.argmax(counts, axis=0)
 
 
+def _check_ensemble(nets):
+    if isinstance(nets, _ref.Network) or not isinstance(nets, (list, tuple)):
+        raise TypeError("nets must be a list of network3 Networks, got %s"
+                        % describe_value(nets))
+    if not nets:
+        raise ValueError("nets is empty: expected at least one network")
+    for i, net in enumerate(nets):
+        if not isinstance(net, _ref.Network):
+            raise TypeError("nets[%d] must be a network3 Network, got %s"
+                            % (i, describe_value(net)))
+        first = nets[0]
+        if (net.layers[0].n_in, net.layers[-1].n_out) != (first.layers[0].n_in,
+                                                          first.layers[-1].n_out):
+            raise ValueError("nets[%d] maps %d inputs to %d classes, nets[0] %d to %d: an "
+                             "ensemble's networks must agree"
+                             % (i, net.layers[0].n_in, net.layers[-1].n_out,
+                                first.layers[0].n_in, first.layers[-1].n_out))
+    return nets[0].layers[0].n_in, nets[0].layers[-1].n_out
+
+
 def ensemble_predict(nets, data):
     """Majority vote of several networks' labels for data (x or an (x, y) pair)."""
-    x = _inputs(data)
-    return vote([net.predict(x) for net in nets], n_classes=nets[0].layers[-1].n_out)
+    n_in, n_out = _check_ensemble(nets)
+    x = checked_inputs(_inputs(data), n_in)
+    return vote([net.predict(x) for net in nets], n_classes=n_out)
 
 
 def ensemble_accuracy(nets, data):
     """Fraction of the (x, y) data the ensemble's vote gets right (all examples)."""
-    y = _ref._value(data[1])
-    return float(np.mean(ensemble_predict(nets, data) == y))
+    n_in, n_out = _check_ensemble(nets)
+    x, y = checked_data(data, n_in, n_out)
+    return float(np.mean(ensemble_predict(nets, x) == y))

@@ -170,7 +170,8 @@ def _set_meta(**updates):
     # Shapes that match their own metadata but layers that do not fit together.
     (lambda e: (_set_meta(**{"layers.1.n_in": 40})(e), e.update(layer1_w=np.zeros((40, 8),
                                                                                    np.float32))),
-     "the layers do not fit together: layer ConvPoolLayer gives 48 outputs"),
+     r"the layers do not fit together: layers\[1\] \(FullyConnectedLayer\) has n_in=40, but "
+     r"layers\[0\] \(ConvPoolLayer\) gives 48 outputs"),
 ])
 def test_network3_load_refuses_bad_archives(tmp_path, change, message):
     from nndl_fast import network3 as n3

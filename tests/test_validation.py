@@ -631,3 +631,426 @@ def test_cli_expand_bad_compresslevel(tmp_path, capsys):
         assert cli_main(["expand", "--out", str(out), "--compresslevel", "12",
                          "--data", str(tmp_path / "none")]) == 2
     assert "error:" in capsys.readouterr().err and not out.exists()
+
+
+# --- network3: layers, Network, SGD, inference, ensembles, load_data_shared ------------------
+
+from nndl_fast import network3 as N3  # noqa: E402
+
+M3 = 4   # the chapter-6 tests' mini-batch size
+
+
+def _layers3(m=M3, **conv):
+    """A small conv net: (2, 8, 7) images, 3 filters of 3x3, pool 2x2 -> 3x3x2, FC, softmax."""
+    args = dict(filter_shape=(3, 2, 3, 3), image_shape=(m, 2, 8, 7), poolsize=(2, 2))
+    args.update(conv)
+    return [N3.ConvPoolLayer(**args), N3.FullyConnectedLayer(3 * 3 * 2, 5),
+            N3.SoftmaxLayer(5, 4)]
+
+
+def _net3(**kw):
+    np.random.seed(1)
+    return N3.Network(_layers3(), M3, **kw)
+
+
+def _data3(n=12, seed=0, n_in=2 * 8 * 7, n_out=4):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, n_in)).astype(np.float32), rng.integers(0, n_out, n)
+
+
+BAD_LAYERS3 = [
+    # ConvPoolLayer(filter_shape, image_shape, poolsize, activation_fn)
+    (lambda: N3.ConvPoolLayer((3, 2, 3), (4, 2, 8, 7)), ValueError,
+     r"filter_shape must have 4 entries \(filters, channels, rows, columns\), got \(3, 2, 3\)"),
+    (lambda: N3.ConvPoolLayer(5, (4, 2, 8, 7)), TypeError,
+     r"filter_shape must be a tuple of 4 integers .*got int 5"),
+    (lambda: N3.ConvPoolLayer("3233", (4, 2, 8, 7)), TypeError,
+     r"filter_shape must be a tuple of 4 integers .*got str '3233'"),
+    (lambda: N3.ConvPoolLayer((3, 2, 3.0, 3), (4, 2, 8, 7)), TypeError,
+     r"filter_shape\[2\] must be an integer, got float 3.0"),
+    (lambda: N3.ConvPoolLayer((3, 2, 0, 3), (4, 2, 8, 7)), ValueError,
+     r"filter_shape\[2\] must be >= 1, got 0"),
+    (lambda: N3.ConvPoolLayer((3, 2, 3, 3), (4, 2, -8, 7)), ValueError,
+     r"image_shape\[2\] must be >= 1, got -8"),
+    (lambda: N3.ConvPoolLayer((3, 2, 3, 3), (4, 2, 8)), ValueError,
+     r"image_shape must have 4 entries \(mini_batch_size, channels, rows, columns\)"),
+    (lambda: N3.ConvPoolLayer((3, 2, 3, 3), None), TypeError,
+     r"image_shape must be a tuple of 4 integers .*got NoneType"),
+    (lambda: N3.ConvPoolLayer((3, 2, 3, 3), (4, 2, 8, 7), (2,)), ValueError,
+     r"poolsize must have 2 entries \(rows, columns\), got \(2,\)"),
+    (lambda: N3.ConvPoolLayer((3, 2, 3, 3), (4, 2, 8, 7), (2, 0)), ValueError,
+     r"poolsize\[1\] must be >= 1, got 0"),
+    (lambda: N3.ConvPoolLayer((3, 2, 3, 3), (4, 2, 8, 7), (True, 2)), TypeError,
+     r"poolsize\[0\] must be an integer"),
+    (lambda: N3.ConvPoolLayer((20, 1, 5, 5), (10, 3, 28, 28)), ValueError,
+     r"filter_shape \(20, 1, 5, 5\) has 1 input channels, image_shape \(10, 3, 28, 28\) has 3"),
+    (lambda: N3.ConvPoolLayer((3, 2, 9, 3), (4, 2, 8, 7)), ValueError,
+     r"filters of 9x3 .*do not fit images of 8x7"),
+    (lambda: N3.ConvPoolLayer((3, 2, 3, 8), (4, 2, 8, 7)), ValueError,
+     r"filters of 3x8 .*do not fit images of 8x7"),
+    (lambda: N3.ConvPoolLayer((3, 2, 3, 3), (4, 2, 8, 7), (7, 2)), ValueError,
+     r"poolsize \(7, 2\) does not fit the 6x5 convolution output"),
+    (lambda: N3.ConvPoolLayer((3, 2, 3, 3), (4, 2, 8, 7), activation_fn="ReLU"), TypeError,
+     r"activation_fn must be a function such as network3's sigmoid.*got str 'ReLU'"),
+    (lambda: N3.ConvPoolLayer((3, 1, 1, 1), (1, 1, 40000, 40000)), ValueError,
+     r"ConvPoolLayer.* is too large: the convolution outputs = \d+, at most 2147483647"),
+    (lambda: N3.ConvPoolLayer((2 ** 20, 2 ** 8, 3, 3), (1, 2 ** 8, 8, 8)), ValueError,
+     r"too large: the filters' weights = \d+"),
+    # FullyConnectedLayer(n_in, n_out, activation_fn, p_dropout)
+    (lambda: N3.FullyConnectedLayer(0, 10), ValueError, r"n_in must be >= 1, got 0"),
+    (lambda: N3.FullyConnectedLayer(10, -1), ValueError, r"n_out must be >= 1, got -1"),
+    (lambda: N3.FullyConnectedLayer(10.0, 10), TypeError, r"n_in must be an integer, got float"),
+    (lambda: N3.FullyConnectedLayer("10", 10), TypeError, r"n_in must be an integer, got str"),
+    (lambda: N3.FullyConnectedLayer(10, 10, p_dropout=1.0), ValueError,
+     r"p_dropout must be in \[0, 1\), got 1.0"),
+    (lambda: N3.FullyConnectedLayer(10, 10, p_dropout=-0.1), ValueError,
+     r"p_dropout must be in \[0, 1\), got -0.1"),
+    (lambda: N3.FullyConnectedLayer(10, 10, p_dropout=float("nan")), ValueError,
+     r"p_dropout must be finite, got nan"),
+    (lambda: N3.FullyConnectedLayer(10, 10, p_dropout="0.5"), TypeError,
+     r"p_dropout must be a real number, got str"),
+    (lambda: N3.FullyConnectedLayer(10, 10, activation_fn=None), TypeError,
+     r"activation_fn must be a function .*got NoneType"),
+    (lambda: N3.FullyConnectedLayer(2 ** 20, 2 ** 20), ValueError,
+     r"FullyConnectedLayer\(n_in=1048576, n_out=1048576\) is too large: n_in \* n_out"),
+    # SoftmaxLayer(n_in, n_out, p_dropout)
+    (lambda: N3.SoftmaxLayer(10, 0), ValueError, r"n_out must be >= 1, got 0"),
+    (lambda: N3.SoftmaxLayer(None, 10), TypeError, r"n_in must be an integer, got NoneType"),
+    (lambda: N3.SoftmaxLayer(10, 10, p_dropout=2), ValueError, r"p_dropout must be in \[0, 1\)"),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", BAD_LAYERS3)
+def test_network3_layer_constructors(call, exc, match):
+    state = np.random.get_state()
+    t0 = time.perf_counter()
+    with pytest.raises(exc, match=match):
+        call()
+    assert time.perf_counter() - t0 < 0.5            # before any allocation
+    # Nothing drawn: refused before the parameters are initialised.
+    assert np.random.get_state()[2] == state[2] and \
+        np.array_equal(np.random.get_state()[1], state[1])
+
+
+def test_network3_layer_numpy_integers_accepted():
+    layer = N3.ConvPoolLayer(np.array([3, 2, 3, 3]), (np.int64(4), 2, 8, 7), (2, np.int32(2)))
+    assert layer.filter_shape == (3, 2, 3, 3) and all(type(s) is int for s in layer.image_shape)
+    fc = N3.FullyConnectedLayer(np.int64(18), np.uint8(5), p_dropout=np.float32(0.5))
+    assert (fc.n_in, fc.n_out, fc.p_dropout) == (18, 5, 0.5) and type(fc.n_out) is int
+
+
+def _shared_layer_twice():
+    fc = N3.FullyConnectedLayer(5, 5)
+    return [N3.FullyConnectedLayer(6, 5), fc, fc, N3.SoftmaxLayer(5, 2)]
+
+
+BAD_NETWORKS3 = [
+    (lambda: N3.Network(N3.SoftmaxLayer(5, 2), 2), TypeError,
+     r"layers must be a list of layers, got a single SoftmaxLayer"),
+    (lambda: N3.Network(None, 2), TypeError, r"layers must be a list of .*got NoneType"),
+    (lambda: N3.Network([], 2), ValueError, r"layers is empty"),
+    (lambda: N3.Network([N3.FullyConnectedLayer(6, 5), "softmax"], 2), TypeError,
+     r"layers\[1\] must be a ConvPoolLayer, FullyConnectedLayer or SoftmaxLayer, got str"),
+    (lambda: N3.Network([N3.FullyConnectedLayer(6, 5), 3], 2), TypeError,
+     r"layers\[1\] must be .*got int 3"),
+    (lambda: N3.Network([N3.FullyConnectedLayer(6, 5)], 2), ValueError,
+     r"the last layer must be a SoftmaxLayer .*got FullyConnectedLayer"),
+    (lambda: N3.Network([N3.SoftmaxLayer(6, 5), N3.SoftmaxLayer(5, 2)], 2), ValueError,
+     r"only the last layer may be a SoftmaxLayer, got one at layers\[0\] of 2"),
+    (lambda: N3.Network([N3.FullyConnectedLayer(6, 5), N3.SoftmaxLayer(4, 2)], 2), ValueError,
+     r"layers\[1\] \(SoftmaxLayer\) has n_in=4, but layers\[0\] \(FullyConnectedLayer\) gives 5"),
+    (lambda: N3.Network(_layers3()[:1] + [N3.FullyConnectedLayer(20, 5), N3.SoftmaxLayer(5, 4)],
+                        M3), ValueError,
+     r"layers\[1\] \(FullyConnectedLayer\) has n_in=20, but layers\[0\] \(ConvPoolLayer\) "
+     r"gives 18 outputs \(3 filters x 3 x 2\)"),
+    (lambda: N3.Network([N3.ConvPoolLayer((3, 2, 3, 3), (M3, 2, 8, 7)),
+                         N3.ConvPoolLayer((4, 2, 2, 2), (M3, 2, 4, 4), (1, 1)),
+                         N3.SoftmaxLayer(36, 2)], M3), ValueError,
+     r"layers\[1\] \(ConvPoolLayer\) expects images \(2, 4, 4\) .*but layers\[0\] gives "
+     r"\(3, 3, 2\)"),
+    (lambda: N3.Network([N3.FullyConnectedLayer(112, 112),
+                         N3.ConvPoolLayer((3, 2, 3, 3), (M3, 2, 8, 7)),
+                         N3.SoftmaxLayer(18, 2)], M3), ValueError,
+     r"layers\[1\] \(ConvPoolLayer\) follows a FullyConnectedLayer: conv-pool layers must "
+     r"come first"),
+    (lambda: N3.Network(_layers3(m=10), M3), ValueError,
+     r"layers\[0\] \(ConvPoolLayer\) has image_shape \(10, 2, 8, 7\) for mini-batches of 10, "
+     r"but the network's mini_batch_size is 4"),
+    (lambda: N3.Network(_shared_layer_twice(), 2), ValueError,
+     r"layers\[2\] is the same object as layers\[1\]"),
+    (lambda: N3.Network([N3.FullyConnectedLayer(3, 3) for _ in range(33)]
+                        + [N3.SoftmaxLayer(3, 2)], 2), ValueError,
+     r"expected at most 32 layers, got 34"),
+    (lambda: N3.Network(_layers3(), 0), ValueError, r"mini_batch_size must be >= 1, got 0"),
+    (lambda: N3.Network(_layers3(), 4.0), TypeError,
+     r"mini_batch_size must be an integer, got float 4.0"),
+    (lambda: N3.Network(_layers3(), M3, dtype=np.float16), TypeError,
+     r"dtype must be float32 or float64, got float16"),
+    (lambda: N3.Network(_layers3(), M3, dtype="int32"), TypeError,
+     r"dtype must be float32 or float64, got int32"),
+    (lambda: N3.Network(_layers3(), M3, dropout_seed=-1), ValueError,
+     r"dropout_seed must be >= 0, got -1"),
+    (lambda: N3.Network(_layers3(), M3, dropout_seed=2 ** 64), ValueError,
+     r"dropout_seed must be < 2\*\*64"),
+    (lambda: N3.Network(_layers3(), M3, dropout_seed=0.5), TypeError,
+     r"dropout_seed must be an integer, got float 0.5"),
+    (lambda: N3.Network(_layers3(), M3, num_threads=0), ValueError,
+     r"num_threads must be >= 1, got 0"),
+    (lambda: N3.Network(_layers3(), M3, num_threads="2"), TypeError,
+     r"num_threads must be an int or None"),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", BAD_NETWORKS3)
+def test_network3_network(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def _nan_at(x, row):
+    x = x.copy()
+    x[row, 3] = np.nan
+    return x
+
+
+def _bad_sgd3():
+    x, y = _data3()
+    xv, yv = _data3(8, seed=1)
+    return [
+        # hyper-parameters
+        (dict(epochs=-1), ValueError, r"epochs must be >= 0, got -1"),
+        (dict(epochs=1.0), TypeError, r"epochs must be an integer, got float 1.0"),
+        (dict(mini_batch_size=0), ValueError, r"mini_batch_size must be >= 1, got 0"),
+        (dict(mini_batch_size=5), ValueError,
+         r"SGD's mini_batch_size 5 differs from the network's 4"),
+        (dict(eta=float("nan")), ValueError, r"eta must be finite, got nan"),
+        (dict(eta=float("inf")), ValueError, r"eta must be finite, got inf"),
+        (dict(eta=0.0), ValueError, r"eta must be > 0, got 0.0"),
+        (dict(eta=-0.1), ValueError, r"eta must be > 0, got -0.1"),
+        (dict(eta="0.1"), TypeError, r"eta must be a real number, got str"),
+        (dict(lmbda=-1.0), ValueError, r"lmbda must be >= 0, got -1.0"),
+        (dict(lmbda=float("nan")), ValueError, r"lmbda must be finite, got nan"),
+        (dict(lmbda=None), TypeError, r"lmbda must be a real number, got NoneType"),
+        # training data
+        (dict(training_data=None), TypeError,
+         r"training_data must be a pair \(x, y\) of arrays or SharedArrays, got NoneType"),
+        (dict(training_data=(x,)), TypeError, r"got a tuple of 1 items"),
+        (dict(training_data=[(x[i].reshape(-1, 1), y[i]) for i in range(12)]), TypeError,
+         r"got a list of 12 items \(a list of \(x, y\) pairs is network.py's layout"),
+        (dict(training_data=(_nan_at(x, 5), y)), ValueError,
+         r"training_data x example 5 contains NaN or infinity"),
+        (dict(training_data=(np.where(x > 0.5, np.inf, x), y)), ValueError,
+         r"training_data x example \d+ contains NaN or infinity"),
+        (dict(training_data=(x[:, :-1], y)), ValueError,
+         r"training_data x has shape \(12, 111\), expected \(n, 112\)"),
+        (dict(training_data=(x.ravel(), y)), ValueError,
+         r"training_data x has shape \(1344,\), expected \(n, 112\)"),
+        (dict(training_data=(x.astype(complex), y)), TypeError,
+         r"training_data x has dtype complex128, expected real numbers"),
+        (dict(training_data=(x > 0.5, y)), TypeError, r"training_data x has dtype bool"),
+        (dict(training_data=(x, y[:-1])), ValueError,
+         r"training_data y has shape \(11,\), expected \(12,\): one label per example"),
+        (dict(training_data=(x, y.reshape(-1, 1))), ValueError,
+         r"training_data y has shape \(12, 1\), expected \(12,\)"),
+        (dict(training_data=(x, np.where(y == y[0], 4, y))), ValueError,
+         r"training_data y label 0 is 4, expected a class in 0\.\.3"),
+        (dict(training_data=(x, np.where(y == y[0], -1, y))), ValueError,
+         r"training_data y label 0 is -1, expected a class in 0\.\.3"),
+        (dict(training_data=(x, y + 0.5)), ValueError,
+         r"training_data y label 0 is \d\.5, expected an integer class"),
+        (dict(training_data=(x, y.astype(str))), TypeError,
+         r"training_data y has dtype <U\d+, expected integer class labels"),
+        (dict(training_data=(x[:3], y[:3])), ValueError,
+         r"training_data has 3 examples, fewer than one mini-batch of 4"),
+        # validation and test data
+        (dict(validation_data=(xv, yv + 10)), ValueError,
+         r"validation_data y label 0 is 1\d, expected a class in 0\.\.3"),
+        (dict(validation_data=xv), TypeError,
+         r"validation_data must be a pair \(x, y\) of arrays or SharedArrays, got an array"),
+        (dict(test_data=(_nan_at(xv, 2), yv)), ValueError,
+         r"test_data x example 2 contains NaN or infinity"),
+        (dict(test_data=(xv[:, :50], yv)), ValueError,
+         r"test_data x has shape \(8, 50\), expected \(n, 112\)"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_bad_sgd3())))
+def test_network3_sgd(case, capsys):
+    change, exc, match = _bad_sgd3()[case]
+    x, y = _data3()
+    args = dict(training_data=(N3.SharedArray(x), N3.SharedArray(y)), epochs=1,
+                mini_batch_size=M3, eta=0.1, validation_data=_data3(8, seed=1),
+                test_data=_data3(8, seed=2), lmbda=0.0)
+    args.update(change)
+    net = _net3()
+    before = [p.get_value().copy() for p in net.params]
+    with pytest.raises(exc, match=match):
+        net.SGD(**args)
+    assert net.step == 0 and capsys.readouterr().out == ""   # nothing trained or printed
+    for p, b in zip(net.params, before):
+        np.testing.assert_array_equal(p.get_value(), b)
+
+
+def test_network3_sgd_accepts_the_books_and_other_layouts(capsys):
+    """Shared arrays as the book's, plain arrays, images (n, C, H, W), integral
+    float labels (the book casts them), read-only and non-contiguous inputs, no
+    validation or test data: all train the same."""
+    x, y = _data3(16)
+    runs = []
+    for data in [(N3.SharedArray(x), N3.SharedArray(y.astype(np.int32))),
+                 (x, y), (x.reshape(16, 2, 8, 7), y.astype(np.float64)),
+                 (np.asfortranarray(x), y.astype(np.uint8))]:
+        net = _net3()
+        if isinstance(data[0], np.ndarray):
+            data[0].setflags(write=False)
+        net.SGD(data, 2, M3, 0.5, None, None, lmbda=0.1)
+        runs.append([p.get_value().copy() for p in net.params])
+    for run in runs[1:]:
+        for a, b in zip(runs[0], run):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "feedforward"])
+@pytest.mark.parametrize("x,exc,match", [
+    (np.zeros(112), ValueError,
+     r"x has shape \(112,\), expected \(n, 112\) \(one example: x.reshape\(1, -1\)\)"),
+    (np.zeros((3, 113)), ValueError, r"x has shape \(3, 113\), expected \(n, 112\)"),
+    (np.zeros(()), ValueError, r"x has shape \(\), expected \(n, 112\)"),
+    (np.full((2, 112), np.nan), ValueError, r"x example 0 contains NaN or infinity"),
+    (np.zeros((2, 112), dtype=object), TypeError, r"x has dtype object, expected real"),
+    (np.array([["a"] * 112]), TypeError, r"x has dtype <U1"),
+    (None, TypeError, r"x has dtype object"),
+    ([[0.0] * 112, [0.0]], TypeError, r"x must be an array of shape \(n, 112\), got list"),
+    ((np.zeros((2, 112)), np.zeros(2)), TypeError, r"x must be an array"),
+])
+def test_network3_inference(method, x, exc, match):
+    net = _net3()
+    with pytest.raises(exc, match=match):
+        getattr(net, method)(x)
+
+
+def test_network3_inference_accepts_lists_images_and_no_examples():
+    net = _net3()
+    x, _ = _data3(5)
+    want = net.predict_proba(x)
+    np.testing.assert_array_equal(net.predict_proba(x.tolist()), want)
+    np.testing.assert_array_equal(net.predict_proba(x.reshape(5, 2, 8, 7)), want)
+    np.testing.assert_array_equal(net.predict_proba(N3.SharedArray(x)), want)
+    assert net.predict_proba(np.zeros((0, 112))).shape == (0, 4)
+    assert net.predict(np.zeros((0, 112))).shape == (0,)
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda n, x, y: n.accuracy((x, y), mini_batch_size=0), ValueError,
+     r"mini_batch_size must be >= 1, got 0"),
+    (lambda n, x, y: n.accuracy((x, y + 4)), ValueError,
+     r"data y label 0 is \d, expected a class in 0\.\.3"),
+    (lambda n, x, y: n.accuracy(x), TypeError, r"data must be a pair \(x, y\)"),
+    (lambda n, x, y: n.train_mini_batch(x[:3], y[:3], 0.1), ValueError,
+     r"expected a mini-batch of 4 examples, got 3"),
+    (lambda n, x, y: n.train_mini_batch(x[:4], y[:4], 0.0), ValueError, r"eta must be > 0"),
+    (lambda n, x, y: n.train_mini_batch(x[:4], y[:4], 0.1, -1.0), ValueError,
+     r"lmbda must be >= 0, got -1.0"),
+    (lambda n, x, y: n.train_mini_batch(x[:4], y[:4], 0.1, 0.0, 0), ValueError,
+     r"num_training_batches must be >= 1, got 0"),
+    (lambda n, x, y: n.train_mini_batch(_nan_at(x, 1)[:4], y[:4], 0.1), ValueError,
+     r"mini-batch x example 1 contains NaN"),
+    (lambda n, x, y: n.cost_and_gradients(x[:4], y[:4] + 9), ValueError,
+     r"mini-batch y label 0 is \d+, expected a class in 0\.\.3"),
+])
+def test_network3_accuracy_and_single_steps(call, exc, match):
+    net = _net3()
+    x, y = _data3()
+    with pytest.raises(exc, match=match):
+        call(net, x, y)
+    assert net.step == 0
+
+
+@pytest.mark.parametrize("mutate,exc,match", [
+    (lambda n: n.layers[1].w.set_value(np.full((18, 5), np.nan)), ValueError,
+     r"layers\[1\].w \(FullyConnectedLayer\) contains NaN or infinity"),
+    (lambda n: n.layers[0].b.set_value(np.array([0.0, np.inf, 0.0])), ValueError,
+     r"layers\[0\].b \(ConvPoolLayer\) contains NaN or infinity"),
+    (lambda n: n.layers[2].w.set_value(np.zeros((5, 4), dtype=np.int64)), TypeError,
+     r"layers\[2\].w has dtype int64, expected float32 or float64"),
+    (lambda n: setattr(n.layers[1], "activation_fn", lambda z: z), ValueError,
+     r"layers\[1\] has the activation_fn .*whose derivative is not known: training needs one "
+     r"of network3's linear, sigmoid, tanh, ReLU"),
+])
+def test_network3_parameters_replaced_by_user(mutate, exc, match, capsys):
+    net = _net3()
+    mutate(net)
+    x, y = _data3()
+    with pytest.raises(exc, match=match):
+        net.SGD((x, y), 1, M3, 0.1, None, None)
+    with pytest.raises(exc, match=match):
+        net.train_mini_batch(x[:4], y[:4], 0.1)
+    if "derivative" not in match:       # an unknown activation still predicts
+        with pytest.raises(exc, match=match):
+            net.predict(x)
+    assert capsys.readouterr().out == ""
+
+
+def test_network3_nonfinite_training_data_no_longer_trains_to_nan(capsys):
+    """The issue's example: NaN data used to train the weights to NaN without a word."""
+    net = _net3()
+    x, y = _data3()
+    x[7, 0] = np.nan
+    with pytest.raises(ValueError, match=r"training_data x example 7 contains NaN"):
+        net.SGD((N3.SharedArray(x), N3.SharedArray(y)), 1, M3, 0.1, None, None)
+    assert all(np.isfinite(p.get_value()).all() for p in net.params)
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda nets, x, y: N3.ensemble_predict([], x), ValueError, r"nets is empty"),
+    (lambda nets, x, y: N3.ensemble_predict(nets[0], x), TypeError,
+     r"nets must be a list of network3 Networks, got Network"),
+    (lambda nets, x, y: N3.ensemble_predict(nets + ["net"], x), TypeError,
+     r"nets\[2\] must be a network3 Network, got str"),
+    (lambda nets, x, y: N3.ensemble_predict(
+        nets + [N3.Network([N3.FullyConnectedLayer(112, 5), N3.SoftmaxLayer(5, 3)], M3)], x),
+     ValueError, r"nets\[2\] maps 112 inputs to 3 classes, nets\[0\] 112 to 4"),
+    (lambda nets, x, y: N3.ensemble_predict(nets, x[:, :7]), ValueError,
+     r"x has shape \(12, 7\), expected \(n, 112\)"),
+    (lambda nets, x, y: N3.ensemble_predict(nets, _nan_at(x, 4)), ValueError,
+     r"x example 4 contains NaN"),
+    (lambda nets, x, y: N3.ensemble_accuracy(nets, x), TypeError,
+     r"data must be a pair \(x, y\)"),
+    (lambda nets, x, y: N3.ensemble_accuracy(nets, (x, y[:5])), ValueError,
+     r"data y has shape \(5,\), expected \(12,\)"),
+    (lambda nets, x, y: N3.vote([[0, 1], [1, -1]]), ValueError,
+     r"predictions hold the label -1, expected labels >= 0"),
+    (lambda nets, x, y: N3.vote([[0, 1], [1, 5]], n_classes=4), ValueError,
+     r"predictions hold the label 5, expected labels in 0\.\.3 \(n_classes=4\)"),
+    (lambda nets, x, y: N3.vote([[0.5, 1.0]]), TypeError,
+     r"predictions must be integer labels, got dtype float64"),
+    (lambda nets, x, y: N3.vote([0, 1, 1]), ValueError,
+     r"expected predictions of shape \(n_nets, n\) with n_nets >= 1, got \(3,\)"),
+    (lambda nets, x, y: N3.vote(np.zeros((0, 3), int)), ValueError, r"got \(0, 3\)"),
+    (lambda nets, x, y: N3.vote([[1]], n_classes=0), ValueError, r"n_classes must be >= 1"),
+])
+def test_network3_ensembles(call, exc, match):
+    nets = [_net3(), _net3(dropout_seed=3)]
+    x, y = _data3()
+    with pytest.raises(exc, match=match):
+        call(nets, x, y)
+
+
+@pytest.mark.parametrize("filename,exc,match", [
+    (3.5, TypeError, r"filename must be a path \(str or os.PathLike\) or None, got float 3.5"),
+    (["mnist.pkl.gz"], TypeError, r"filename must be a path .*got list"),
+    ("/nonexistent/mnist.pkl.gz", FileNotFoundError, r"no data file at '/nonexistent"),
+])
+def test_network3_load_data_shared(filename, exc, match):
+    with pytest.raises(exc, match=match):
+        N3.load_data_shared(filename)
+
+
+def test_network3_softmax_accuracy_needs_matching_labels():
+    net = _net3()
+    x, y = _data3()
+    net.predict(x)
+    last = net.layers[-1]
+    assert last.accuracy(y) == pytest.approx(np.mean(last.y_out == y))
+    with pytest.raises(ValueError, match=r"y has shape \(5,\), expected \(12,\)"):
+        last.accuracy(y[:5])

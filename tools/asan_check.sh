@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Build the compiled extensions with AddressSanitizer in a scratch copy of the
-# source tree and run the kernel tests there. The in-place build of this tree is
-# left untouched.
+# source tree and run the kernel tests there, once per kernel path this processor
+# can run. The in-place build of this tree is left untouched.
 #
-#   tools/asan_check.sh                      # default test selection
+#   tools/asan_check.sh                      # default test selection, every path
 #   tools/asan_check.sh tests/test_network.py -k thread
+#   KERNELS=generic tools/asan_check.sh      # the portable kernels only
 #
-# Environment: KEEP=1 keeps the scratch copy; JOBS=n parallel compile jobs (2).
+# Kernel paths: every one this build has and this processor runs
+# (nndl_fast._dense.kernel_paths(): "avx512", "avx2", "generic"), each forced by
+# NNDL_FAST_KERNELS=<path>, which selects the dense and the conv kernels alike.
+#
+# Environment: KEEP=1 keeps the scratch copy; JOBS=n parallel compile jobs (2);
+# KERNELS="avx2 generic" the paths to run (default: all of them).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,26 +50,34 @@ if [ "$(nm -D "$so" 2>/dev/null | grep -c __asan_)" = 0 ]; then
 fi
 
 if [ "$#" -eq 0 ]; then
+    # The dense kernels (chapters 1 and 3), then the chapter-6 conv kernels.
     set -- tests/test_properties.py tests/test_validation.py tests/test_network.py \
-           tests/test_reliability.py
+           tests/test_reliability.py tests/test_network3.py tests/test_conv_kernels.py \
+           tests/test_threads.py tests/test_kernel_paths.py
 fi
 existing=()
 for t in "$@"; do
     case "$t" in -*) existing+=("$t");; *) [ -e "$work/${t%%::*}" ] && existing+=("$t");; esac
 done
 
-echo "asan_check: running ${existing[*]}"
 # CPython itself is not built with ASan: preload the runtime, and do not report
 # the interpreter's intentional leaks at exit.
 cd "$work"
+export LD_PRELOAD="$libasan" PYTHONPATH="$work" NNDL_FAST_ASAN=1 \
+    ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:detect_odr_violation=0:${ASAN_OPTIONS:-}"
+kernels="${KERNELS:-$(env -u NNDL_FAST_KERNELS "$python" -c \
+    'from nndl_fast import _dense; print(" ".join(_dense.kernel_paths()))')}"
 status=0
-LD_PRELOAD="$libasan" \
-ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:detect_odr_violation=0:${ASAN_OPTIONS:-}" \
-PYTHONPATH="$work" NNDL_FAST_ASAN=1 \
-    "$python" -m pytest -q -p no:cacheprovider -x "${existing[@]}" || status=$?
-if [ "$status" -eq 0 ]; then
-    echo "asan_check: OK (no AddressSanitizer reports)"
-else
-    echo "asan_check: FAILED (pytest exit status $status)" >&2
-fi
+for k in $kernels; do
+    export NNDL_FAST_KERNELS="$k"
+    echo "asan_check: kernels $k: running ${existing[*]}"
+    s=0
+    "$python" -m pytest -q -p no:cacheprovider -x "${existing[@]}" || s=$?
+    if [ "$s" -eq 0 ]; then
+        echo "asan_check: kernels $k: OK (no AddressSanitizer reports)"
+    else
+        echo "asan_check: kernels $k: FAILED (pytest exit status $s)" >&2
+        status=$s
+    fi
+done
 exit "$status"

@@ -30,6 +30,8 @@ import os
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from nndl_fast._validation import check_int, check_memory, check_real, describe
+
 __all__ = ["linear", "ReLU", "sigmoid", "tanh", "SharedArray", "load_data_shared",
            "size", "ConvPoolLayer", "FullyConnectedLayer", "SoftmaxLayer", "Network",
            "conv2d_valid", "conv2d_grad_filters", "conv2d_grad_input", "max_pool",
@@ -123,6 +125,9 @@ def load_data_shared(filename=None):
     ``T.cast(shared_y, "int32")``.
     """
     from nndl_fast import mnist_loader
+    if filename is not None and not isinstance(filename, (str, bytes, os.PathLike)):
+        raise TypeError("filename must be a path (str or os.PathLike) or None, got %s"
+                        % describe(filename))
     if filename is not None and not os.path.exists(filename):
         raise FileNotFoundError("no data file at %r" % (filename,))
     data = mnist_loader.load_data(filename)
@@ -224,27 +229,82 @@ def book_dropout_seed():
 
 
 # ------------------------------------------------------------------- layers
+# The compiled kernels index with C ints: every per-example count and each
+# layer's parameter count must fit one.
+INT_MAX = 2 ** 31 - 1
+
+
+def _positive_ints(value, n, name, meaning):
+    """``value`` as a tuple of ``n`` ints >= 1 (``meaning`` names the entries)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise TypeError("%s must be a tuple of %d integers (%s), got %s"
+                        % (name, n, meaning, describe(value)))
+    if len(value) != n:
+        raise ValueError("%s must have %d entries (%s), got %r"
+                         % (name, n, meaning, tuple(value)))
+    return tuple(check_int(v, "%s[%d]" % (name, i), 1) for i, v in enumerate(value))
+
+
+def _check_fits_int(counts, what):
+    for name, count in counts:
+        if count > INT_MAX:
+            raise ValueError("%s is too large: %s = %d, at most %d are supported"
+                             % (what, name, count, INT_MAX))
+
+
+def _check_activation(activation_fn):
+    if not callable(activation_fn):
+        raise TypeError("activation_fn must be a function such as network3's sigmoid, tanh, "
+                        "ReLU or linear, got %s" % describe(activation_fn))
+    return activation_fn
+
+
+def _check_dense_args(kind, n_in, n_out, p_dropout):
+    n_in = check_int(n_in, "n_in", 1)
+    n_out = check_int(n_out, "n_out", 1)
+    p_dropout = check_real(p_dropout, "p_dropout")
+    if not 0.0 <= p_dropout < 1.0:
+        raise ValueError("p_dropout must be in [0, 1), got %r" % (p_dropout,))
+    what = "%s(n_in=%d, n_out=%d)" % (kind, n_in, n_out)
+    _check_fits_int([("n_in * n_out", n_in * n_out)], what)
+    check_memory(n_in * n_out + n_out, what)
+    return n_in, n_out, p_dropout
+
+
 class ConvPoolLayer(object):
     """Convolution ('valid', flipped kernels) + max-pooling + activation."""
 
     def __init__(self, filter_shape, image_shape, poolsize=(2, 2), activation_fn=sigmoid):
-        self.filter_shape = tuple(int(s) for s in filter_shape)
-        self.image_shape = tuple(int(s) for s in image_shape)
-        self.poolsize = tuple(int(s) for s in poolsize)
-        self.activation_fn = activation_fn
-        if len(self.filter_shape) != 4 or len(self.image_shape) != 4 or len(self.poolsize) != 2:
-            raise ValueError("expected filter_shape (filters, channels, h, w), image_shape "
-                             "(mini_batch_size, channels, h, w), poolsize (ph, pw); got %s, "
-                             "%s, %s" % (filter_shape, image_shape, poolsize))
-        if self.filter_shape[1] != self.image_shape[1]:
-            raise ValueError("filter_shape has %d channels, image_shape %d"
-                             % (self.filter_shape[1], self.image_shape[1]))
-        hc = self.image_shape[2] - self.filter_shape[2] + 1
-        wc = self.image_shape[3] - self.filter_shape[3] + 1
-        if hc < 1 or wc < 1 or min(self.poolsize) < 1 or hc < self.poolsize[0] \
-                or wc < self.poolsize[1]:
-            raise ValueError("filter %s and pool %s do not fit image %s"
-                             % (self.filter_shape, self.poolsize, self.image_shape))
+        # Everything is checked before the parameters are drawn.
+        self.filter_shape = _positive_ints(filter_shape, 4, "filter_shape",
+                                           "filters, channels, rows, columns")
+        self.image_shape = _positive_ints(image_shape, 4, "image_shape",
+                                          "mini_batch_size, channels, rows, columns")
+        self.poolsize = _positive_ints(poolsize, 2, "poolsize", "rows, columns")
+        self.activation_fn = _check_activation(activation_fn)
+        n_filt, c, kh, kw = self.filter_shape
+        h, w = self.image_shape[2:]
+        if c != self.image_shape[1]:
+            raise ValueError("filter_shape %s has %d input channels, image_shape %s has %d: "
+                             "they must be equal" % (self.filter_shape, c, self.image_shape,
+                                                     self.image_shape[1]))
+        if kh > h or kw > w:
+            raise ValueError("filters of %dx%d (filter_shape %s) do not fit images of %dx%d "
+                             "(image_shape %s)" % (kh, kw, self.filter_shape, h, w,
+                                                   self.image_shape))
+        hc, wc = h - kh + 1, w - kw + 1
+        if self.poolsize[0] > hc or self.poolsize[1] > wc:
+            raise ValueError("poolsize %s does not fit the %dx%d convolution output (images "
+                             "of %dx%d, filters of %dx%d)"
+                             % (self.poolsize, hc, wc, h, w, kh, kw))
+        what = "ConvPoolLayer(filter_shape=%s, image_shape=%s)" % (self.filter_shape,
+                                                                    self.image_shape)
+        _check_fits_int([("channels * rows * columns", c * h * w),
+                         ("the filters' weights", n_filt * c * kh * kw),
+                         ("the convolution outputs", n_filt * hc * wc),
+                         ("the unrolled image (channels * filter area * positions)",
+                          c * kh * kw * hc * wc)], what)
+        check_memory(n_filt * c * kh * kw + n_filt, what)
         self.conv_shape = (self.filter_shape[0], hc, wc)
         self.output_shape = (self.filter_shape[0], hc // self.poolsize[0],
                              wc // self.poolsize[1])
@@ -290,14 +350,13 @@ class ConvPoolLayer(object):
 
 class FullyConnectedLayer(object):
     def __init__(self, n_in, n_out, activation_fn=sigmoid, p_dropout=0.0):
-        self.n_in, self.n_out = int(n_in), int(n_out)
-        self.activation_fn = activation_fn
-        self.p_dropout = float(p_dropout)
-        if not 0.0 <= self.p_dropout < 1.0:
-            raise ValueError("p_dropout must be in [0, 1), got %r" % (p_dropout,))
-        self.w = SharedArray(np.random.normal(loc=0.0, scale=np.sqrt(1.0 / n_out),
-                                              size=(n_in, n_out)), name="w")
-        self.b = SharedArray(np.random.normal(loc=0.0, scale=1.0, size=(n_out,)), name="b")
+        self.n_in, self.n_out, self.p_dropout = _check_dense_args(
+            "FullyConnectedLayer", n_in, n_out, p_dropout)
+        self.activation_fn = _check_activation(activation_fn)
+        self.w = SharedArray(np.random.normal(loc=0.0, scale=np.sqrt(1.0 / self.n_out),
+                                              size=(self.n_in, self.n_out)), name="w")
+        self.b = SharedArray(np.random.normal(loc=0.0, scale=1.0, size=(self.n_out,)),
+                             name="b")
         self.params = [self.w, self.b]
 
     def _z(self, x, train, mask):
@@ -332,13 +391,11 @@ class FullyConnectedLayer(object):
 
 class SoftmaxLayer(FullyConnectedLayer):
     def __init__(self, n_in, n_out, p_dropout=0.0):
-        self.n_in, self.n_out = int(n_in), int(n_out)
-        self.p_dropout = float(p_dropout)
-        if not 0.0 <= self.p_dropout < 1.0:
-            raise ValueError("p_dropout must be in [0, 1), got %r" % (p_dropout,))
+        self.n_in, self.n_out, self.p_dropout = _check_dense_args(
+            "SoftmaxLayer", n_in, n_out, p_dropout)
         self.activation_fn = None
-        self.w = SharedArray(np.zeros((n_in, n_out)), name="w")
-        self.b = SharedArray(np.zeros((n_out,)), name="b")
+        self.w = SharedArray(np.zeros((self.n_in, self.n_out)), name="w")
+        self.b = SharedArray(np.zeros((self.n_out,)), name="b")
         self.params = [self.w, self.b]
 
     def forward(self, x, train=False, mask=None):
@@ -352,7 +409,11 @@ class SoftmaxLayer(FullyConnectedLayer):
         """Fraction of y that the last ``Network.predict`` got right (the book's accuracy)."""
         if getattr(self, "y_out", None) is None:
             raise ValueError("no predictions yet: call the network's predict(x) first")
-        return float(np.mean(np.asarray(_value(y)) == self.y_out))
+        y = np.asarray(_value(y))
+        if y.shape != self.y_out.shape:
+            raise ValueError("y has shape %s, expected %s: one label per example of the "
+                             "last predict" % (y.shape, self.y_out.shape))
+        return float(np.mean(y == self.y_out))
 
     def cost(self, p, y):
         """Mean negative log-likelihood of the labels y."""
@@ -401,6 +462,9 @@ class Network(object):
     # --- inference ------------------------------------------------------
     def feedforward(self, x):
         """Output of the last layer (class probabilities) for inputs x (n, n_in)."""
+        return self._feedforward(x)
+
+    def _feedforward(self, x):
         a = np.asarray(x, dtype=self.dtype).reshape(len(x), -1)
         for layer in self.layers:
             a, _ = layer.forward(a, train=False)
@@ -408,7 +472,7 @@ class Network(object):
 
     def predict_proba(self, x, batch=1000):
         x = _value(x)
-        return np.concatenate([self.feedforward(x[k:k + batch])
+        return np.concatenate([self._feedforward(x[k:k + batch])
                                for k in range(0, len(x), batch)]) if len(x) else \
             np.zeros((0, self.layers[-1].n_out), self.dtype)
 
@@ -427,13 +491,19 @@ class Network(object):
     def accuracy(self, data, mini_batch_size=None):
         """The book's accuracy: mean over whole mini-batches of each batch's accuracy."""
         m = mini_batch_size or self.mini_batch_size
-        x, y = _value(data[0]), _value(data[1])
+        return self._accuracy(_value(data[0]), _value(data[1]), m)
+
+    def _accuracy(self, x, y, m):
+        """``accuracy`` of the arrays x, y in mini-batches of m (what SGD calls)."""
         n_batches = len(x) // m
         if n_batches == 0:
             return 0.0
-        pred = self.predict(x[:n_batches * m])
+        pred = self._predict_labels(x[:n_batches * m])
         return float(np.mean(np.mean((pred == y[:n_batches * m]).reshape(n_batches, m),
                                      axis=1)))
+
+    def _predict_labels(self, x):
+        return self.predict(x)
 
     # --- training -------------------------------------------------------
     def cost_and_gradients(self, x, y, lmbda=0.0, num_training_batches=1):
@@ -509,7 +579,8 @@ class Network(object):
                 k += count
             iteration = num_training_batches * (epoch + 1) - 1
             if num_validation_batches:
-                validation_accuracy = self.accuracy(validation_data, m)
+                validation_accuracy = self._accuracy(_value(validation_data[0]),
+                                                     _value(validation_data[1]), m)
                 print("Epoch {0}: validation accuracy {1:.2%}".format(
                     epoch, validation_accuracy))
                 if validation_accuracy >= best_validation_accuracy:
@@ -517,7 +588,8 @@ class Network(object):
                     best_validation_accuracy = validation_accuracy
                     best_iteration = iteration
                     if test_data:
-                        test_accuracy = self.accuracy(test_data, m)
+                        test_accuracy = self._accuracy(_value(test_data[0]),
+                                                       _value(test_data[1]), m)
                         print('The corresponding test accuracy is {0:.2%}'.format(
                             test_accuracy))
         print("Finished training network.")
