@@ -129,10 +129,13 @@ def map_tasks(fn, tasks, scheduler=None, n_jobs=1, shared=None, on_result=None,
         arrays = {k: v for k, v in shared.items() if isinstance(v, np.ndarray)}
         scattered = {k: v for k, v in shared.items() if k not in arrays}
         if arrays:
-            # Keys of this call's own (hash=False): the same arrays scattered by an
-            # earlier call get the same hashed keys, which the scheduler may still
-            # be releasing ("lost dependencies").
-            scattered.update(client.scatter(arrays, broadcast=True, hash=False))
+            # Keys of this call's own (a list, hash=False: random keys): the same
+            # arrays scattered by an earlier call got the same keys (their hash, or
+            # a dict's own keys), which the scheduler may still be releasing, and
+            # tasks then failed with "lost dependencies".
+            names = list(arrays)
+            sent = client.scatter([arrays[k] for k in names], broadcast=True, hash=False)
+            scattered.update(zip(names, sent))
         prefix = "%s-%s" % (name or getattr(fn, "__name__", "task"), uuid.uuid4().hex[:8])
         futures = [client.submit(fn, task, key="%s-%d" % (prefix, i), pure=False, **scattered)
                    for i, task in enumerate(tasks)]
