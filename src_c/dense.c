@@ -34,7 +34,6 @@
 #define NF_FWD_E 2
 #define NF_UPD_R 2
 #define NF_CSR_NB 1
-#define NF_CSR_TWO 1
 #include "dense_kernels.h"
 #define NF_DOUBLE 0
 #define NF_SUF s_generic
@@ -42,7 +41,6 @@
 #define NF_FWD_E 6
 #define NF_UPD_R 4
 #define NF_CSR_NB 2
-#define NF_CSR_TWO 1
 #include "dense_kernels.h"
 #else
 #define NF_DOUBLE 1
@@ -51,7 +49,6 @@
 #define NF_FWD_E 1
 #define NF_UPD_R 1
 #define NF_CSR_NB 1
-#define NF_CSR_TWO 0
 #include "dense_kernels.h"
 #define NF_DOUBLE 0
 #define NF_SUF s_generic
@@ -59,7 +56,6 @@
 #define NF_FWD_E 2
 #define NF_UPD_R 2
 #define NF_CSR_NB 1
-#define NF_CSR_TWO 1
 #include "dense_kernels.h"
 #endif
 
@@ -71,7 +67,6 @@ NF_TARGET_BEGIN(NF_TARGET_AVX2)
 #define NF_FWD_E 2
 #define NF_UPD_R 2
 #define NF_CSR_NB 1
-#define NF_CSR_TWO 1
 #include "dense_kernels.h"
 #define NF_DOUBLE 0
 #define NF_SUF s_avx2
@@ -79,7 +74,6 @@ NF_TARGET_BEGIN(NF_TARGET_AVX2)
 #define NF_FWD_E 6
 #define NF_UPD_R 4
 #define NF_CSR_NB 2
-#define NF_CSR_TWO 1
 #include "dense_kernels.h"
 NF_TARGET_END
 
@@ -90,7 +84,6 @@ NF_TARGET_BEGIN(NF_TARGET_AVX512)
 #define NF_FWD_E 10
 #define NF_UPD_R 8
 #define NF_CSR_NB 4
-#define NF_CSR_TWO 1
 #include "dense_kernels.h"
 #define NF_DOUBLE 0
 #define NF_SUF s_avx512
@@ -98,7 +91,6 @@ NF_TARGET_BEGIN(NF_TARGET_AVX512)
 #define NF_FWD_E 12
 #define NF_UPD_R 8
 #define NF_CSR_NB 4
-#define NF_CSR_TWO 1
 #include "dense_kernels.h"
 NF_TARGET_END
 #endif

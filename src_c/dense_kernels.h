@@ -8,7 +8,6 @@
  *   NF_FWD_E    examples per sweep of the forward kernel (<= 12)
  *   NF_UPD_R    weight rows per sweep of the update kernel (8, 4, 2 or 1)
  *   NF_CSR_NB   16-unit blocks per sweep of the sparse first layer (<= 4)
- *   NF_CSR_TWO  1: two rows at once through the sparse first layer, else 1
  * chosen so that a sweep's accumulators and operands fit the path's vector
  * registers (32 AVX-512 or NEON registers, 16 AVX2 or SSE2).
  *
@@ -191,79 +190,46 @@ static void NF_FN(bwd)(int m, int rows, int nb, const NF_T *W, ptrdiff_t bstride
 }
 
 /* Layer 1's pre-activations of csr rows first .. first+m-1 through NB blocks:
- * per nonzero input, a broadcast times NB weight rows. Two rows go through at
- * once, each in its own sums (their order unchanged: the row's nonzeros in
- * ascending column order, as the dense kernels add them), so that twice as
- * many independent chains hide the FMA latency. */
-NF_INLINE void NF_FN(csr_group)(const int NB, const int two, const nndl_csr *X, int64_t row,
-                                int n_in, const NF_T *W, NF_T *out, int ldo)
+ * per nonzero input, a broadcast times NB weight rows, each sum adding the
+ * row's nonzero inputs in ascending column order (as the dense kernels add
+ * them: the zeros they add change no sum). */
+NF_INLINE void NF_FN(csr_group)(const int NB, const nndl_csr *X, int64_t row, int n_in,
+                                const NF_T *W, NF_T *out)
 {
-    NF_V acc[2][4][NF_NV];
+    NF_V acc[4][NF_NV];
     const ptrdiff_t bs = (ptrdiff_t)n_in * 16;
-    int64_t p[2], n[2];
     NF_UNROLL
-    for (int t = 0; t < 1 + two; t++) {
-        p[t] = X->ptr[row + t];
-        n[t] = X->ptr[row + t + 1] - p[t];
+    for (int b = 0; b < NB; b++)
         NF_UNROLL
-        for (int b = 0; b < NB; b++)
-            NF_UNROLL
-            for (int v = 0; v < NF_NV; v++) NF_VZERO(acc[t][b][v]);
-    }
-    const int64_t both = two ? (n[0] < n[1] ? n[0] : n[1]) : n[0];
+        for (int v = 0; v < NF_NV; v++) NF_VZERO(acc[b][v]);
     const float *vf = (const float *)X->val;
     const double *vd = (const double *)X->val;
-    int64_t q = 0;
-    for (; q < both; q++)
-        NF_UNROLL
-        for (int t = 0; t < 1 + two; t++) {
-            const int64_t e = p[t] + q;
-            const NF_T x = X->val_f32 ? (NF_T)vf[e] : (NF_T)vd[e];
-            const NF_T *w = W + (ptrdiff_t)X->idx[e] * 16;
-            NF_UNROLL
-            for (int b = 0; b < NB; b++)
-                NF_UNROLL
-                for (int v = 0; v < NF_NV; v++) {
-                    NF_V wv;
-                    NF_VLOAD(wv, w + b * bs + v * NF_VL);
-                    NF_VFMA(acc[t][b][v], x, wv);
-                }
-        }
-    NF_UNROLL
-    for (int t = 0; t < 1 + two; t++)
-        for (int64_t r = q; r < n[t]; r++) {
-            const int64_t e = p[t] + r;
-            const NF_T x = X->val_f32 ? (NF_T)vf[e] : (NF_T)vd[e];
-            const NF_T *w = W + (ptrdiff_t)X->idx[e] * 16;
-            NF_UNROLL
-            for (int b = 0; b < NB; b++)
-                NF_UNROLL
-                for (int v = 0; v < NF_NV; v++) {
-                    NF_V wv;
-                    NF_VLOAD(wv, w + b * bs + v * NF_VL);
-                    NF_VFMA(acc[t][b][v], x, wv);
-                }
-        }
-    NF_UNROLL
-    for (int t = 0; t < 1 + two; t++)
+    for (int64_t e = X->ptr[row]; e < X->ptr[row + 1]; e++) {
+        const NF_T x = X->val_f32 ? (NF_T)vf[e] : (NF_T)vd[e];
+        const NF_T *w = W + (ptrdiff_t)X->idx[e] * 16;
         NF_UNROLL
         for (int b = 0; b < NB; b++)
             NF_UNROLL
-            for (int v = 0; v < NF_NV; v++)
-                NF_VSTORE(out + (ptrdiff_t)t * ldo + b * 16 + v * NF_VL, acc[t][b][v]);
+            for (int v = 0; v < NF_NV; v++) {
+                NF_V wv;
+                NF_VLOAD(wv, w + b * bs + v * NF_VL);
+                NF_VFMA(acc[b][v], x, wv);
+            }
+    }
+    NF_UNROLL
+    for (int b = 0; b < NB; b++)
+        NF_UNROLL
+        for (int v = 0; v < NF_NV; v++)
+            NF_VSTORE(out + b * 16 + v * NF_VL, acc[b][v]);
 }
 
-#define NF_CSR_CASE(n)                                                                \
-    case n:                                                                           \
-        if (two) NF_FN(csr_group)(n, 1, X, first + i, n_in, wb, o, ldo);              \
-        else NF_FN(csr_group)(n, 0, X, first + i, n_in, wb, o, ldo);                  \
-        break;
+#define NF_CSR_CASE(n) \
+    case n: NF_FN(csr_group)(n, X, first + i, n_in, wb, o); break;
 
 static void NF_FN(csr_first)(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
                              const NF_T *W, NF_T *out, int ldo)
 {
-    for (int i = 0; i < m; i += 1 + NF_CSR_TWO) {
-        const int two = NF_CSR_TWO && i + 1 < m;
+    for (int i = 0; i < m; i++) {
         for (int b = 0; b < n_blocks; b += NF_CSR_NB) {
             const NF_T *wb = W + (ptrdiff_t)b * n_in * 16;
             NF_T *o = out + (ptrdiff_t)i * ldo + b * 16;
@@ -301,5 +267,4 @@ static void NF_FN(convert_f2d)(int n, const float *src, double *dst)
 #undef NF_FWD_E
 #undef NF_UPD_R
 #undef NF_CSR_NB
-#undef NF_CSR_TWO
 #undef NF_VBYTES
