@@ -17,12 +17,8 @@ from nndl_fast import network2, network3, scaleout
 
 @pytest.fixture(scope="module")
 def arrays(mnist_wrapped):
-    train, valid = mnist_wrapped[0][:600], mnist_wrapped[1][:200]
-    X = np.stack([x.ravel() for x, _ in train])
-    y = np.array([int(np.argmax(t)) for _, t in train])
-    X_val = np.stack([x.ravel() for x, _ in valid])
-    y_val = np.array([int(t) for _, t in valid])
-    return (X, y), (X_val, y_val)
+    return (scaleout._as_arrays(mnist_wrapped[0][:600], "training"),
+            scaleout._as_arrays(mnist_wrapped[1][:200], "validation"))
 
 
 def _strip(results):
