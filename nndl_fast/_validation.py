@@ -279,7 +279,8 @@ def pack_training(training_data, n_in, n_out, dtype, what="training", shared=Fal
     X, rows, found = _pack_pairs(training_data, 0, n_in, what + " input", what + "_data",
                                  shared=shared)
     try:
-        Y = pack_pairs(training_data, 1, n_out, what + " target", what + "_data", dtype=dtype)
+        Y, rows_y, _ = _pack_pairs(training_data, 1, n_out, what + " target", what + "_data",
+                                   dtype=dtype, shared=shared)
     except (TypeError, ValueError) as exc:
         first_y = training_data[0][1]
         if isinstance(first_y, numbers.Integral):
@@ -289,6 +290,10 @@ def pack_training(training_data, n_in, n_out, dtype, what="training", shared=Fal
     if not shared:
         return X, Y
     rows = np.arange(len(training_data), dtype=np.int64) if rows is None else rows
+    if rows_y is not None and not np.array_equal(rows_y, rows):
+        Y = Y[rows_y]           # the targets in list order (a copy)
+    elif rows_y is not None:
+        return (X, Y), rows, found
     return (X, _in_rows(Y, rows)), rows, found
 
 

@@ -64,13 +64,28 @@ def load_data_wrapper(path=None):
     tr_d, va_d, te_d = load_data(path)
     n_in = tr_d[0].shape[1]
     training_inputs = [np.reshape(x, (n_in, 1)) for x in tr_d[0]]
-    training_results = [vectorized_result(y) for y in tr_d[1]]
+    training_results = [np.reshape(e, (10, 1)) for e in _one_hot_rows(tr_d[1])]
     training_data = list(zip(training_inputs, training_results))
     validation_data = list(zip([np.reshape(x, (n_in, 1)) for x in va_d[0]],
                                [int(y) for y in va_d[1]]))
     test_data = list(zip([np.reshape(x, (n_in, 1)) for x in te_d[0]],
                          [int(y) for y in te_d[1]]))
     return training_data, validation_data, test_data
+
+
+def _one_hot_rows(labels):
+    """An (n, 10) float64 array, row i ``vectorized_result(labels[i])``'s column.
+
+    The training targets are views of its rows, as the inputs are views of the
+    rows of one array: ``SGD`` then takes both matrices as they are instead of
+    copying 50,000 columns on its first call."""
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise ValueError("expected digits 0..9, got labels from %d to %d"
+                         % (labels.min(), labels.max()))
+    rows = np.zeros((len(labels), 10))
+    rows[np.arange(len(labels)), labels.astype(np.intp)] = 1.0
+    return rows
 
 
 def vectorized_result(j):

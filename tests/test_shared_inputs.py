@@ -362,3 +362,67 @@ def test_shared_and_copied_lists_train_alike(module, mnist_wrapped, quiet, count
             assert float(b.rsplit(" ", 1)[1]) == pytest.approx(float(value), rel=1e-12)
         else:
             assert a == b
+
+
+def _loader_targets(data, seed=None):
+    """``data`` with its targets remade as views of the rows of one one-hot array,
+    item p's target in the row holding its input, as ``load_data_wrapper`` makes
+    them (in a random row order when ``seed``); returns (list, that array)."""
+    labels = [int(np.argmax(y)) for _, y in data]
+    order = _packing.shared_rows(data, 0, 784)[1] if seed is None else \
+        np.random.RandomState(seed).permutation(len(data))
+    targets = np.zeros((len(data), 10))
+    targets[order, labels] = 1.0
+    return [(x, np.reshape(targets[order[p]], (10, 1))) for p, (x, _) in enumerate(data)], \
+        targets
+
+
+def test_the_loaders_targets_are_not_copied(mnist_wrapped):
+    training = list(mnist_wrapped[0])
+    found = _packing.shared_rows(training, 1, 10)
+    assert found is not None and found[0].shape == (50000, 10)
+    (X, Y), rows, _ = _validation.pack_training(training, 784, 10, np.float64, shared=True)
+    assert np.shares_memory(Y, training[0][1]) and not Y.flags.writeable
+    np.testing.assert_array_equal(Y[rows[:100]], [y[:, 0] for _, y in training[:100]])
+    # asked for float32 targets, they are copied
+    (_, Y32), _, _ = _validation.pack_training(training[:50], 784, 10, np.float32, shared=True)
+    assert Y32.dtype == np.float32 and not np.shares_memory(Y32, training[0][1])
+
+
+@pytest.mark.parametrize("targets_order", [None, 3])
+def test_shared_targets_follow_their_items(targets_order, mnist_wrapped):
+    """Targets shared in the inputs' row order or in another one: row rows[p] of
+    the packed Y is item p's target either way."""
+    data, base = _loader_layout(mnist_wrapped, 300)
+    random.Random(1).shuffle(data)
+    data, targets = _loader_targets(data, targets_order)
+    (X, Y), rows, _ = _validation.pack_training(data, 784, 10, np.float64, shared=True)
+    assert np.shares_memory(X, base)
+    assert np.shares_memory(Y, targets) == (targets_order is None)
+    np.testing.assert_array_equal(X[rows], [x[:, 0] for x, _ in data])
+    np.testing.assert_array_equal(Y[rows], [y[:, 0] for _, y in data])
+
+
+@pytest.mark.parametrize("module", [network, network2])
+@pytest.mark.parametrize("change", ["none", "in_place", "rows_swapped", "item_copied"])
+def test_shared_targets_train_as_copies(module, change, mnist_wrapped, quiet, count_packs):
+    """Kept (shared) targets train as a fresh copy before each call would, whatever
+    happens to the targets' array or items between calls."""
+    results = []
+    for cached in (True, False):
+        training, _ = _loader_layout(mnist_wrapped, 400)
+        test, _ = _loader_layout(mnist_wrapped, 100, test=True)
+        random.Random(9).shuffle(training)
+        training, targets = _loader_targets(training)
+
+        def between(k):
+            if change == "in_place":
+                targets[5 + k] = np.roll(targets[5 + k], 1)
+            elif change == "rows_swapped":
+                targets[[1, 2]] = targets[[2, 1]]
+            elif change == "item_copied":
+                training[7] = (training[7][0], training[7][1].copy())
+        with quiet():
+            results.append(_train(module, training, test, 3, between, cached=cached))
+    for a, b in zip(*results):
+        assert np.array_equal(a, b)
