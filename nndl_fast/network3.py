@@ -72,6 +72,7 @@ epoch, ``bench/bench_network3.py``): about 1.2 s on 2 threads of a 16-core
 Xeon (2.3 s on 1), against about 34 s for the NumPy reference and 7.7 s for
 PyTorch on the CPU in the same run.
 """
+import dataclasses
 import json
 import math
 import numbers
@@ -100,6 +101,29 @@ __all__ = ["linear", "ReLU", "sigmoid", "tanh", "load_data_shared", "size", "Sha
            "single_thread_blas", "load", "NetworkFileError", "ACTIVATIONS"]
 
 _ACT_CODES = {id(linear): 0, id(sigmoid): 1, id(tanh): 2, id(ReLU): 3}
+
+@dataclasses.dataclass(frozen=True)
+class KernelLayer:
+    """One layer as the compiled kernels read it (``nf_layer`` in src_c/convnet.h),
+    by name: ``kind`` and ``act`` are ``_convnet``'s KIND_* and ACT_* codes; the conv
+    sizes (input image, filters, pool) stay 0 for the other kinds; ``w`` and ``b``
+    are the layer's C-contiguous parameters, which training updates in place."""
+    kind: int
+    act: int
+    n_in: int
+    n_out: int
+    w: np.ndarray
+    b: np.ndarray
+    p_dropout: float = 0.0
+    c_in: int = 0
+    h_in: int = 0
+    w_in: int = 0
+    n_filt: int = 0
+    kh: int = 0
+    kw: int = 0
+    ph: int = 0
+    pw: int = 0
+
 
 # The compiled kernels' limit (NF_MAX_LAYERS in src_c/convnet.h).
 _MAX_LAYERS = 32
@@ -388,9 +412,11 @@ class Network(NetworkLockMixin, ExportMixin, _ref.Network):
 
     # --- the layer description the compiled kernels read -----------------
     def _spec(self):
-        """Layer tuples for _convnet, or None when the reference must compute (an
-        activation without a kernel, the pure-Python mode)."""
-        if _convnet() is None:
+        """The layers as _convnet reads them (a list of :class:`KernelLayer`), or None
+        when the reference must compute (an activation without a kernel, the
+        pure-Python mode)."""
+        cv = _convnet()
+        if cv is None:
             return None
         spec = []
         for layer in self.layers:
@@ -402,23 +428,24 @@ class Network(NetworkLockMixin, ExportMixin, _ref.Network):
             if b.dtype != self.dtype or not b.flags.c_contiguous or not b.flags.writeable:
                 b = np.array(b, dtype=self.dtype, order="C")
                 layer.b.set_value(b, borrow=True)
+            sizes = {"n_in": layer.n_in, "n_out": layer.n_out, "w": w, "b": b}
             if isinstance(layer, SoftmaxLayer):
-                act = 0
-                kind = 2
-            else:
-                act = _ACT_CODES.get(id(layer.activation_fn))
-                if act is None:
-                    return None
-                kind = 0 if isinstance(layer, ConvPoolLayer) else 1
-            if kind == 0:
-                f, c, kh, kw = layer.filter_shape
-                _, _, h, wd = layer.image_shape
+                spec.append(KernelLayer(kind=cv.KIND_SOFTMAX, act=cv.ACT_LINEAR,
+                                        p_dropout=float(layer.p_dropout), **sizes))
+                continue
+            act = _ACT_CODES.get(id(layer.activation_fn))
+            if act is None:
+                return None
+            if isinstance(layer, ConvPoolLayer):
+                n_filt, c_in, kh, kw = layer.filter_shape
+                _, _, h_in, w_in = layer.image_shape
                 ph, pw = layer.poolsize
-                spec.append((0, act, c, h, wd, f, kh, kw, ph, pw, layer.n_in, layer.n_out,
-                             0.0, w, b))
+                spec.append(KernelLayer(kind=cv.KIND_CONV, act=act, c_in=c_in, h_in=h_in,
+                                        w_in=w_in, n_filt=n_filt, kh=kh, kw=kw, ph=ph, pw=pw,
+                                        **sizes))
             else:
-                spec.append((kind, act, 0, 0, 0, 0, 0, 0, 0, 0, layer.n_in, layer.n_out,
-                             float(layer.p_dropout), w, b))
+                spec.append(KernelLayer(kind=cv.KIND_DENSE, act=act,
+                                        p_dropout=float(layer.p_dropout), **sizes))
         return spec
 
     # --- compiled paths -------------------------------------------------
