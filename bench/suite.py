@@ -22,6 +22,7 @@ import numpy as np
 
 import nndl_fast
 from nndl_fast import _config
+from nndl_fast._threads import blas_single_thread
 from nndl_fast.reproduce import network3_layers
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -102,7 +103,7 @@ def _torch_epoch_fn(sizes, X, Y, order, mini_batch_size, eta, threads):
 def bench_network(sizes=(784, 30, 10), mini_batch_size=10, quick=False, threads=None,
                   reference_fraction=0.1, repeats=3):
     """Rows of {name, seconds per epoch, ratio vs reference} for chapter 1's network."""
-    from nndl_fast import _compiled, _dense, mnist_loader, network
+    from nndl_fast import _dense, mnist_loader, network
     from nndl_fast.reference import network as ref
     from nndl_fast._validation import pack_training
     sizes = list(sizes)
@@ -149,7 +150,7 @@ def bench_network(sizes=(784, 30, 10), mini_batch_size=10, quick=False, threads=
             fast._sync_params()
 
             def run(fast=fast, Xd=Xd, Yd=Yd, nt=nt, Xs=Xs):
-                with _compiled.blas_single_thread():
+                with blas_single_thread():
                     _dense.train_epoch(Xd, Yd, order, fast.weights, fast.biases,
                                        mini_batch_size, 3.0, num_threads=nt, X_sparse=Xs)
             rows.append({"name": "nndl_fast %s, %d thread%s" % (np.dtype(dtype).name, nt,
@@ -434,10 +435,9 @@ class _Suite(object):
             flops = dense_flops_per_example(case["sizes"], mbs, weight_decay=decay)["total"]
             self.log("%s, mini-batch %d" % (case["case"], mbs))
             # The book's per-example backprop on a part of an epoch, scaled up.
-            from threadpoolctl import threadpool_limits
             np.random.seed(0)
             net = _dense_network(ref_module, case, None, None)
-            with threadpool_limits(limits=1, user_api="blas"):
+            with blas_single_thread():
                 t = _median_time(lambda: _quietly(_sgd_one_epoch, net, case, ref_data, mbs), 1)
             self.add(group, "reference (book's per-example NumPy)", 1, "float64",
                      t * N_EPOCH / n_ref, flops, kind="reference",
@@ -482,8 +482,7 @@ class _Suite(object):
         n_ref = min(len(test), max(100, self.reference_n * 2))
         np.random.seed(0)
         ref = ref_network.Network(list(sizes))
-        from threadpoolctl import threadpool_limits
-        with threadpool_limits(limits=1, user_api="blas"):
+        with blas_single_thread():
             t = _median_time(lambda: [np.argmax(ref.feedforward(x)) for x, _ in test[:n_ref]], 1)
         self.add(group, "reference feedforward, one example at a time", 1, "float64",
                  t * N_EPOCH / n_ref, flops, kind="reference", note=_scaled_note(n_ref))

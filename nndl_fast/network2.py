@@ -33,14 +33,14 @@ from . import _config
 from ._random import make_generators
 from .export import ExportMixin
 from ._files import atomic_write
-from ._threads import NetworkLockMixin, serialised
+from ._threads import NetworkLockMixin, blas_single_thread, serialised
 
 if _config.use_compiled():
     from . import _dense
-    from ._compiled import CompiledDenseMixin as _DenseBase, blas_single_thread
+    from ._compiled import CompiledDenseMixin as _DenseBase
 else:  # pure-Python mode: the same class body, run by the NumPy reference
     from . import _fallback as _dense
-    from ._fallback import ReferenceDenseMixin as _DenseBase, blas_single_thread
+    from ._fallback import ReferenceDenseMixin as _DenseBase
 from ._validation import (check_dtype, check_int, check_real, check_sizes, describe,
                           pack_training)
 from .mnist_loader import vectorized_result

@@ -77,7 +77,6 @@ import json
 import math
 import numbers
 import os
-import threading
 import zipfile
 import zlib
 
@@ -87,7 +86,7 @@ from . import _config
 from ._random import make_generators
 from .export import ExportMixin
 from ._files import atomic_write
-from ._threads import NetworkLockMixin, serialised
+from ._threads import NetworkLockMixin, blas_single_thread, serialised
 from ._validation import _finite_or_raise, check_dtype, check_int, check_real
 from ._validation import describe as describe_value
 from .reference import network3 as _ref
@@ -131,69 +130,18 @@ _MAX_LAYERS = 32
 #: The activation functions a saved or exported network may use, by name.
 ACTIVATIONS = {"linear": linear, "sigmoid": sigmoid, "tanh": tanh, "ReLU": ReLU}
 
-# threadpoolctl's BLAS limit is process-wide: networks training in several
-# Python threads share one limit, held while any of them is inside a kernel.
-_blas_lock = threading.Lock()
-_blas_users = 0
-_blas_ctx = None
-
-
-class _SingleThreadBlas(object):
-    """BLAS held to one thread while our kernels run (they parallelise themselves,
-    and a single-threaded team must not let OpenBLAS spawn threads either).
-
-    Re-entrant and shared by all Python threads: the first entry sets the limit
-    (which costs about a millisecond), nested or concurrent entries only count.
-    """
-
-    def __enter__(self):
-        global _blas_users, _blas_ctx
-        with _blas_lock:
-            if _blas_users == 0:
-                from ._compiled import blas_single_thread
-                ctx = blas_single_thread()
-                ctx.__enter__()
-                _blas_ctx = ctx
-            _blas_users += 1
-        return self
-
-    def __exit__(self, *exc):
-        global _blas_users, _blas_ctx
-        with _blas_lock:
-            _blas_users -= 1
-            if _blas_users == 0:
-                ctx, _blas_ctx = _blas_ctx, None
-                ctx.__exit__(None, None, None)
-        return False
-
-
-def single_thread_blas():
-    """Context manager: BLAS limited to one thread for a whole block of calls
-    (``net.predict`` in a loop, say); the networks' methods take it anyway."""
-    return _SingleThreadBlas()
-
-
-_convnet_module = None
+#: Context manager: BLAS held to one thread for a whole block of calls
+#: (``net.predict`` in a loop, say); the networks' methods take it anyway.
+single_thread_blas = blas_single_thread
 
 
 def _convnet():
-    """The compiled module, or None in the pure-Python mode or when it is missing
-    (then the NumPy reference computes everything, with the same results)."""
-    global _convnet_module
-    use_compiled = getattr(_config, "use_compiled", None)
-    if use_compiled is not None and not use_compiled():
+    """The compiled module, or None in the pure-Python mode (then the NumPy
+    reference computes everything, with the same results)."""
+    if not _config.use_compiled("_convnet"):
         return None
-    if _convnet_module is None:
-        try:
-            from . import _convnet as mod
-        except ImportError as exc:  # an incomplete build
-            import warnings
-            warnings.warn("nndl_fast._convnet is not available (%s): network3 runs the "
-                          "pure-NumPy reference" % exc, RuntimeWarning, stacklevel=3)
-            _convnet_module = False
-        else:
-            _convnet_module = mod
-    return _convnet_module or None
+    from . import _convnet as mod
+    return mod
 
 
 # --- checks of the public entry points' arguments ----------------------------------------
@@ -460,7 +408,7 @@ class Network(NetworkLockMixin, ExportMixin, _ref.Network):
         x = np.ascontiguousarray(x, dtype=self.dtype)
         y = np.ascontiguousarray(y, dtype=np.int64)
         nt = self._threads()
-        with _SingleThreadBlas():
+        with blas_single_thread():
             _convnet().train(spec, x, y, first, count, m, float(eta),
                              float(lmbda) / num_training_batches, self.step,
                              self.dropout_seed & 0xFFFFFFFFFFFFFFFF, nt)
@@ -487,7 +435,7 @@ class Network(NetworkLockMixin, ExportMixin, _ref.Network):
             return _ref.Network.predict_proba(self, x)
         x = np.ascontiguousarray(x, dtype=self.dtype)
         nt = self._threads()
-        with _SingleThreadBlas():
+        with blas_single_thread():
             return _convnet().predict(spec, x, nt)
 
     def _predict_labels(self, x):
@@ -569,7 +517,7 @@ class Network(NetworkLockMixin, ExportMixin, _ref.Network):
             else self._checked_data(validation_data, "validation_data")
         test = None if test_data is None else self._checked_data(test_data, "test_data")
         self._check_trainable()
-        with _SingleThreadBlas(), _config.training_run():
+        with blas_single_thread(), _config.training_run():
             return super(Network, self).SGD(training, epochs, mini_batch_size, eta,
                                             validation, test, lmbda=lmbda)
 
@@ -961,11 +909,7 @@ def vote(predictions, n_classes=None):
         if top > k:
             raise ValueError("predictions hold the label %d, expected labels in 0..%d "
                              "(n_classes=%d)" % (top - 1, k - 1, k))
-    counts = np.zeros((k, votes.shape[1]), dtype=np.int64)
-    cols = np.arange(votes.shape[1])
-    for v in votes:
-        counts[v, cols] += 1
-    return np.argmax(counts, axis=0)
+    return _ref.vote(votes, k)
 
 
 def _check_ensemble(nets):
@@ -990,9 +934,8 @@ def _check_ensemble(nets):
 
 def ensemble_predict(nets, data):
     """Majority vote of several networks' labels for data (x or an (x, y) pair)."""
-    n_in, n_out = _check_ensemble(nets)
-    x = checked_inputs(_inputs(data), n_in)
-    return vote([net.predict(x) for net in nets], n_classes=n_out)
+    n_in, _ = _check_ensemble(nets)
+    return _ref.ensemble_predict(nets, checked_inputs(_inputs(data), n_in))
 
 
 def ensemble_accuracy(nets, data):

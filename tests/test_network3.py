@@ -481,3 +481,12 @@ def test_kernel_layers_are_named_and_checked_before_the_kernels():
         bad[l] = dataclasses.replace(spec[l], **change)
         with pytest.raises(ValueError, match=message):
             _convnet.predict(bad, x, 1)
+
+
+def test_compiled_or_reference_is_the_package_switch(monkeypatch):
+    """network3 asks _config.use_compiled, as the dense chapters do: in the
+    pure-Python mode its networks compute with the reference."""
+    from nndl_fast import _config
+    monkeypatch.setattr(_config, "PURE_PYTHON", True)
+    assert N._convnet() is None
+    assert small_net(N, "ReLU")._spec() is None
