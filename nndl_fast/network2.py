@@ -558,7 +558,7 @@ def write_document(filename, sizes, weights, biases, cost_name):
             "weights": [np.asarray(w, dtype=np.float64).tolist() for w in weights],
             "biases": [np.asarray(b, dtype=np.float64).tolist() for b in biases],
             "cost": cost_name}
-    # json.dumps, not json.dump: only the one-shot encoder is the C one (5-10x faster).
+    # json.dumps, not json.dump: only the one-shot encoder is the C one.
     text = json.dumps(data, allow_nan=False)
     with atomic_write(filename, "w") as f:
         f.write(text)

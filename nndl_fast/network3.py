@@ -67,10 +67,7 @@ whole call, so each call sees the parameters as the previous call left them.
 Separate networks train at once, each with the results it has alone, sharing
 the cores (see ``num_threads=`` above). See docs/threads.md.
 
-Speed (the book's first conv net, mini-batch 10, float32, one 50,000-image
-epoch, ``bench/bench_network3.py``): about 1.2 s on 2 threads of a 16-core
-Xeon (2.3 s on 1), against about 34 s for the NumPy reference and 7.7 s for
-PyTorch on the CPU in the same run.
+Speed: see docs/benchmarks.md (the first conv net, and the later ones).
 """
 import dataclasses
 import json
