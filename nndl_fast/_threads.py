@@ -27,8 +27,9 @@ _registry_lock = threading.Lock()
 _locks = weakref.WeakKeyDictionary()
 
 # threadpoolctl's limit is process-wide, and restoring it on exit would undo it
-# for runs still inside in other Python threads: the first entry sets it, the
-# last exit restores it.
+# for calls still running in other Python threads: the first entry sets it (one
+# threadpoolctl call), nested and concurrent entries only count, the last exit
+# restores it.
 _blas_lock = threading.Lock()
 _blas_users = 0
 _blas_limit = None
@@ -63,6 +64,8 @@ class NetworkLockMixin(object):
 
 
 class _SingleThreadBlas(object):
+    """One entry into the shared BLAS limit (see ``blas_single_thread``)."""
+
     def __enter__(self):
         global _controller, _blas_users, _blas_limit
         with _blas_lock:

@@ -98,6 +98,7 @@ __all__ = ["linear", "ReLU", "sigmoid", "tanh", "load_data_shared", "size", "Sha
 
 _ACT_CODES = {id(linear): 0, id(sigmoid): 1, id(tanh): 2, id(ReLU): 3}
 
+
 @dataclasses.dataclass(frozen=True)
 class KernelLayer:
     """One layer as the compiled kernels read it (``nf_layer`` in src_c/convnet.h),
