@@ -18,7 +18,7 @@ import numpy as np
 from threadpoolctl import threadpool_info
 
 from nndl_fast import expand_mnist, mnist_loader
-from nndl_fast.benchmarks import per_image_loop
+from suite import per_image_loop
 
 
 def best_of(repeats, func):

@@ -10,7 +10,7 @@ Same as ``python -m nndl_fast bench kernel_paths``.
 """
 import sys
 
-from nndl_fast.benchmarks import main
+from suite import main
 
 if __name__ == "__main__":
     sys.exit(main(["kernel_paths"] + sys.argv[1:]))

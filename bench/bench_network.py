@@ -4,7 +4,7 @@
 """
 import sys
 
-from nndl_fast.benchmarks import main
+from suite import main
 
 if __name__ == "__main__":
     sys.exit(main(["network"] + sys.argv[1:]))

@@ -6,7 +6,7 @@ Same as ``python -m nndl_fast bench``.
 """
 import sys
 
-from nndl_fast.benchmarks import main
+from suite import main
 
 if __name__ == "__main__":
     sys.exit(main(["suite"] + sys.argv[1:]))

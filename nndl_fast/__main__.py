@@ -212,8 +212,7 @@ def _train_network(args, sizes):
 
 def _train_network2(args, sizes):
     import nndl_fast
-    from nndl_fast.benchmarks import _import_optional
-    network2 = _import_optional("network2")
+    network2 = nndl_fast._config.import_optional("network2")
     kwargs = {"dtype": args.dtype}
     if network2 is None:
         from nndl_fast.reference import network2
@@ -248,10 +247,9 @@ def _train_network2(args, sizes):
 
 def _train_network3(args):
     import tempfile
-    from nndl_fast import expand_mnist, mnist_loader
-    from nndl_fast.benchmarks import (_import_optional, build_network3_layers,
-                                      chapter6_layers)
-    network3 = _import_optional("network3")
+    from nndl_fast import _config, expand_mnist, mnist_loader
+    from nndl_fast.reproduce import network3_layers
+    network3 = _config.import_optional("network3")
     if network3 is None:
         print("nndl_fast.network3 is not present in this installation: chapter-6 "
               "training is not available", file=sys.stderr)
@@ -271,8 +269,7 @@ def _train_network3(args):
         training, validation, test = network3.load_data_shared(args.data)
     else:
         training, validation, test = network3.load_data_shared()
-    spec = chapter6_layers(args.preset, args.batch)
-    net = network3.Network(build_network3_layers(network3, spec), args.batch)
+    net = network3.Network(network3_layers(args.preset, args.batch, network3), args.batch)
     print("network3 %s: %d training images, %d epochs, mini-batch %d, eta %g, lmbda %g"
           % (args.preset, tr[0].shape[0], args.epochs, args.batch, args.eta, args.lmbda))
     t0 = time.perf_counter()
@@ -287,7 +284,7 @@ def _train_network3(args):
         print("Saved to %s (.npz archive; network3.load reads it)" % args.save)
     if args.plot:
         from nndl_fast import plot
-        if any(layer[0] == "conv" for layer in spec):
+        if any(isinstance(layer, network3.ConvPoolLayer) for layer in net.layers):
             plot.plot_filters(net, args.plot)
         else:
             plot.plot_misclassified(net, te, args.plot)
@@ -407,20 +404,33 @@ def _spec_text(spec):
     return text + (" (dropout %g)" % spec["p_dropout"] if spec["p_dropout"] else "")
 
 
+def _bench_dir():
+    """The source checkout's ``bench/`` folder: next to this package, else in the
+    current directory; None where neither has one (an installed wheel)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for folder in (os.path.join(here, "bench"), os.path.abspath("bench")):
+        if os.path.isfile(os.path.join(folder, "suite.py")):
+            return folder
+    return None
+
+
 def _cmd_bench(args):
     import runpy
-    if args.what == "suite":
-        from nndl_fast import benchmarks
-        return benchmarks.main(["suite"] + args.rest)
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidates = [os.path.join(here, "..", "bench", "bench_%s.py" % args.what)]
-    for path in candidates:
-        if os.path.exists(path):
-            sys.argv = [path] + args.rest
-            runpy.run_path(path, run_name="__main__")
-            return 0
-    from nndl_fast import benchmarks
-    return benchmarks.main([args.what] + args.rest)
+    folder = _bench_dir()
+    if folder is None:
+        print("python -m nndl_fast bench: the benchmarks are not part of the installed "
+              "package; they run from a source checkout (its bench/ folder). From the "
+              "checkout's root: pip install -e . && python -m nndl_fast bench %s"
+              % " ".join([args.what] + args.rest), file=sys.stderr)
+        return 2
+    sys.path.insert(0, folder)         # the scripts import the suite module from there
+    script = os.path.join(folder, "bench_%s.py" % args.what)
+    if args.what != "suite" and os.path.exists(script):
+        sys.argv = [script] + args.rest
+        runpy.run_path(script, run_name="__main__")
+        return 0
+    import suite
+    return suite.main([args.what] + args.rest)
 
 
 def _cmd_baseline(args):
@@ -640,10 +650,14 @@ def build_parser():
     p.set_defaults(func=_cmd_figures)
 
     p = sub.add_parser("bench", help="run the benchmark suite, or one benchmark by name "
-                       "(network, network2, network3, expand_mnist, gradient_check, "
-                       "kernel_paths)")
-    p.add_argument("what", nargs="?", default="suite")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+                       "(from a source checkout: bench/)",
+                       description="Benchmarks, from a source checkout's bench/ folder (an "
+                       "installed wheel does not ship them). 'bench NAME --help' lists a "
+                       "benchmark's options.")
+    p.add_argument("what", nargs="?", default="suite",
+                   help="suite (default), network, network2, network3, expand_mnist, "
+                   "gradient_check, kernel_paths, ...: bench/bench_NAME.py")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options")
     p.set_defaults(func=_cmd_bench)
     return parser
 

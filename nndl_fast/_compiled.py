@@ -3,58 +3,18 @@ one compiled call per epoch, batched feed-forward, BLAS held to one thread insid
 our own OpenMP regions.
 """
 import random
-import threading
 import time
 
 import numpy as np
 
 from . import _config, _datacache, _dense, _shuffle
 from ._dense_common import DenseParamsMixin
-
-_controller = None
+from ._threads import blas_single_thread
 
 # Inputs at most this dense go to the first layer as sparse rows: a mini-batch
 # of 10 MNIST images (19% nonzero) has ~380 of its 784 columns nonzero
 # somewhere, so the first layer does about half the dense work.
 SPARSE_DENSITY = 0.3
-
-
-# threadpoolctl's limit is process-wide, and restoring it on exit would undo it
-# for runs still training in other Python threads: the first entry sets it, the
-# last exit restores it.
-_blas_lock = threading.Lock()
-_blas_users = 0
-_blas_limit = None
-
-
-class _SingleThreadBlas(object):
-    def __enter__(self):
-        global _controller, _blas_users, _blas_limit
-        with _blas_lock:
-            if _blas_users == 0:
-                from threadpoolctl import ThreadpoolController
-                if _controller is None:
-                    _controller = ThreadpoolController()
-                limit = _controller.limit(limits=1, user_api="blas")
-                limit.__enter__()
-                _blas_limit = limit
-            _blas_users += 1
-        return self
-
-    def __exit__(self, *exc):
-        global _blas_users, _blas_limit
-        with _blas_lock:
-            _blas_users -= 1
-            if _blas_users == 0:
-                limit, _blas_limit = _blas_limit, None
-                limit.__exit__(None, None, None)
-        return False
-
-
-def blas_single_thread():
-    """BLAS limited to one thread (our kernels parallelise themselves); re-entrant
-    and shared by all Python threads."""
-    return _SingleThreadBlas()
 
 
 class CompiledDenseMixin(DenseParamsMixin):

@@ -95,6 +95,16 @@ def use_compiled(*extensions):
     return True
 
 
+def import_optional(name):
+    """``nndl_fast.<name>`` when that module is present in this installation, else None."""
+    try:
+        return importlib.import_module("%s.%s" % (__package__, name))
+    except ModuleNotFoundError as exc:
+        if exc.name != "%s.%s" % (__package__, name):
+            raise
+        return None
+
+
 def _built_copy_elsewhere():
     """When this package is an unbuilt source checkout's ``nndl_fast/`` (imported
     because Python puts the current directory first on ``sys.path``), the

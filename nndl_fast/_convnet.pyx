@@ -5,10 +5,10 @@ can print the book's progress lines) in one OpenMP team with the GIL released;
 ``predict`` computes the last layer's outputs for a whole data set. The other
 functions expose single kernels for the tests.
 
-Layer descriptions (``spec``) are tuples made by ``nndl_fast.network3``:
-``(kind, act, c_in, h_in, w_in, n_filt, kh, kw, ph, pw, n_in, n_out, p_dropout, w, b)``
-with ``w``/``b`` C-contiguous arrays of the compute dtype, updated in place.
-Everything is checked here, in Python; the C code never raises.
+Layer descriptions (``spec``) are lists of ``nndl_fast.network3.KernelLayer``,
+read here by field name, with ``w``/``b`` C-contiguous arrays of the compute dtype,
+updated in place. Everything is checked here, before the GIL is released; the C
+code never raises.
 """
 from libc.stdint cimport int64_t, uint64_t
 
@@ -134,7 +134,8 @@ cdef _fill_net(nf_net *net, list spec, dtype, int num_threads, uint64_t seed):
     net.gemm_f = _gemm_f
     net.gemm_d = _gemm_d
     for l, s in enumerate(spec):
-        kind, act, c_in, h_in, w_in, n_filt, kh, kw, ph, pw, n_in, n_out, p, w, b = s
+        kind, act, n_in, n_out, p = s.kind, s.act, s.n_in, s.n_out, s.p_dropout
+        w, b = s.w, s.b
         ly = &net.layers[l]
         ly.kind, ly.act = kind, act
         ly.n_in, ly.n_out, ly.p_dropout = n_in, n_out, p
@@ -142,6 +143,8 @@ cdef _fill_net(nf_net *net, list spec, dtype, int num_threads, uint64_t seed):
             if l != n_conv:
                 raise ValueError("conv-pool layers must come before the other layers")
             n_conv += 1
+            c_in, h_in, w_in, n_filt = s.c_in, s.h_in, s.w_in, s.n_filt
+            kh, kw, ph, pw = s.kh, s.kw, s.ph, s.pw
             ly.c_in, ly.h_in, ly.w_in, ly.n_filt = c_in, h_in, w_in, n_filt
             ly.kh, ly.kw, ly.ph, ly.pw = kh, kw, ph, pw
             ly.hc, ly.wc = h_in - kh + 1, w_in - kw + 1
@@ -165,9 +168,9 @@ cdef _fill_net(nf_net *net, list spec, dtype, int num_threads, uint64_t seed):
             raise ValueError("layer %d: unknown kind %r" % (l, kind))
         if act not in (ACT_LINEAR, ACT_SIGMOID, ACT_TANH, ACT_RELU):
             raise ValueError("layer %d: unknown activation code %r" % (l, act))
-        if l > 0 and spec[l - 1][11] != n_in:
+        if l > 0 and spec[l - 1].n_out != n_in:
             raise ValueError("layer %d expects %d inputs, the layer before gives %d"
-                             % (l, n_in, spec[l - 1][11]))
+                             % (l, n_in, spec[l - 1].n_out))
         _check_array(w, dtype, "layer %d's w" % l)
         _check_array(b, dtype, "layer %d's b" % l)
         ly.w = _data(w)

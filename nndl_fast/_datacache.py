@@ -10,8 +10,8 @@ same items with the same contents.
 (``_packing.fingerprint``: every byte of every array, each item's dtype and
 shape, and the packed row each item sits in), so an array changed in place, an
 item replaced, appended or removed, or a different dtype is noticed and the
-list is packed again. The check reads the data once, at memory speed: ~10 ms
-for MNIST's training set, where packing it again takes ~10x that. SGD shuffles
+list is packed again. The check reads the data once, at memory speed, far
+quicker than packing it again (docs/how-it-is-built.md). SGD shuffles
 the list in place and reports each shuffle to :func:`permuted`, so the list's
 item ``p`` is always row ``rows[p]`` of the packed matrices.
 

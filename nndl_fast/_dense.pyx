@@ -471,8 +471,8 @@ cdef void _first_layer_step(const Plan *p, int blk, floating **W, floating **VW,
     only the rows it changes, and the pre-activations are s·(V x). V takes s
     in whenever s leaves [1e-3, 1e3], and at the end of the epoch.
 
-    (Fusing the two sweeps over the block into one was measured slower: the
-    combined loop needs more registers than AVX-512 has.)"""
+    (The two sweeps over the block stay two: one fused loop needs more registers
+    than AVX-512 has, and spills.)"""
     cdef int n_in = p.sizes[0], ld1 = p.padded[1]
     cdef floating *w = W[1] + <Py_ssize_t> blk * n_in * BW
     cdef double scale = 1.0

@@ -21,7 +21,6 @@ per-example algorithm from :mod:`nndl_fast.reference`: the reference class's own
 from the stdlib generator exactly as ``random.shuffle`` does, as the compiled
 path does, so for the same seeds both modes visit the same mini-batches.
 """
-import contextlib
 import enum
 import random
 import time
@@ -31,7 +30,7 @@ import numpy as np
 from ._dense_common import DenseParamsMixin
 from ._validation import pack_training
 
-__all__ = ["CostKind", "Regularization", "ReferenceDenseMixin", "blas_single_thread",
+__all__ = ["CostKind", "Regularization", "ReferenceDenseMixin",
            "forward", "train_epoch"]
 
 
@@ -46,12 +45,6 @@ class Regularization(enum.IntEnum):
     """Same names and values as ``_dense.Regularization``."""
     L2 = 0
     L1 = 1
-
-
-@contextlib.contextmanager
-def blas_single_thread():
-    """No own threads to protect in this mode: BLAS keeps its settings."""
-    yield
 
 
 def _sigmoid(z):

@@ -1,9 +1,9 @@
 """Turning the book's lists of (x, y) column pairs into matrices, in one C loop.
 
 The book's data are Python lists of 50,000 ``(x, y)`` tuples holding (784, 1)
-arrays. Checking and copying them item by item in Python costs about a second;
-here each item is checked (type, shape, dtype) and copied row by row into a
-preallocated (n, n_rows) matrix, with the same error messages.
+arrays. Checking and copying them item by item in Python is slow; here each
+item is checked (type, shape, dtype) and copied row by row into a preallocated
+(n, n_rows) matrix, with the same error messages.
 
 Lists in ``mnist_loader``'s layout, whose x's are all the rows of one array,
 are not copied at all (:func:`shared_rows`). Either way the packed matrix is
@@ -103,8 +103,8 @@ def pack_columns(seq, int which, Py_ssize_t n_rows, cnp.ndarray out, what, pair_
 # the item. The sum does not depend on the list's order, so after SGD shuffles
 # the list (and the caller permutes ``rows`` alike) it is unchanged; an item
 # replaced, an array changed in place or two arrays' contents swapped change it.
-# Reading the bytes runs at memory speed, on several threads: ~5 ms for
-# MNIST's 50,000 training pairs, where packing them again takes ~20x that.
+# Reading the bytes runs at memory speed, on several threads: much quicker than
+# packing the list again.
 
 cdef extern from *:
     """
@@ -198,7 +198,7 @@ def fingerprint(list seq, const int64_t[::1] rows, int num_threads=1, known=None
     cdef unsigned char[::1] uk = use_known
     # Items are visited in row order, which is their order when packed: after a
     # shuffle that is still the order of their memory (for the loader's data),
-    # ~4x faster to read than the list's shuffled order.
+    # which reads faster than the list's shuffled order (it stays sequential).
     item_of_row = np.full(n, -1, np.int64)
     cdef int64_t[::1] inv = item_of_row
     for p in range(n):

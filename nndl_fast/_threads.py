@@ -12,15 +12,28 @@ The lock is re-entrant (SGD evaluates the network while it holds it) and is
 not stored on the network, so networks still pickle and copy. ``net.lock``
 (``NetworkLockMixin``) hands it out, for a group of calls that must see the
 same parameters (``with net.lock: ...``). See docs/threads.md.
+
+``blas_single_thread()`` holds BLAS to one thread while nndl_fast computes: the
+compiled kernels run their own OpenMP team (BLAS threads would spin against it),
+and the small products of the reference path gain nothing from more.
 """
 import functools
 import threading
 import weakref
 
-__all__ = ["network_lock", "serialised", "NetworkLockMixin"]
+__all__ = ["network_lock", "serialised", "NetworkLockMixin", "blas_single_thread"]
 
 _registry_lock = threading.Lock()
 _locks = weakref.WeakKeyDictionary()
+
+# threadpoolctl's limit is process-wide, and restoring it on exit would undo it
+# for calls still running in other Python threads: the first entry sets it (one
+# threadpoolctl call), nested and concurrent entries only count, the last exit
+# restores it.
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limit = None
+_controller = None
 
 
 def network_lock(net):
@@ -48,3 +61,35 @@ class NetworkLockMixin(object):
     def lock(self):
         """The network's re-entrant lock (``with net.lock:`` groups several calls)."""
         return network_lock(self)
+
+
+class _SingleThreadBlas(object):
+    """One entry into the shared BLAS limit (see ``blas_single_thread``)."""
+
+    def __enter__(self):
+        global _controller, _blas_users, _blas_limit
+        with _blas_lock:
+            if _blas_users == 0:
+                from threadpoolctl import ThreadpoolController
+                if _controller is None:
+                    _controller = ThreadpoolController()
+                limit = _controller.limit(limits=1, user_api="blas")
+                limit.__enter__()
+                _blas_limit = limit
+            _blas_users += 1
+        return self
+
+    def __exit__(self, *exc):
+        global _blas_users, _blas_limit
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                limit, _blas_limit = _blas_limit, None
+                limit.__exit__(None, None, None)
+        return False
+
+
+def blas_single_thread():
+    """Context manager: BLAS limited to one thread; re-entrant and shared by all
+    Python threads (one limit for a whole block of calls, too)."""
+    return _SingleThreadBlas()

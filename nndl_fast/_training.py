@@ -11,7 +11,7 @@ no list of pairs is built or packed. ``train_conv`` does the same for
 import numpy as np
 
 from . import _config
-from ._threads import network_lock
+from ._threads import blas_single_thread, network_lock
 from ._validation import check_int, check_real
 
 __all__ = ["as_inputs", "as_labels", "one_hot", "train_dense", "train_conv"]
@@ -138,7 +138,6 @@ def train_conv(net, x, labels, epochs, eta, lmbda=0.0, evaluation=None, after_ep
     over whole mini-batches). Returns a dict with ``evaluation_accuracy`` and
     ``epochs``.
     """
-    from . import network3
     epochs = check_int(epochs, "epochs", 0)
     eta = check_real(eta, "eta")
     lmbda = check_real(lmbda, "lmbda", 0.0)
@@ -154,7 +153,7 @@ def train_conv(net, x, labels, epochs, eta, lmbda=0.0, evaluation=None, after_ep
         x_eval = as_inputs(evaluation[0], n_in, "x_eval")
         labels_eval = as_labels(evaluation[1], x_eval.shape[0], n_out, "labels_eval")
     accuracies = []
-    with network_lock(net), network3.single_thread_blas(), _config.training_run():
+    with network_lock(net), blas_single_thread(), _config.training_run():
         for epoch in range(epochs):
             k = 0
             while k < n_batches:

@@ -452,7 +452,7 @@ def _misclassified(path, net, test_x, test_y, max_images=33):
 def chapter6(out, settings, seed=BOOK_SEED, log=print):
     """The first conv layer's learned filters, and the test digits the conv net gets wrong."""
     from . import mnist_loader, network3
-    from .benchmarks import build_network3_layers, chapter6_layers
+    from .reproduce import network3_layers
     from .plot import plot_filters
     tr, va, te = mnist_loader.load_data()
     training = _shared_subset(network3, tr, settings.ch6_train)
@@ -460,8 +460,7 @@ def chapter6(out, settings, seed=BOOK_SEED, log=print):
     test = _shared_subset(network3, te, settings.ch6_eval)
     _seed(seed)
     mini_batch_size = 10
-    net = network3.Network(build_network3_layers(network3,
-                                                 chapter6_layers("ch6-conv1", mini_batch_size)),
+    net = network3.Network(network3_layers("ch6-conv1", mini_batch_size, network3),
                            mini_batch_size)
     t0 = time.perf_counter()
     with _quiet():

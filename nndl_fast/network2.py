@@ -33,14 +33,14 @@ from . import _config
 from ._random import make_generators
 from .export import ExportMixin
 from ._files import atomic_write
-from ._threads import NetworkLockMixin, serialised
+from ._threads import NetworkLockMixin, blas_single_thread, serialised
 
 if _config.use_compiled():
     from . import _dense
-    from ._compiled import CompiledDenseMixin as _DenseBase, blas_single_thread
+    from ._compiled import CompiledDenseMixin as _DenseBase
 else:  # pure-Python mode: the same class body, run by the NumPy reference
     from . import _fallback as _dense
-    from ._fallback import ReferenceDenseMixin as _DenseBase, blas_single_thread
+    from ._fallback import ReferenceDenseMixin as _DenseBase
 from ._validation import (check_dtype, check_int, check_real, check_sizes, describe,
                           pack_training)
 from .mnist_loader import vectorized_result
@@ -558,7 +558,7 @@ def write_document(filename, sizes, weights, biases, cost_name):
             "weights": [np.asarray(w, dtype=np.float64).tolist() for w in weights],
             "biases": [np.asarray(b, dtype=np.float64).tolist() for b in biases],
             "cost": cost_name}
-    # json.dumps, not json.dump: only the one-shot encoder is the C one (5-10x faster).
+    # json.dumps, not json.dump: only the one-shot encoder is the C one.
     text = json.dumps(data, allow_nan=False)
     with atomic_write(filename, "w") as f:
         f.write(text)

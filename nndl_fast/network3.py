@@ -67,16 +67,13 @@ whole call, so each call sees the parameters as the previous call left them.
 Separate networks train at once, each with the results it has alone, sharing
 the cores (see ``num_threads=`` above). See docs/threads.md.
 
-Speed (the book's first conv net, mini-batch 10, float32, one 50,000-image
-epoch, ``bench/bench_network3.py``): about 1.2 s on 2 threads of a 16-core
-Xeon (2.3 s on 1), against about 34 s for the NumPy reference and 7.7 s for
-PyTorch on the CPU in the same run.
+Speed: see docs/benchmarks.md (the first conv net, and the later ones).
 """
+import dataclasses
 import json
 import math
 import numbers
 import os
-import threading
 import zipfile
 import zlib
 
@@ -86,7 +83,7 @@ from . import _config
 from ._random import make_generators
 from .export import ExportMixin
 from ._files import atomic_write
-from ._threads import NetworkLockMixin, serialised
+from ._threads import NetworkLockMixin, blas_single_thread, serialised
 from ._validation import _finite_or_raise, check_dtype, check_int, check_real
 from ._validation import describe as describe_value
 from .reference import network3 as _ref
@@ -101,75 +98,48 @@ __all__ = ["linear", "ReLU", "sigmoid", "tanh", "load_data_shared", "size", "Sha
 
 _ACT_CODES = {id(linear): 0, id(sigmoid): 1, id(tanh): 2, id(ReLU): 3}
 
+
+@dataclasses.dataclass(frozen=True)
+class KernelLayer:
+    """One layer as the compiled kernels read it (``nf_layer`` in src_c/convnet.h),
+    by name: ``kind`` and ``act`` are ``_convnet``'s KIND_* and ACT_* codes; the conv
+    sizes (input image, filters, pool) stay 0 for the other kinds; ``w`` and ``b``
+    are the layer's C-contiguous parameters, which training updates in place."""
+    kind: int
+    act: int
+    n_in: int
+    n_out: int
+    w: np.ndarray
+    b: np.ndarray
+    p_dropout: float = 0.0
+    c_in: int = 0
+    h_in: int = 0
+    w_in: int = 0
+    n_filt: int = 0
+    kh: int = 0
+    kw: int = 0
+    ph: int = 0
+    pw: int = 0
+
+
 # The compiled kernels' limit (NF_MAX_LAYERS in src_c/convnet.h).
 _MAX_LAYERS = 32
 
 #: The activation functions a saved or exported network may use, by name.
 ACTIVATIONS = {"linear": linear, "sigmoid": sigmoid, "tanh": tanh, "ReLU": ReLU}
 
-# threadpoolctl's BLAS limit is process-wide: networks training in several
-# Python threads share one limit, held while any of them is inside a kernel.
-_blas_lock = threading.Lock()
-_blas_users = 0
-_blas_ctx = None
-
-
-class _SingleThreadBlas(object):
-    """BLAS held to one thread while our kernels run (they parallelise themselves,
-    and a single-threaded team must not let OpenBLAS spawn threads either).
-
-    Re-entrant and shared by all Python threads: the first entry sets the limit
-    (which costs about a millisecond), nested or concurrent entries only count.
-    """
-
-    def __enter__(self):
-        global _blas_users, _blas_ctx
-        with _blas_lock:
-            if _blas_users == 0:
-                from ._compiled import blas_single_thread
-                ctx = blas_single_thread()
-                ctx.__enter__()
-                _blas_ctx = ctx
-            _blas_users += 1
-        return self
-
-    def __exit__(self, *exc):
-        global _blas_users, _blas_ctx
-        with _blas_lock:
-            _blas_users -= 1
-            if _blas_users == 0:
-                ctx, _blas_ctx = _blas_ctx, None
-                ctx.__exit__(None, None, None)
-        return False
-
-
-def single_thread_blas():
-    """Context manager: BLAS limited to one thread for a whole block of calls
-    (``net.predict`` in a loop, say); the networks' methods take it anyway."""
-    return _SingleThreadBlas()
-
-
-_convnet_module = None
+#: Context manager: BLAS held to one thread for a whole block of calls
+#: (``net.predict`` in a loop, say); the networks' methods take it anyway.
+single_thread_blas = blas_single_thread
 
 
 def _convnet():
-    """The compiled module, or None in the pure-Python mode or when it is missing
-    (then the NumPy reference computes everything, with the same results)."""
-    global _convnet_module
-    use_compiled = getattr(_config, "use_compiled", None)
-    if use_compiled is not None and not use_compiled():
+    """The compiled module, or None in the pure-Python mode (then the NumPy
+    reference computes everything, with the same results)."""
+    if not _config.use_compiled("_convnet"):
         return None
-    if _convnet_module is None:
-        try:
-            from . import _convnet as mod
-        except ImportError as exc:  # an incomplete build
-            import warnings
-            warnings.warn("nndl_fast._convnet is not available (%s): network3 runs the "
-                          "pure-NumPy reference" % exc, RuntimeWarning, stacklevel=3)
-            _convnet_module = False
-        else:
-            _convnet_module = mod
-    return _convnet_module or None
+    from . import _convnet as mod
+    return mod
 
 
 # --- checks of the public entry points' arguments ----------------------------------------
@@ -388,9 +358,11 @@ class Network(NetworkLockMixin, ExportMixin, _ref.Network):
 
     # --- the layer description the compiled kernels read -----------------
     def _spec(self):
-        """Layer tuples for _convnet, or None when the reference must compute (an
-        activation without a kernel, the pure-Python mode)."""
-        if _convnet() is None:
+        """The layers as _convnet reads them (a list of :class:`KernelLayer`), or None
+        when the reference must compute (an activation without a kernel, the
+        pure-Python mode)."""
+        cv = _convnet()
+        if cv is None:
             return None
         spec = []
         for layer in self.layers:
@@ -402,23 +374,24 @@ class Network(NetworkLockMixin, ExportMixin, _ref.Network):
             if b.dtype != self.dtype or not b.flags.c_contiguous or not b.flags.writeable:
                 b = np.array(b, dtype=self.dtype, order="C")
                 layer.b.set_value(b, borrow=True)
+            sizes = {"n_in": layer.n_in, "n_out": layer.n_out, "w": w, "b": b}
             if isinstance(layer, SoftmaxLayer):
-                act = 0
-                kind = 2
-            else:
-                act = _ACT_CODES.get(id(layer.activation_fn))
-                if act is None:
-                    return None
-                kind = 0 if isinstance(layer, ConvPoolLayer) else 1
-            if kind == 0:
-                f, c, kh, kw = layer.filter_shape
-                _, _, h, wd = layer.image_shape
+                spec.append(KernelLayer(kind=cv.KIND_SOFTMAX, act=cv.ACT_LINEAR,
+                                        p_dropout=float(layer.p_dropout), **sizes))
+                continue
+            act = _ACT_CODES.get(id(layer.activation_fn))
+            if act is None:
+                return None
+            if isinstance(layer, ConvPoolLayer):
+                n_filt, c_in, kh, kw = layer.filter_shape
+                _, _, h_in, w_in = layer.image_shape
                 ph, pw = layer.poolsize
-                spec.append((0, act, c, h, wd, f, kh, kw, ph, pw, layer.n_in, layer.n_out,
-                             0.0, w, b))
+                spec.append(KernelLayer(kind=cv.KIND_CONV, act=act, c_in=c_in, h_in=h_in,
+                                        w_in=w_in, n_filt=n_filt, kh=kh, kw=kw, ph=ph, pw=pw,
+                                        **sizes))
             else:
-                spec.append((kind, act, 0, 0, 0, 0, 0, 0, 0, 0, layer.n_in, layer.n_out,
-                             float(layer.p_dropout), w, b))
+                spec.append(KernelLayer(kind=cv.KIND_DENSE, act=act,
+                                        p_dropout=float(layer.p_dropout), **sizes))
         return spec
 
     # --- compiled paths -------------------------------------------------
@@ -433,7 +406,7 @@ class Network(NetworkLockMixin, ExportMixin, _ref.Network):
         x = np.ascontiguousarray(x, dtype=self.dtype)
         y = np.ascontiguousarray(y, dtype=np.int64)
         nt = self._threads()
-        with _SingleThreadBlas():
+        with blas_single_thread():
             _convnet().train(spec, x, y, first, count, m, float(eta),
                              float(lmbda) / num_training_batches, self.step,
                              self.dropout_seed & 0xFFFFFFFFFFFFFFFF, nt)
@@ -460,7 +433,7 @@ class Network(NetworkLockMixin, ExportMixin, _ref.Network):
             return _ref.Network.predict_proba(self, x)
         x = np.ascontiguousarray(x, dtype=self.dtype)
         nt = self._threads()
-        with _SingleThreadBlas():
+        with blas_single_thread():
             return _convnet().predict(spec, x, nt)
 
     def _predict_labels(self, x):
@@ -542,7 +515,7 @@ class Network(NetworkLockMixin, ExportMixin, _ref.Network):
             else self._checked_data(validation_data, "validation_data")
         test = None if test_data is None else self._checked_data(test_data, "test_data")
         self._check_trainable()
-        with _SingleThreadBlas(), _config.training_run():
+        with blas_single_thread(), _config.training_run():
             return super(Network, self).SGD(training, epochs, mini_batch_size, eta,
                                             validation, test, lmbda=lmbda)
 
@@ -934,11 +907,7 @@ def vote(predictions, n_classes=None):
         if top > k:
             raise ValueError("predictions hold the label %d, expected labels in 0..%d "
                              "(n_classes=%d)" % (top - 1, k - 1, k))
-    counts = np.zeros((k, votes.shape[1]), dtype=np.int64)
-    cols = np.arange(votes.shape[1])
-    for v in votes:
-        counts[v, cols] += 1
-    return np.argmax(counts, axis=0)
+    return _ref.vote(votes, k)
 
 
 def _check_ensemble(nets):
@@ -963,9 +932,8 @@ def _check_ensemble(nets):
 
 def ensemble_predict(nets, data):
     """Majority vote of several networks' labels for data (x or an (x, y) pair)."""
-    n_in, n_out = _check_ensemble(nets)
-    x = checked_inputs(_inputs(data), n_in)
-    return vote([net.predict(x) for net in nets], n_classes=n_out)
+    n_in, _ = _check_ensemble(nets)
+    return _ref.ensemble_predict(nets, checked_inputs(_inputs(data), n_in))
 
 
 def ensemble_accuracy(nets, data):

@@ -81,8 +81,8 @@ from ._files import atomic_write
 
 __all__ = ["Row", "ROWS", "CHAPTERS", "DataSpec", "FULL", "QUICK", "Task", "rows_for",
            "plan", "run_one", "record", "run_task", "reproduce", "write_reports",
-           "read_results", "default_out_dir", "task_key", "chapter6_layers", "dropout_seed",
-           "expanded_training", "describe_rows", "RESULTS_FILE"]
+           "read_results", "default_out_dir", "task_key", "chapter6_layers", "network3_layers",
+           "CH6_NETS", "dropout_seed", "expanded_training", "describe_rows", "RESULTS_FILE"]
 
 RESULTS_FILE = "results.json"
 TABLE_FILE = "results.md"
@@ -114,7 +114,7 @@ class Row:
 
     ``module`` is "network", "network2", "network3" or "ensemble"; ``net`` the
     layer sizes (chapters 1 and 3), the name of the chapter-6 layers
-    (``benchmarks.chapter6_layers``) or, for an ensemble, the row whose nets vote.
+    (``network3_layers``) or, for an ensemble, the row whose nets vote.
     ``book`` is the book's figure (a fraction) and ``book_text`` how the book
     states it; ``measure`` (a key of ``MEASURES``) is what of ours compares with it.
     """
@@ -610,19 +610,53 @@ def _shared_eval_data(spec):
                        for a in (d[0], d[1].astype(np.int32))) for d in (va, te))
 
 
+#: The chapter-6 networks whose hidden layers use ReLU (the others sigmoid).
+_RELU_NETS = ("ch6-conv2-relu", "ch6-expanded", "ch6-expanded-2fc", "ch6-dropout")
+CH6_NETS = ("ch6-fc", "ch6-conv1", "ch6-conv2") + _RELU_NETS
+
+
+def network3_layers(name, mini_batch_size, network3=None):
+    """New layer objects of the book's chapter-6 network ``name`` (one of
+    ``CH6_NETS``, e.g. "ch6-conv2-relu"), built by ``network3`` (default
+    ``nndl_fast.network3``; ``nndl_fast.reference.network3`` works too)."""
+    if name not in CH6_NETS:
+        raise ValueError("unknown chapter-6 network %r; expected one of %s"
+                         % (name, ", ".join(CH6_NETS)))
+    if network3 is None:
+        from . import network3
+    N, m = network3, mini_batch_size
+    act = N.ReLU if name in _RELU_NETS else N.sigmoid
+    if name == "ch6-fc":
+        return [N.FullyConnectedLayer(n_in=784, n_out=100, activation_fn=N.sigmoid),
+                N.SoftmaxLayer(n_in=100, n_out=10)]
+    layers = [N.ConvPoolLayer(image_shape=(m, 1, 28, 28), filter_shape=(20, 1, 5, 5),
+                              poolsize=(2, 2), activation_fn=act)]
+    if name == "ch6-conv1":
+        return layers + [N.FullyConnectedLayer(n_in=20 * 12 * 12, n_out=100, activation_fn=act),
+                         N.SoftmaxLayer(n_in=100, n_out=10)]
+    layers.append(N.ConvPoolLayer(image_shape=(m, 20, 12, 12), filter_shape=(40, 20, 5, 5),
+                                  poolsize=(2, 2), activation_fn=act))
+    if name == "ch6-dropout":
+        return layers + [
+            N.FullyConnectedLayer(n_in=40 * 4 * 4, n_out=1000, activation_fn=act, p_dropout=0.5),
+            N.FullyConnectedLayer(n_in=1000, n_out=1000, activation_fn=act, p_dropout=0.5),
+            N.SoftmaxLayer(n_in=1000, n_out=10, p_dropout=0.5)]
+    layers.append(N.FullyConnectedLayer(n_in=40 * 4 * 4, n_out=100, activation_fn=act))
+    if name == "ch6-expanded-2fc":
+        layers.append(N.FullyConnectedLayer(n_in=100, n_out=100, activation_fn=act))
+    return layers + [N.SoftmaxLayer(n_in=100, n_out=10)]
+
+
 def chapter6_layers(row, network3=None):
     """New layer objects of a chapter-6 row (a name such as "ch6-dropout" or
     "dropout"; the ensemble's are its members'), built by ``network3``
     (default ``nndl_fast.network3``; ``nndl_fast.reference.network3`` works too)."""
-    from .benchmarks import build_network3_layers, chapter6_layers as specs
-    if network3 is None:
-        from . import network3
     row = _row(row if isinstance(row, Row) or str(row).startswith("ch6-") else "ch6-" + row)
     if row.chapter != "ch6":
         raise ValueError("expected a chapter-6 row, got %r" % row.name)
     if row.module == "ensemble":
         row = _row(row.net)
-    return build_network3_layers(network3, specs(row.net, row.mini_batch_size))
+    return network3_layers(row.net, row.mini_batch_size, network3)
 
 
 def dropout_seed(seed):

@@ -129,8 +129,8 @@ def average_bias_gradient(net, data):
         Y = np.hstack(ys).astype(np.float64, copy=False)
         # Small products: BLAS's own threads would only contend with each other
         # (and with any OpenMP team still spinning after training).
-        from threadpoolctl import threadpool_limits
-        with threadpool_limits(limits=1, user_api="blas"):
+        from ._threads import blas_single_thread
+        with blas_single_thread():
             total = _batched_bias_gradient(net, X, Y)
     else:
         total = [np.zeros(np.shape(b), dtype=np.float64) for b in net.biases]

@@ -3,10 +3,16 @@ bench kernel_paths``) in quick mode: every path this processor runs, each in
 its own processes, with ratios to the fastest and the targets of the AVX2 and
 baseline paths."""
 import json
+import os
+import sys
 
 import pytest
 
-from nndl_fast import _config, benchmarks
+from nndl_fast import _config
+
+BENCH_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
+sys.path.insert(0, BENCH_DIR)
+import suite as benchmarks  # noqa: E402  (bench/suite.py, from the checkout)
 
 pytestmark = pytest.mark.skipif(not _config.use_compiled(), reason="compiled kernels only")
 
@@ -21,7 +27,7 @@ def test_quick_run_times_every_path(tmp_path, capsys):
     assert result["quick"] and result["threads"] == 2 and result["repeats"] == 1
     assert result["base"] == paths[0]
     cases = [c for c, kind, _ in benchmarks.PATH_CASES
-             if kind == "dense" or benchmarks._import_optional("network3") is not None]
+             if kind == "dense" or _config.import_optional("network3") is not None]
     rows = result["rows"]
     assert [(r["case"], r["path"]) for r in rows] == [(c, p) for c in cases for p in paths]
     for case in cases:

@@ -1,11 +1,18 @@
-"""The benchmark suite's pieces: analytic FLOP counts, GEMM peak, table, progress bar."""
+"""The benchmark suite's pieces (bench/suite.py): analytic FLOP counts, GEMM peak,
+table, progress bar; and ``python -m nndl_fast bench`` in and out of a checkout."""
 import io
+import os
 import random
+import sys
 
 import numpy as np
 import pytest
 
-from nndl_fast import benchmarks
+from nndl_fast import __main__ as cli
+
+BENCH_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
+sys.path.insert(0, BENCH_DIR)
+import suite as benchmarks  # noqa: E402  (bench/suite.py, from the checkout)
 
 
 def test_dense_flops_count():
@@ -22,7 +29,9 @@ def test_dense_flops_count():
 
 
 def test_conv_flops_count():
-    spec = benchmarks.layer_flop_spec(benchmarks.chapter6_layers("ch6-conv1", 10))
+    from nndl_fast import reproduce
+    from nndl_fast.reference import network3
+    spec = benchmarks.layer_flop_spec(reproduce.network3_layers("ch6-conv1", 10, network3))
     assert spec == [("conv", (1, 28, 28), (20, 5, 5)), ("fc", 2880, 100), ("fc", 100, 10)]
     f = benchmarks.conv_flops_per_example(spec, 10)
     conv = 2 * 20 * 25 * 24 * 24
@@ -31,7 +40,31 @@ def test_conv_flops_count():
     with pytest.raises(ValueError, match="larger than"):
         benchmarks.conv_flops_per_example([("conv", (1, 3, 3), (2, 5, 5))], 1)
     with pytest.raises(ValueError, match="unknown chapter-6"):
-        benchmarks.chapter6_layers("ch6-nope", 10)
+        reproduce.network3_layers("ch6-nope", 10)
+
+
+def test_bench_command_finds_the_checkout(monkeypatch, tmp_path, capsys):
+    assert os.path.samefile(cli._bench_dir(), BENCH_DIR)
+    monkeypatch.chdir(tmp_path)              # found next to the package, from anywhere
+    assert os.path.samefile(cli._bench_dir(), BENCH_DIR)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    for argv, shows in ((["bench", "--help"], "source checkout"),
+                        (["bench", "suite", "--help"], "--quick"),
+                        (["bench", "expand_mnist", "--help"], "--repeats")):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv)
+        assert exc.value.code == 0
+        assert shows in capsys.readouterr().out, argv
+
+
+def test_bench_command_outside_a_checkout(monkeypatch, tmp_path, capsys):
+    """An installed wheel has no bench/: the command says where benchmarks run."""
+    monkeypatch.setattr(cli, "_bench_dir", lambda: None)
+    assert cli.main(["bench", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "they run from a source checkout" in err
+    assert "python -m nndl_fast bench suite --quick" in err
 
 
 def test_gemm_peak_is_a_plausible_rate():

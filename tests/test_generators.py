@@ -209,9 +209,8 @@ def test_shared_num_threads_divides_the_cores_among_active_runs(monkeypatch):
 
 def test_blas_limit_outlives_a_concurrent_run():
     """The BLAS limit set for one run is not undone by another run ending first."""
-    pytest.importorskip("nndl_fast._dense")
     from threadpoolctl import threadpool_info
-    from nndl_fast._compiled import blas_single_thread
+    from nndl_fast._threads import blas_single_thread
 
     def blas_threads():
         return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]

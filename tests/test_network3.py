@@ -451,3 +451,42 @@ def test_direct_and_portable_conv_kernels_agree(run_with_kernels):
     outs = {k: r[1] for k, r in runs.items()}
     np.testing.assert_allclose(outs["generic"], outs["default"], rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(outs["generic"][-n_banded:], outs["default"][-n_banded:])
+
+
+@pytest.mark.skipif(N._convnet() is None, reason="compiled kernels only")
+def test_kernel_layers_are_named_and_checked_before_the_kernels():
+    """The compiled kernels read each layer's fields by name, and _convnet refuses
+    a description that does not fit together before any C code runs."""
+    import dataclasses
+    from nndl_fast import _convnet
+    x, _ = small_data(8)
+    net = small_net(N, "ReLU", p=0.2)
+    spec = net._spec()
+    C, D, S = _convnet.KIND_CONV, _convnet.KIND_DENSE, _convnet.KIND_SOFTMAX
+    assert [s.kind for s in spec] == [C, C, D, D, S]
+    conv = spec[0]
+    assert (conv.n_filt, conv.c_in, conv.kh, conv.kw) == net.layers[0].filter_shape
+    assert spec[2].p_dropout == 0.2 and spec[2].act == _convnet.ACT_RELU
+    assert spec[2].w is net.layers[2].w.get_value(borrow=True)     # updated in place
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec[2].n_in = 3
+    x = np.ascontiguousarray(x, dtype=net.dtype)
+    np.testing.assert_array_equal(_convnet.predict(spec, x, 1), net.predict_proba(x))
+    for l, change, message in ((2, {"n_in": spec[2].n_in + 1}, "layer 2"),
+                               (0, {"kh": 99}, "do not fit the image"),
+                               (0, {"n_out": spec[0].n_out + 1}, "inconsistent conv sizes"),
+                               (2, {"act": 7}, "unknown activation code 7"),
+                               (3, {"p_dropout": 1.0}, "p_dropout must be in")):
+        bad = list(spec)
+        bad[l] = dataclasses.replace(spec[l], **change)
+        with pytest.raises(ValueError, match=message):
+            _convnet.predict(bad, x, 1)
+
+
+def test_compiled_or_reference_is_the_package_switch(monkeypatch):
+    """network3 asks _config.use_compiled, as the dense chapters do: in the
+    pure-Python mode its networks compute with the reference."""
+    from nndl_fast import _config
+    monkeypatch.setattr(_config, "PURE_PYTHON", True)
+    assert N._convnet() is None
+    assert small_net(N, "ReLU")._spec() is None

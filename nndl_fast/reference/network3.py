@@ -602,12 +602,17 @@ class Network(object):
         return best_validation_accuracy
 
 
-def ensemble_predict(nets, x):
-    """Majority vote of the nets' predicted labels (ties go to the smallest label)."""
-    x = _value(x)
-    votes = np.stack([np.asarray(net.predict(x)) for net in nets])  # (n_nets, n)
-    n_classes = max(int(net.layers[-1].n_out) for net in nets)
+def vote(votes, n_classes):
+    """Majority vote over the rows of labels ``votes`` (n_nets, n) in 0..n_classes-1;
+    ties go to the smallest label."""
     counts = np.zeros((n_classes, votes.shape[1]), dtype=np.int64)
     for v in votes:
         counts[v, np.arange(votes.shape[1])] += 1
     return np.argmax(counts, axis=0)
+
+
+def ensemble_predict(nets, x):
+    """Majority vote of the nets' predicted labels (ties go to the smallest label)."""
+    x = _value(x)
+    votes = np.stack([np.asarray(net.predict(x)) for net in nets])  # (n_nets, n)
+    return vote(votes, max(int(net.layers[-1].n_out) for net in nets))

@@ -1,7 +1,7 @@
 """Benchmarks: seconds per 50,000-image epoch, as ratios to the NumPy reference
 measured in the same run.
 
-``python -m nndl_fast bench [--quick]`` runs the whole suite (chapters 1, 3 and,
+``python -m nndl_fast bench [--quick]`` (from a source checkout) runs the whole suite (chapters 1, 3 and,
 when present, 6; evaluation throughput; expand_mnist) and prints a Markdown
 table, writes JSON and a PNG bar chart. ``python -m nndl_fast bench network``
 (or ``python bench/bench_network.py``) is chapter 1 alone, with the NumPy
@@ -20,10 +20,16 @@ import time
 
 import numpy as np
 
+import nndl_fast
+from nndl_fast import _config
+from nndl_fast._threads import blas_single_thread
+from nndl_fast.reproduce import network3_layers
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+
 
 def _environment():
     from threadpoolctl import threadpool_info
-    from . import _config
     return {"config": _config.config_dict(), "threadpool_info": threadpool_info(),
             "machine": platform.machine(), "processor": platform.processor(),
             "cpu_count": os.cpu_count()}
@@ -52,7 +58,7 @@ class MatrixNetwork(object):
         self.biases = [b.copy() for b in biases]
 
     def epoch(self, X, Y, order, mini_batch_size, eta):
-        from .reference.network import sigmoid
+        from nndl_fast.reference.network import sigmoid
         for k in range(0, len(order), mini_batch_size):
             idx = order[k:k + mini_batch_size]
             a = X[idx].T.astype(np.float64)
@@ -97,9 +103,9 @@ def _torch_epoch_fn(sizes, X, Y, order, mini_batch_size, eta, threads):
 def bench_network(sizes=(784, 30, 10), mini_batch_size=10, quick=False, threads=None,
                   reference_fraction=0.1, repeats=3):
     """Rows of {name, seconds per epoch, ratio vs reference} for chapter 1's network."""
-    from . import _compiled, _config, _dense, mnist_loader, network
-    from .reference import network as ref
-    from ._validation import pack_training
+    from nndl_fast import _dense, mnist_loader, network
+    from nndl_fast.reference import network as ref
+    from nndl_fast._validation import pack_training
     sizes = list(sizes)
     training_data, _, _ = mnist_loader.load_data_wrapper()
     n = len(training_data)
@@ -144,7 +150,7 @@ def bench_network(sizes=(784, 30, 10), mini_batch_size=10, quick=False, threads=
             fast._sync_params()
 
             def run(fast=fast, Xd=Xd, Yd=Yd, nt=nt, Xs=Xs):
-                with _compiled.blas_single_thread():
+                with blas_single_thread():
                     _dense.train_epoch(Xd, Yd, order, fast.weights, fast.biases,
                                        mini_batch_size, 3.0, num_threads=nt, X_sparse=Xs)
             rows.append({"name": "nndl_fast %s, %d thread%s" % (np.dtype(dtype).name, nt,
@@ -216,7 +222,7 @@ def dense_flops_per_example(sizes, mini_batch_size, weight_decay=False):
 
     Returns a dict with "forward", "backward", "update" and "total".
     """
-    from ._validation import check_int, check_sizes
+    from nndl_fast._validation import check_int, check_sizes
     sizes = [int(s) for s in check_sizes(sizes)]
     mini_batch_size = check_int(mini_batch_size, "mini_batch_size", 1)
     prods = [a * b for a, b in zip(sizes[:-1], sizes[1:])]
@@ -238,7 +244,7 @@ def conv_flops_per_example(layers, mini_batch_size):
     pooling and activations are left out. The update is 2 FLOPs per parameter
     per mini-batch.
     """
-    from ._validation import check_int
+    from nndl_fast._validation import check_int
     mini_batch_size = check_int(mini_batch_size, "mini_batch_size", 1)
     forward = backward = 0.0
     n_params = 0
@@ -265,7 +271,7 @@ def gemm_peak_gflops(dtype=np.float64, threads=1, n=2048, repeats=3):
     """The machine's measured GEMM rate: best of ``repeats`` n×n products through
     NumPy's BLAS limited to ``threads`` threads, in GFLOP/s."""
     from threadpoolctl import threadpool_limits
-    from ._validation import check_dtype, check_int
+    from nndl_fast._validation import check_dtype, check_int
     dtype = check_dtype(dtype)
     threads = check_int(threads, "threads", 1)
     n = check_int(n, "n", 1)
@@ -280,17 +286,6 @@ def gemm_peak_gflops(dtype=np.float64, threads=1, n=2048, repeats=3):
             a @ b
             best = min(best, time.perf_counter() - t0)
     return 2.0 * n ** 3 / best / 1e9
-
-
-def _import_optional(name):
-    """``nndl_fast.<name>`` when that module is present, else None."""
-    import importlib
-    try:
-        return importlib.import_module("nndl_fast." + name)
-    except ModuleNotFoundError as exc:
-        if exc.name != "nndl_fast." + name:
-            raise
-        return None
 
 
 def _quietly(fn, *args, **kwargs):
@@ -379,7 +374,7 @@ class _Suite(object):
 
     def __init__(self, quick, threads, n_train, reference_n, repeats, dtypes, use_torch,
                  gemm_n, log):
-        from . import _config, mnist_loader
+        from nndl_fast import mnist_loader
         self.quick = quick
         self.all_threads = threads or _config.get_num_threads()
         self.thread_counts = sorted({1, self.all_threads})
@@ -419,11 +414,11 @@ class _Suite(object):
         return row
 
     def dense(self, case):
-        from . import network
-        from ._validation import pack_training
-        from .reference import network as ref_network, network2 as ref_network2
+        from nndl_fast import network
+        from nndl_fast._validation import pack_training
+        from nndl_fast.reference import network as ref_network, network2 as ref_network2
         ref_module = ref_network2 if case["case"] == "network2" else ref_network
-        module = network if case["case"] == "network" else _import_optional("network2")
+        module = network if case["case"] == "network" else _config.import_optional("network2")
         if module is None:
             self.skipped.append("nndl_fast.network2 is not present: chapter-3 rows show the "
                                 "reference only")
@@ -440,10 +435,9 @@ class _Suite(object):
             flops = dense_flops_per_example(case["sizes"], mbs, weight_decay=decay)["total"]
             self.log("%s, mini-batch %d" % (case["case"], mbs))
             # The book's per-example backprop on a part of an epoch, scaled up.
-            from threadpoolctl import threadpool_limits
             np.random.seed(0)
             net = _dense_network(ref_module, case, None, None)
-            with threadpool_limits(limits=1, user_api="blas"):
+            with blas_single_thread():
                 t = _median_time(lambda: _quietly(_sgd_one_epoch, net, case, ref_data, mbs), 1)
             self.add(group, "reference (book's per-example NumPy)", 1, "float64",
                      t * N_EPOCH / n_ref, flops, kind="reference",
@@ -477,8 +471,8 @@ class _Suite(object):
                              kind="torch", note=_scaled_note(n))
 
     def feedforward(self):
-        from . import network
-        from .reference import network as ref_network
+        from nndl_fast import network
+        from nndl_fast.reference import network as ref_network
         sizes = (784, 30, 10)
         group = {"case": "feedforward", "setting": "evaluation of [784, 30, 10] "
                  "(forward pass + argmax)"}
@@ -488,8 +482,7 @@ class _Suite(object):
         n_ref = min(len(test), max(100, self.reference_n * 2))
         np.random.seed(0)
         ref = ref_network.Network(list(sizes))
-        from threadpoolctl import threadpool_limits
-        with threadpool_limits(limits=1, user_api="blas"):
+        with blas_single_thread():
             t = _median_time(lambda: [np.argmax(ref.feedforward(x)) for x, _ in test[:n_ref]], 1)
         self.add(group, "reference feedforward, one example at a time", 1, "float64",
                  t * N_EPOCH / n_ref, flops, kind="reference", note=_scaled_note(n_ref))
@@ -507,7 +500,7 @@ class _Suite(object):
                          note="10,000 test images per call, scaled to 50,000")
 
     def expand(self):
-        from . import expand_mnist
+        from nndl_fast import expand_mnist
         n = min(self.n_train, self.raw[0][0].shape[0])
         pair = (self.raw[0][0][:n], self.raw[0][1][:n])
         group = {"case": "expand_mnist", "setting": "each image + 4 one-pixel shifts "
@@ -521,12 +514,12 @@ class _Suite(object):
                  t * N_EPOCH / n, None, note=_scaled_note(n))
 
     def conv(self):
-        network3 = _import_optional("network3")
+        network3 = _config.import_optional("network3")
         if network3 is None:
             self.skipped.append("nndl_fast.network3 is not present: chapter-6 rows skipped")
             return
         import tempfile
-        from . import _config, expand_mnist
+        from nndl_fast import expand_mnist
         n = min(self.n_train, self.raw[0][0].shape[0])
         if self.quick:
             n = min(n, 1000)
@@ -542,13 +535,12 @@ class _Suite(object):
             for mbs in CONV_CASE["batches"]:
                 group = dict(CONV_CASE, mini_batch_size=mbs,
                              setting="%s, mini-batch %d" % (CONV_CASE["setting"], mbs))
-                spec = chapter6_layers("ch6-conv1", mbs)
-                flops = conv_flops_per_example(layer_flop_spec(spec), mbs)["total"]
                 self.log("network3, mini-batch %d" % mbs)
                 for nt in self.thread_counts:
                     _config.set_num_threads(nt)
                     np.random.seed(0)
-                    net = network3.Network(build_network3_layers(network3, spec), mbs)
+                    net = network3.Network(network3_layers("ch6-conv1", mbs, network3), mbs)
+                    flops = conv_flops_per_example(layer_flop_spec(net.layers), mbs)["total"]
                     t = _median_time(lambda: _quietly(net.SGD, training, 1, mbs, CONV_CASE["eta"],
                                                       validation, test), 1)
                     self.add(group, "nndl_fast network3", nt, "float32"
@@ -587,7 +579,7 @@ def run_suite(quick=False, threads=None, cases=ALL_CASES, n_train=None, referenc
     times 5,000 and 500 and scales every time to a 50,000-image epoch.
     ``n_train`` and ``reference_n`` override those sizes.
     """
-    from ._validation import check_int
+    from nndl_fast._validation import check_int
     unknown = [c for c in cases if c not in ALL_CASES]
     if unknown:
         raise ValueError("unknown benchmark case(s) %s; choose from %s"
@@ -680,60 +672,16 @@ def per_image_loop(x, y):
     return np.array(xs, dtype=np.float32), np.array(ys, dtype=np.int64)
 
 
-# ---------------------------------------------------------------------------
-# Chapter 6's networks, described as data so the benchmarks, the FLOP count and
-# the command line build the same layers.
-
-def chapter6_layers(name, mini_batch_size):
-    """Layer specs of the book's chapter-6 network ``name`` (e.g. "ch6-conv2-relu")."""
-    mbs = mini_batch_size
-    relu = name in ("ch6-conv2-relu", "ch6-expanded", "ch6-expanded-2fc", "ch6-dropout")
-    act = "ReLU" if relu else "sigmoid"
-    conv1 = ("conv", (mbs, 1, 28, 28), (20, 1, 5, 5), act)
-    conv2 = ("conv", (mbs, 20, 12, 12), (40, 20, 5, 5), act)
-    if name == "ch6-fc":
-        return [("fc", 784, 100, "sigmoid", 0.0), ("softmax", 100, 10, 0.0)]
-    if name == "ch6-conv1":
-        return [conv1, ("fc", 20 * 12 * 12, 100, act, 0.0), ("softmax", 100, 10, 0.0)]
-    if name in ("ch6-conv2", "ch6-conv2-relu", "ch6-expanded"):
-        return [conv1, conv2, ("fc", 40 * 4 * 4, 100, act, 0.0), ("softmax", 100, 10, 0.0)]
-    if name == "ch6-expanded-2fc":
-        return [conv1, conv2, ("fc", 40 * 4 * 4, 100, act, 0.0), ("fc", 100, 100, act, 0.0),
-                ("softmax", 100, 10, 0.0)]
-    if name == "ch6-dropout":
-        return [conv1, conv2, ("fc", 40 * 4 * 4, 1000, act, 0.5),
-                ("fc", 1000, 1000, act, 0.5), ("softmax", 1000, 10, 0.5)]
-    raise ValueError("unknown chapter-6 network %r" % (name,))
-
-
-def layer_flop_spec(spec):
-    """``chapter6_layers`` specs in the form ``conv_flops_per_example`` takes."""
+def layer_flop_spec(layers):
+    """network3 layer objects in the form ``conv_flops_per_example`` takes."""
     out = []
-    for layer in spec:
-        if layer[0] == "conv":
-            image, filt = layer[1], layer[2]
-            out.append(("conv", tuple(image[1:]), (filt[0], filt[2], filt[3])))
+    for layer in layers:
+        if hasattr(layer, "filter_shape"):
+            f, _, kh, kw = layer.filter_shape
+            out.append(("conv", tuple(layer.image_shape[1:]), (f, kh, kw)))
         else:
-            out.append(("fc", layer[1], layer[2]))
+            out.append(("fc", layer.n_in, layer.n_out))
     return out
-
-
-def build_network3_layers(network3, spec):
-    """network3 layer objects for ``chapter6_layers`` specs."""
-    layers = []
-    for layer in spec:
-        if layer[0] == "conv":
-            layers.append(network3.ConvPoolLayer(image_shape=layer[1], filter_shape=layer[2],
-                                                 poolsize=(2, 2),
-                                                 activation_fn=getattr(network3, layer[3])))
-        elif layer[0] == "fc":
-            layers.append(network3.FullyConnectedLayer(
-                n_in=layer[1], n_out=layer[2], activation_fn=getattr(network3, layer[3]),
-                p_dropout=layer[4]))
-        else:
-            layers.append(network3.SoftmaxLayer(n_in=layer[1], n_out=layer[2],
-                                                p_dropout=layer[3]))
-    return layers
 
 
 # ---------------------------------------------------------------------------
@@ -758,8 +706,8 @@ def _paths_worker(argv):
     was started with (NNDL_FAST_KERNELS); prints one JSON line."""
     opts = json.loads(argv[0])
     from threadpoolctl import threadpool_info
-    from . import _config, _dense, mnist_loader, network
-    network3 = _import_optional("network3")
+    from nndl_fast import _dense, mnist_loader, network
+    network3 = _config.import_optional("network3")
     threads, mbs = opts["threads"], 10
     result = {"path": _dense.kernel_isa(), "seconds": {},
               "blas": sorted({str(i.get("architecture")) for i in threadpool_info()
@@ -787,9 +735,8 @@ def _paths_worker(argv):
             n = opts["n_conv"]
             x, y = raw[0][0][:n], raw[0][1][:n]
             np.random.seed(0)
-            net = network3.Network(build_network3_layers(network3,
-                                                         chapter6_layers("ch6-conv1", mbs)),
-                                   mbs, dtype=np.dtype(dtype))
+            net = network3.Network(network3_layers("ch6-conv1", mbs, network3), mbs,
+                                   dtype=np.dtype(dtype))
             warm = max(mbs, n // 50) // mbs * mbs
             _quietly(net.SGD, (x[:warm], y[:warm]), 1, mbs, 0.1, None, None)
             t0 = time.perf_counter()
@@ -802,14 +749,13 @@ def _paths_worker(argv):
 
 def _path_environment(path):
     env = dict(os.environ)
-    from . import _config
     env[_config.KERNELS_ENV] = path
     env.pop("OPENBLAS_CORETYPE", None)
     if PATH_BLAS_CORETYPE[path]:
         env["OPENBLAS_CORETYPE"] = PATH_BLAS_CORETYPE[path]
-    # the children import this nndl_fast, wherever it is
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([here] + [p for p in env.get("PYTHONPATH", "").split(
+    # the children import this nndl_fast, wherever it is, and this module
+    here = [os.path.dirname(os.path.dirname(os.path.abspath(nndl_fast.__file__))), BENCH_DIR]
+    env["PYTHONPATH"] = os.pathsep.join(here + [p for p in env.get("PYTHONPATH", "").split(
         os.pathsep) if p])
     return env
 
@@ -825,8 +771,8 @@ def bench_kernel_paths(quick=False, threads=2, repeats=None, paths=None, log=Non
     the conv net and scales the times to 50,000.
     """
     import subprocess
-    from . import _dense
-    from ._validation import check_int
+    from nndl_fast import _dense
+    from nndl_fast._validation import check_int
     threads = check_int(threads, "threads", 1)
     repeats = check_int(repeats if repeats is not None else (1 if quick else 3), "repeats", 1)
     runs = _dense.kernel_paths()
@@ -841,7 +787,7 @@ def bench_kernel_paths(quick=False, threads=2, repeats=None, paths=None, log=Non
     blas = {}
     t_start = time.perf_counter()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    code = ("import sys; from nndl_fast.benchmarks import _paths_worker; "
+    code = ("import sys; from suite import _paths_worker; "
             "sys.exit(_paths_worker(sys.argv[1:]))")
     for r in range(repeats):
         order = paths[r % len(paths):] + paths[:r % len(paths)]
@@ -963,7 +909,7 @@ def main(argv=None):
     if args.what == "suite":
         png = args.png or os.path.join(os.path.dirname(path) or ".", "suite.png")
         try:
-            from .plot import plot_benchmark
+            from nndl_fast.plot import plot_benchmark
             plot_benchmark(result, png)
             print("wrote %s" % png)
         except ImportError as exc:
