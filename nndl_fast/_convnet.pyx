@@ -27,6 +27,8 @@ cdef extern from "convnet.h" nogil:
                                const double *a, int lda, const double *b, int ldb,
                                double beta, double *c, int ldc) noexcept nogil
     enum: NF_MAX_LAYERS
+    enum: NF_CONV, NF_DENSE, NF_SOFTMAX
+    enum: NF_LINEAR, NF_SIGMOID, NF_TANH, NF_RELU
     ctypedef struct nf_layer:
         int kind, act
         int c_in, h_in, w_in, n_filt, kh, kw, ph, pw, hc, wc, ho, wo
@@ -88,9 +90,23 @@ cdef void _gemm_d(int ta, int tb, int m, int n, int k, double alpha, const doubl
     gemm_rowmajor(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
 
-KIND_CONV, KIND_DENSE, KIND_SOFTMAX = 0, 1, 2
-ACT_LINEAR, ACT_SIGMOID, ACT_TANH, ACT_RELU = 0, 1, 2, 3
+KIND_CONV, KIND_DENSE, KIND_SOFTMAX = NF_CONV, NF_DENSE, NF_SOFTMAX
 MAX_LAYERS = NF_MAX_LAYERS
+
+
+def _activation_codes():
+    """The kernels' activation codes by name; each must be the code that
+    network3's ACTIVATION_TABLE gives that activation (it drives the layer specs)."""
+    from nndl_fast.reference.network3 import ACTIVATION_TABLE
+    kernels = {"linear": NF_LINEAR, "sigmoid": NF_SIGMOID, "tanh": NF_TANH, "ReLU": NF_RELU}
+    table = {entry.name: entry.code for entry in ACTIVATION_TABLE}
+    if table != kernels:
+        raise ImportError("network3's ACTIVATION_TABLE %r does not match the conv kernels' "
+                          "activation codes %r (src_c/convnet.h)" % (table, kernels))
+    return kernels
+
+
+ACT_CODES = _activation_codes()
 
 
 def _select_path():
@@ -166,7 +182,7 @@ cdef _fill_net(nf_net *net, list spec, dtype, int num_threads, uint64_t seed):
                 raise ValueError("layer %d: p_dropout must be in [0, 1), got %r" % (l, p))
         else:
             raise ValueError("layer %d: unknown kind %r" % (l, kind))
-        if act not in (ACT_LINEAR, ACT_SIGMOID, ACT_TANH, ACT_RELU):
+        if act not in ACT_CODES.values():
             raise ValueError("layer %d: unknown activation code %r" % (l, act))
         if l > 0 and spec[l - 1].n_out != n_in:
             raise ValueError("layer %d expects %d inputs, the layer before gives %d"

@@ -33,6 +33,7 @@ import numpy as np
 from ._files import atomic_write
 from ._threads import serialised
 from ._validation import describe as describe_value
+from .reference import network3 as _network3_reference
 
 __all__ = ["describe", "check_config", "layer_specs", "to_onnx", "to_torch", "from_torch",
            "state_dict", "save_safetensors", "load_safetensors", "save_torch", "load_torch",
@@ -229,7 +230,8 @@ def _build(config, arrays, num_threads=None):
 
 
 # ------------------------------------------------------------------- ONNX
-_ONNX_ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "ReLU": "Relu"}
+_ONNX_ACTIVATIONS = {entry.name: entry.onnx for entry in _network3_reference.ACTIVATION_TABLE
+                     if entry.onnx}
 
 
 def to_onnx(net, path=None):

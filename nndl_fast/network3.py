@@ -87,22 +87,20 @@ from ._threads import NetworkLockMixin, blas_single_thread, serialised
 from ._validation import _finite_or_raise, check_dtype, check_int, check_real
 from ._validation import describe as describe_value
 from .reference import network3 as _ref
-from .reference.network3 import (ConvPoolLayer, FullyConnectedLayer, ReLU, SharedArray,
-                                  SoftmaxLayer, dropout_mask, linear, load_data_shared,
-                                  sigmoid, size, tanh)
+from .reference.network3 import (ACTIVATION_TABLE, ConvPoolLayer, FullyConnectedLayer, ReLU,
+                                  SharedArray, SoftmaxLayer, activation_of, dropout_mask,
+                                  linear, load_data_shared, sigmoid, size, tanh)
 
 __all__ = ["linear", "ReLU", "sigmoid", "tanh", "load_data_shared", "size", "SharedArray",
            "ConvPoolLayer", "FullyConnectedLayer", "SoftmaxLayer", "Network",
            "ensemble_predict", "ensemble_accuracy", "vote", "dropout_mask",
            "single_thread_blas", "load", "NetworkFileError", "ACTIVATIONS"]
 
-_ACT_CODES = {id(linear): 0, id(sigmoid): 1, id(tanh): 2, id(ReLU): 3}
-
-
 @dataclasses.dataclass(frozen=True)
 class KernelLayer:
     """One layer as the compiled kernels read it (``nf_layer`` in src_c/convnet.h),
-    by name: ``kind`` and ``act`` are ``_convnet``'s KIND_* and ACT_* codes; the conv
+    by name: ``kind`` is one of ``_convnet``'s KIND_* codes and ``act`` an
+    :class:`Activation`'s ``code`` (``ACTIVATION_TABLE``); the conv
     sizes (input image, filters, pool) stay 0 for the other kinds; ``w`` and ``b``
     are the layer's C-contiguous parameters, which training updates in place."""
     kind: int
@@ -125,8 +123,8 @@ class KernelLayer:
 # The compiled kernels' limit (NF_MAX_LAYERS in src_c/convnet.h).
 _MAX_LAYERS = 32
 
-#: The activation functions a saved or exported network may use, by name.
-ACTIVATIONS = {"linear": linear, "sigmoid": sigmoid, "tanh": tanh, "ReLU": ReLU}
+#: The activation functions a layer may take, by name (``ACTIVATION_TABLE``'s).
+ACTIVATIONS = {entry.name: entry.fn for entry in ACTIVATION_TABLE}
 
 #: Context manager: BLAS held to one thread for a whole block of calls
 #: (``net.predict`` in a loop, say); the networks' methods take it anyway.
@@ -351,7 +349,7 @@ class Network(NetworkLockMixin, ExportMixin, _ref.Network):
         self._check_parameters()
         for l, layer in enumerate(self.layers):
             if not isinstance(layer, SoftmaxLayer) \
-                    and not any(layer.activation_fn is f for f in ACTIVATIONS.values()):
+                    and activation_of(layer.activation_fn) is None:
                 raise ValueError("layers[%d] has the activation_fn %r, whose derivative is "
                                  "not known: training needs one of network3's %s"
                                  % (l, layer.activation_fn, ", ".join(ACTIVATIONS)))
@@ -376,12 +374,13 @@ class Network(NetworkLockMixin, ExportMixin, _ref.Network):
                 layer.b.set_value(b, borrow=True)
             sizes = {"n_in": layer.n_in, "n_out": layer.n_out, "w": w, "b": b}
             if isinstance(layer, SoftmaxLayer):
-                spec.append(KernelLayer(kind=cv.KIND_SOFTMAX, act=cv.ACT_LINEAR,
+                spec.append(KernelLayer(kind=cv.KIND_SOFTMAX, act=activation_of(linear).code,
                                         p_dropout=float(layer.p_dropout), **sizes))
                 continue
-            act = _ACT_CODES.get(id(layer.activation_fn))
-            if act is None:
+            entry = activation_of(layer.activation_fn)
+            if entry is None:
                 return None
+            act = entry.code
             if isinstance(layer, ConvPoolLayer):
                 n_filt, c_in, kh, kw = layer.filter_shape
                 _, _, h_in, w_in = layer.image_shape
@@ -556,9 +555,9 @@ def _draw_initial_values(layer, generators, dtype):
 
 def activation_name(fn):
     """The name of one of network3's activation functions (ValueError for others)."""
-    for name, known in ACTIVATIONS.items():
-        if fn is known:
-            return name
+    entry = activation_of(fn)
+    if entry is not None:
+        return entry.name
     raise ValueError("activation_fn must be one of network3's %s to be saved or exported, "
                      "got %r" % (", ".join(ACTIVATIONS), fn))
 

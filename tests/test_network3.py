@@ -466,7 +466,7 @@ def test_kernel_layers_are_named_and_checked_before_the_kernels():
     assert [s.kind for s in spec] == [C, C, D, D, S]
     conv = spec[0]
     assert (conv.n_filt, conv.c_in, conv.kh, conv.kw) == net.layers[0].filter_shape
-    assert spec[2].p_dropout == 0.2 and spec[2].act == _convnet.ACT_RELU
+    assert spec[2].p_dropout == 0.2 and spec[2].act == _convnet.ACT_CODES["ReLU"]
     assert spec[2].w is net.layers[2].w.get_value(borrow=True)     # updated in place
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec[2].n_in = 3
@@ -490,3 +490,24 @@ def test_compiled_or_reference_is_the_package_switch(monkeypatch):
     monkeypatch.setattr(_config, "PURE_PYTHON", True)
     assert N._convnet() is None
     assert small_net(N, "ReLU")._spec() is None
+
+
+def test_one_activation_table_drives_every_part():
+    """network3's names, the reference's derivatives, the kernels' codes and the
+    ONNX operators all come from reference.network3.ACTIVATION_TABLE."""
+    from nndl_fast import _config, export
+    names = [entry.name for entry in R.ACTIVATION_TABLE]
+    assert list(N.ACTIVATIONS) == names
+    assert sorted(export._ONNX_ACTIVATIONS) == sorted(n for n in names if n != "linear")
+    a = np.array([0.0, 0.25, 0.5, 1.0])
+    for entry in R.ACTIVATION_TABLE:
+        assert N.ACTIVATIONS[entry.name] is entry.fn
+        assert R.activation_of(entry.fn) is entry
+        assert N.activation_name(entry.fn) == entry.name
+        np.testing.assert_array_equal(R.activation_prime(entry.fn, a), entry.prime(a))
+        if not _config.pure_python():
+            from nndl_fast import _convnet
+            assert _convnet.ACT_CODES[entry.name] == entry.code
+    with pytest.raises(ValueError, match="unsupported activation_fn .*: use network3's "
+                                         "linear, sigmoid, tanh, ReLU"):
+        R.activation_prime(np.exp, a)

@@ -26,6 +26,7 @@ when the network is built and counts every mini-batch trained.
 """
 import gzip
 import os
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -55,18 +56,44 @@ def tanh(z):
     return np.tanh(z)
 
 
+class Activation(NamedTuple):
+    """One activation function of network3's layers, as every part of the package
+    knows it: ``name`` (in saved files and exports), ``fn`` (what a layer's
+    ``activation_fn`` is), ``prime`` (its derivative, through the output ``a``),
+    ``code`` (the compiled kernels' number for it: ``NF_LINEAR``... in
+    src_c/convnet.h, checked against it when the kernels load) and ``onnx`` (the
+    ONNX operator; None for the identity)."""
+    name: str
+    fn: Callable
+    prime: Callable
+    code: int
+    onnx: Optional[str]
+
+
+#: The activation functions a network3 layer may take.
+ACTIVATION_TABLE = (
+    Activation("linear", linear, lambda a: np.ones_like(a), 0, None),
+    Activation("sigmoid", sigmoid, lambda a: a * (1 - a), 1, "Sigmoid"),
+    Activation("tanh", tanh, lambda a: 1 - a * a, 2, "Tanh"),
+    Activation("ReLU", ReLU, lambda a: (a > 0).astype(a.dtype), 3, "Relu"),
+)
+
+
+def activation_of(activation_fn):
+    """The :class:`Activation` whose function is ``activation_fn``, or None."""
+    for entry in ACTIVATION_TABLE:
+        if entry.fn is activation_fn:
+            return entry
+    return None
+
+
 def activation_prime(activation_fn, a):
     """Derivative of ``activation_fn`` expressed through its output ``a``."""
-    if activation_fn is sigmoid:
-        return a * (1 - a)
-    if activation_fn is tanh:
-        return 1 - a * a
-    if activation_fn is ReLU:
-        return (a > 0).astype(a.dtype)
-    if activation_fn is linear:
-        return np.ones_like(a)
-    raise ValueError("unsupported activation_fn %r: use network3's linear, ReLU, "
-                     "sigmoid or tanh" % (activation_fn,))
+    entry = activation_of(activation_fn)
+    if entry is None:
+        raise ValueError("unsupported activation_fn %r: use network3's %s"
+                         % (activation_fn, ", ".join(e.name for e in ACTIVATION_TABLE)))
+    return entry.prime(a)
 
 
 # ---------------------------------------------------- Theano shared variables
