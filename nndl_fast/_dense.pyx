@@ -17,7 +17,7 @@ nothing to a sum of products and the other terms keep their order, so the
 results are bitwise those of the dense rows.
 
 Parallel scheme (one OpenMP team for the whole epoch, spinning barriers between
-steps: ``nndl_spin_barrier`` in src_c/dense.c).
+steps: ``nf_barrier`` in src_c/nf_runtime.h).
 Block b of a hidden layer belongs to thread b % n_threads. Each number is
 computed by one thread with a fixed summation order, whatever the thread
 count, so results are bitwise identical for 1 and N threads. Every thread has
@@ -47,7 +47,6 @@ subnormal numbers to zero (``src_c/dense.h``).
 cimport cython
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.math cimport exp, expf
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport malloc, free
 
@@ -61,21 +60,19 @@ from nndl_fast._openmp_helpers cimport omp_get_thread_num
 cnp.import_array()
 
 cdef extern from "dense.h" nogil:
-    int NNDL_BW
-    void nndl_fwd_d(int m, int K, const double *X, int ldx, const double *W,
-                    double *out, int ldo)
-    void nndl_fwd_s(int m, int K, const float *X, int ldx, const float *W,
-                    float *out, int ldo)
-    void nndl_upd_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
-                    double *W, double alpha, double beta)
-    void nndl_upd_s(int rows, int m, const float *X, int ldx, const float *D, int ldd,
-                    float *W, float alpha, float beta)
-    void nndl_sigmoid_block_d(int m, double *Z, int ldz, const double *b, int n_valid)
-    void nndl_sigmoid_block_s(int m, float *Z, int ldz, const float *b, int n_valid)
-    void nndl_bwd_d(int m, int rows, int nb, const double *W, Py_ssize_t bstride,
-                    const double *Dn, int ldn, const double *A, int lda, double *out, int ldo)
-    void nndl_bwd_s(int m, int rows, int nb, const float *W, Py_ssize_t bstride,
-                    const float *Dn, int ldn, const float *A, int lda, float *out, int ldo)
+    int NF_BW
+    void nf_fwd_d(int m, int K, const double *X, int ldx, const double *W, double *out, int ldo)
+    void nf_fwd_f(int m, int K, const float *X, int ldx, const float *W, float *out, int ldo)
+    void nf_upd_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
+                  double *W, double alpha, double beta)
+    void nf_upd_f(int rows, int m, const float *X, int ldx, const float *D, int ldd,
+                  float *W, float alpha, float beta)
+    void nf_sigmoid_block_d(int m, double *Z, int ldz, const double *b, int n_valid)
+    void nf_sigmoid_block_f(int m, float *Z, int ldz, const float *b, int n_valid)
+    void nf_bwd_d(int m, int rows, int nb, const double *W, Py_ssize_t bstride,
+                  const double *Dn, int ldn, const double *A, int lda, double *out, int ldo)
+    void nf_bwd_f(int m, int rows, int nb, const float *W, Py_ssize_t bstride,
+                  const float *Dn, int ldn, const float *A, int lda, float *out, int ldo)
     ctypedef struct nndl_csr:
         const int64_t *ptr
         const int32_t *idx
@@ -83,41 +80,46 @@ cdef extern from "dense.h" nogil:
         int val_f32
         const uint64_t *bits
         int n_words
-    int nndl_csr_union(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
-                       int32_t *cols, int32_t *pos, uint64_t *ubits)
-    void nndl_csr_scatter_d(int i0, int i1, const nndl_csr *X, const int64_t *rows,
-                            int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
-                            double *Xc)
-    void nndl_csr_scatter_s(int i0, int i1, const nndl_csr *X, const int64_t *rows,
-                            int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
-                            float *Xc)
-    void nndl_csr_first_d(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
-                          const double *W, double *out, int ldo)
-    void nndl_csr_first_s(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
-                          const float *W, float *out, int ldo)
-    void nndl_fwd_idx_d(int m, int K, const double *X, int ldx, const double *W,
-                        const int32_t *cols, double *out, int ldo)
-    void nndl_fwd_idx_s(int m, int K, const float *X, int ldx, const float *W,
-                        const int32_t *cols, float *out, int ldo)
-    void nndl_upd_idx_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
-                        double *W, const int32_t *cols, double alpha)
-    void nndl_upd_idx_s(int rows, int m, const float *X, int ldx, const float *D, int ldd,
-                        float *W, const int32_t *cols, float alpha)
-    void nndl_scale_d(Py_ssize_t n, double *x, double beta)
-    void nndl_scale_s(Py_ssize_t n, float *x, float beta)
-    void nndl_convert_f2d(int n, const float *src, double *dst)
-    void nndl_prefetch(const void *p, size_t nbytes)
-    unsigned int nndl_flush_denormals_begin()
-    void nndl_flush_denormals_end(unsigned int state)
-    void nndl_prefetch_l2(const void *p, size_t nbytes)
-    void nndl_csr_prefetch_row(const nndl_csr *X, int64_t r)
-    const char *nndl_dense_isa()
-    int nndl_dense_path_runs(const char *name)
-    int nndl_dense_select(const char *name)
-    ctypedef struct nndl_spin_barrier:
+    int nf_csr_union(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
+                     int32_t *cols, int32_t *pos, uint64_t *ubits)
+    void nf_csr_scatter_d(int i0, int i1, const nndl_csr *X, const int64_t *rows,
+                          int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
+                          double *Xc)
+    void nf_csr_scatter_f(int i0, int i1, const nndl_csr *X, const int64_t *rows,
+                          int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
+                          float *Xc)
+    void nf_csr_first_d(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
+                        const double *W, double *out, int ldo)
+    void nf_csr_first_f(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
+                        const float *W, float *out, int ldo)
+    void nf_fwd_idx_d(int m, int K, const double *X, int ldx, const double *W,
+                      const int32_t *cols, double *out, int ldo)
+    void nf_fwd_idx_f(int m, int K, const float *X, int ldx, const float *W,
+                      const int32_t *cols, float *out, int ldo)
+    void nf_upd_idx_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
+                      double *W, const int32_t *cols, double alpha)
+    void nf_upd_idx_f(int rows, int m, const float *X, int ldx, const float *D, int ldd,
+                      float *W, const int32_t *cols, float alpha)
+    void nf_scale_d(Py_ssize_t n, double *x, double beta)
+    void nf_scale_f(Py_ssize_t n, float *x, float beta)
+    void nf_convert_f2d(int n, const float *src, double *dst)
+    void nf_prefetch(const void *p, size_t nbytes)
+    unsigned int nf_flush_denormals_begin()
+    void nf_flush_denormals_end(unsigned int state)
+    void nf_prefetch_l2(const void *p, size_t nbytes)
+    void nf_csr_prefetch_row(const nndl_csr *X, int64_t r)
+    const char *nf_dense_isa()
+    int nf_dense_path_runs(const char *name)
+    int nf_dense_select(const char *name)
+
+cdef extern from "nf_runtime.h" nogil:
+    ctypedef struct nf_barrier:
         pass
-    void nndl_spin_barrier_init(nndl_spin_barrier *b, int n_threads)
-    void nndl_spin_barrier_wait(nndl_spin_barrier *b, int *local_sense)
+    int NF_DENSE_SPINS
+    void nf_barrier_init(nf_barrier *b, int n_threads, int spins)
+    void nf_barrier_wait(nf_barrier *b, int *local_sense)
+    void nf_softmax_f(const float *z, float *p, int n)
+    void nf_softmax_d(const double *z, double *p, int n)
 
 cdef enum:
     MAX_LAYERS = 64
@@ -138,12 +140,12 @@ cpdef enum Regularization:
 
 def kernel_isa():
     """The kernel path in use: "avx512", "avx2" or "generic" (see :func:`kernel_paths`)."""
-    return nndl_dense_isa().decode()
+    return nf_dense_isa().decode()
 
 
 def kernel_paths():
     """The kernel paths this build has and this processor runs, fastest first."""
-    return [p for p in _config.KERNEL_PATHS if nndl_dense_path_runs(p.encode())]
+    return [p for p in _config.KERNEL_PATHS if nf_dense_path_runs(p.encode())]
 
 
 def _select_kernels():
@@ -151,10 +153,10 @@ def _select_kernels():
     cdef bytes name
     wanted = _config.requested_kernel_path()
     if wanted is None:
-        nndl_dense_select(NULL)
+        nf_dense_select(NULL)
         return
     name = wanted.encode()
-    if nndl_dense_select(name) != 0:
+    if nf_dense_select(name) != 0:
         raise ValueError(
             "%s=%s: this processor (or this build) cannot run the %s kernels; the paths "
             "available here are %s" % (_config.KERNELS_ENV, wanted, wanted,
@@ -184,7 +186,7 @@ cdef struct Plan:
     double reg_step                   # η·λ/n
     double decay                      # 1 − η·λ/n (L2 without momentum)
     double momentum
-    nndl_spin_barrier *barrier        # shared by the team (n_threads > 1)
+    nf_barrier *barrier               # shared by the team (n_threads > 1)
     bint sparse                       # layer 1 reads the inputs from csr
     nndl_csr csr                      # x as compressed sparse rows (sparse)
     bint lazy_decay                   # L2 decay of W^1 kept as a factor per block
@@ -194,27 +196,20 @@ cdef struct Plan:
     uint64_t *sp_ubits
 
 
-cdef inline floating _exp(floating z) noexcept nogil:
-    if floating is float:
-        return expf(z)
-    else:
-        return exp(z)
-
-
 cdef inline void _fwd(int m, int K, const floating *X, int ldx, const floating *W,
                       floating *out, int ldo) noexcept nogil:
     if floating is float:
-        nndl_fwd_s(m, K, X, ldx, W, out, ldo)
+        nf_fwd_f(m, K, X, ldx, W, out, ldo)
     else:
-        nndl_fwd_d(m, K, X, ldx, W, out, ldo)
+        nf_fwd_d(m, K, X, ldx, W, out, ldo)
 
 
 cdef inline void _upd(int rows, int m, const floating *X, int ldx, const floating *D,
                       int ldd, floating *W, floating alpha, floating beta) noexcept nogil:
     if floating is float:
-        nndl_upd_s(rows, m, X, ldx, D, ldd, W, alpha, beta)
+        nf_upd_f(rows, m, X, ldx, D, ldd, W, alpha, beta)
     else:
-        nndl_upd_d(rows, m, X, ldx, D, ldd, W, alpha, beta)
+        nf_upd_d(rows, m, X, ldx, D, ldd, W, alpha, beta)
 
 
 cdef void _hidden_block(const floating *w_blk, const floating *b, const floating *a_prev,
@@ -225,9 +220,9 @@ cdef void _hidden_block(const floating *w_blk, const floating *b, const floating
     cdef int n_valid = min(BW, n_units - u0)
     _fwd(m, n_prev, a_prev, ld_prev, w_blk, out + u0, ld_out)
     if floating is float:
-        nndl_sigmoid_block_s(m, out + u0, ld_out, b + u0, n_valid)
+        nf_sigmoid_block_f(m, out + u0, ld_out, b + u0, n_valid)
     else:
-        nndl_sigmoid_block_d(m, out + u0, ld_out, b + u0, n_valid)
+        nf_sigmoid_block_d(m, out + u0, ld_out, b + u0, n_valid)
 
 
 cdef void _output_layer(const Plan *p, floating *w, const floating *b,
@@ -238,7 +233,6 @@ cdef void _output_layer(const Plan *p, floating *w, const floating *b,
     cdef int n_out = p.sizes[L], ld = p.padded[L], n_prev = p.sizes[L - 1]
     cdef int i, j, blk
     cdef floating *o
-    cdef floating mx, s
     if p.cost != LOG_LIKELIHOOD:
         for blk in range(p.n_blocks[L]):
             _hidden_block(w + <Py_ssize_t> blk * n_prev * BW, b, a_prev, n_prev, ld_prev,
@@ -250,25 +244,19 @@ cdef void _output_layer(const Plan *p, floating *w, const floating *b,
         o = out + <Py_ssize_t> i * ld
         for j in range(n_out):
             o[j] = o[j] + b[j]
-        mx = o[0]
-        for j in range(1, n_out):
-            if o[j] > mx:
-                mx = o[j]
-        s = 0
-        for j in range(n_out):
-            o[j] = _exp(o[j] - mx)
-            s = s + o[j]
-        for j in range(n_out):
-            o[j] = o[j] / s
+        if floating is float:
+            nf_softmax_f(o, o, n_out)
+        else:
+            nf_softmax_d(o, o, n_out)
         for j in range(n_out, ld):
             o[j] = 0
 
 
 cdef inline void _scale(Py_ssize_t n, floating *x, double beta) noexcept nogil:
     if floating is float:
-        nndl_scale_s(n, x, <float> beta)
+        nf_scale_f(n, x, <float> beta)
     else:
-        nndl_scale_d(n, x, beta)
+        nf_scale_d(n, x, beta)
 
 
 cdef inline void _upd_first(int rows, int m, const floating *X, int ldx, const floating *D,
@@ -283,9 +271,9 @@ cdef inline void _upd_first(int rows, int m, const floating *X, int ldx, const f
     if beta != 1:
         _scale(<Py_ssize_t> rows * BW, W, beta)
     if floating is float:
-        nndl_upd_idx_s(K, m, X, ldx, D, ldd, W, cols, alpha)
+        nf_upd_idx_f(K, m, X, ldx, D, ldd, W, cols, alpha)
     else:
-        nndl_upd_idx_d(K, m, X, ldx, D, ldd, W, cols, alpha)
+        nf_upd_idx_d(K, m, X, ldx, D, ldd, W, cols, alpha)
 
 
 cdef void _update_rows(const Plan *p, floating *w, floating *v, int rows,
@@ -387,18 +375,18 @@ cdef int _gather(const Plan *p, int64_t start, int m, floating *xb, int32_t *col
     if p.sparse:
         pos = _sp_pos(p, tid)
         ubits = _sp_ubits(p, tid)
-        K = nndl_csr_union(m, &p.csr, p.order + start, 0, cols, pos, ubits)
+        K = nf_csr_union(m, &p.csr, p.order + start, 0, cols, pos, ubits)
         if floating is float:
-            nndl_csr_scatter_s(0, m, &p.csr, p.order + start, 0, K, pos, ubits, xb)
+            nf_csr_scatter_f(0, m, &p.csr, p.order + start, 0, K, pos, ubits, xb)
         else:
-            nndl_csr_scatter_d(0, m, &p.csr, p.order + start, 0, K, pos, ubits, xb)
+            nf_csr_scatter_d(0, m, &p.csr, p.order + start, 0, K, pos, ubits, xb)
         return K
     for i in range(m):
         dst = xb + <Py_ssize_t> i * n_in
         if p.x_is_float32:
             xs = (<const float *> p.x) + p.order[start + i] * n_in
             if floating is double:
-                nndl_convert_f2d(n_in, xs, dst)
+                nf_convert_f2d(n_in, xs, dst)
             else:
                 for j in range(n_in):
                     dst[j] = xs[j]
@@ -415,11 +403,11 @@ cdef void _prefetch_batch(const Plan *p, int64_t start) noexcept nogil:
     cdef int64_t end = min(start + p.mini_batch_size, p.n_samples)
     cdef size_t row_bytes = p.sizes[0] * (4 if p.x_is_float32 else 8)
     while i < end:
-        nndl_prefetch_l2(<const char *> p.y + p.order[i] * p.y_row_bytes, p.y_row_bytes)
+        nf_prefetch_l2(<const char *> p.y + p.order[i] * p.y_row_bytes, p.y_row_bytes)
         if p.sparse:
-            nndl_csr_prefetch_row(&p.csr, p.order[i])
+            nf_csr_prefetch_row(&p.csr, p.order[i])
         else:
-            nndl_prefetch(<const char *> p.x + p.order[i] * row_bytes, row_bytes)
+            nf_prefetch(<const char *> p.x + p.order[i] * row_bytes, row_bytes)
         i += 1
 
 
@@ -434,11 +422,11 @@ cdef void _backward_block(const Plan *p, int l, int blk, floating **W, floating 
     cdef int bl
     if delta:
         if floating is float:
-            nndl_bwd_s(m, c1 - c0, nb, W[l] + <Py_ssize_t> c0 * BW, <Py_ssize_t> s_prev * BW,
-                       d_next, ld_next, A[l - 1] + c0, ld_prev, D[l - 1] + c0, ld_prev)
+            nf_bwd_f(m, c1 - c0, nb, W[l] + <Py_ssize_t> c0 * BW, <Py_ssize_t> s_prev * BW,
+                     d_next, ld_next, A[l - 1] + c0, ld_prev, D[l - 1] + c0, ld_prev)
         else:
-            nndl_bwd_d(m, c1 - c0, nb, W[l] + <Py_ssize_t> c0 * BW, <Py_ssize_t> s_prev * BW,
-                       d_next, ld_next, A[l - 1] + c0, ld_prev, D[l - 1] + c0, ld_prev)
+            nf_bwd_d(m, c1 - c0, nb, W[l] + <Py_ssize_t> c0 * BW, <Py_ssize_t> s_prev * BW,
+                     d_next, ld_next, A[l - 1] + c0, ld_prev, D[l - 1] + c0, ld_prev)
     for bl in range(nb):
         _update_rows(p, W[l] + (<Py_ssize_t> bl * s_prev + c0) * BW,
                      VW[l] + (<Py_ssize_t> bl * s_prev + c0) * BW if p.use_momentum else NULL,
@@ -452,9 +440,9 @@ cdef inline void _fwd_first(int m, int K, const int32_t *cols, const floating *X
     if cols == NULL:
         _fwd(m, K, X, K, w, out, ldo)
     elif floating is float:
-        nndl_fwd_idx_s(m, K, X, K, w, cols, out, ldo)
+        nf_fwd_idx_f(m, K, X, K, w, cols, out, ldo)
     else:
-        nndl_fwd_idx_d(m, K, X, K, w, cols, out, ldo)
+        nf_fwd_idx_d(m, K, X, K, w, cols, out, ldo)
 
 
 cdef void _first_layer_step(const Plan *p, int blk, floating **W, floating **VW,
@@ -541,7 +529,7 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
         cols[i] = _sp_cols(p, tid, i) if p.sparse else NULL
 
     if floating is float:
-        fp_state = nndl_flush_denormals_begin()   # see src_c/dense.h
+        fp_state = nf_flush_denormals_begin()   # see src_c/dense.h
     # Prologue: the first batch's inputs (and, with hidden layers, its
     # layer-1 pre-activations).
     m = <int> min(<int64_t> mbs, p.n_samples)
@@ -575,14 +563,14 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
             blk = tid
             while blk < p.n_blocks[1]:
                 if floating is float:
-                    nndl_sigmoid_block_s(m, A[1] + blk * BW, p.padded[1], B[1] + blk * BW,
-                                         min(BW, p.sizes[1] - blk * BW))
+                    nf_sigmoid_block_f(m, A[1] + blk * BW, p.padded[1], B[1] + blk * BW,
+                                       min(BW, p.sizes[1] - blk * BW))
                 else:
-                    nndl_sigmoid_block_d(m, A[1] + blk * BW, p.padded[1], B[1] + blk * BW,
-                                         min(BW, p.sizes[1] - blk * BW))
+                    nf_sigmoid_block_d(m, A[1] + blk * BW, p.padded[1], B[1] + blk * BW,
+                                       min(BW, p.sizes[1] - blk * BW))
                 blk += nt
             if nt > 1:
-                nndl_spin_barrier_wait(p.barrier, &sense)
+                nf_barrier_wait(p.barrier, &sense)
             a_prev = A[1]
             ld_prev = p.padded[1]
             # Further hidden layers, by blocks.
@@ -593,7 +581,7 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
                                   p.sizes[l - 1], ld_prev, A[l], p.padded[l], blk, p.sizes[l], m)
                     blk += nt
                 if nt > 1:
-                    nndl_spin_barrier_wait(p.barrier, &sense)
+                    nf_barrier_wait(p.barrier, &sense)
                 a_prev = A[l]
                 ld_prev = p.padded[l]
 
@@ -640,7 +628,7 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
                                  min(blk * BW + BW, p.sizes[l]), m)
                     blk += nt
             if nt > 1 and l > 2:
-                nndl_spin_barrier_wait(p.barrier, &sense)
+                nf_barrier_wait(p.barrier, &sense)
             d_next = D[l - 1]
 
         # First layer: update with this batch, forward the next one. No
@@ -662,7 +650,7 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
                        p.w1_scale[8 * blk])
             blk += nt
     if floating is float:
-        nndl_flush_denormals_end(fp_state)
+        nf_flush_denormals_end(fp_state)
 
 
 cdef int _run_epoch(Plan *p, list weights, list biases, list vw, list vb, list top,
@@ -683,8 +671,8 @@ cdef int _run_epoch(Plan *p, list weights, list biases, list vw, list vb, list t
     cdef floating *doutp = <floating *> cnp.PyArray_DATA(dout_all)
     cdef floating *a1p = <floating *> cnp.PyArray_DATA(a1_alt)
     cdef const floating *Yp = <const floating *> cnp.PyArray_DATA(Y)
-    cdef nndl_spin_barrier barrier
-    nndl_spin_barrier_init(&barrier, nt)
+    cdef nf_barrier barrier
+    nf_barrier_init(&barrier, nt, NF_DENSE_SPINS)
     p.barrier = &barrier
     try:
         for tid in range(nt):
@@ -1147,19 +1135,17 @@ cdef void _forward_chunk(const Plan *p, floating **W, floating **B, const floati
         if l == 1 and p.sparse:
             # (A sparse first layer is a sigmoid layer: forward() checks.)
             if floating is float:
-                nndl_csr_first_s(m, &p.csr, first, p.sizes[0], p.n_blocks[1], W[1], cur,
-                                 p.padded[1])
+                nf_csr_first_f(m, &p.csr, first, p.sizes[0], p.n_blocks[1], W[1], cur, p.padded[1])
             else:
-                nndl_csr_first_d(m, &p.csr, first, p.sizes[0], p.n_blocks[1], W[1], cur,
-                                 p.padded[1])
+                nf_csr_first_d(m, &p.csr, first, p.sizes[0], p.n_blocks[1], W[1], cur, p.padded[1])
         for blk in range(p.n_blocks[l]):
             if l == 1 and p.sparse:
                 if floating is float:
-                    nndl_sigmoid_block_s(m, cur + blk * BW, p.padded[1], B[1] + blk * BW,
-                                         min(BW, p.sizes[1] - blk * BW))
+                    nf_sigmoid_block_f(m, cur + blk * BW, p.padded[1], B[1] + blk * BW,
+                                       min(BW, p.sizes[1] - blk * BW))
                 else:
-                    nndl_sigmoid_block_d(m, cur + blk * BW, p.padded[1], B[1] + blk * BW,
-                                         min(BW, p.sizes[1] - blk * BW))
+                    nf_sigmoid_block_d(m, cur + blk * BW, p.padded[1], B[1] + blk * BW,
+                                       min(BW, p.sizes[1] - blk * BW))
             else:
                 _hidden_block(W[l] + <Py_ssize_t> blk * p.sizes[l - 1] * BW, B[l], a_prev,
                               p.sizes[l - 1], ld_prev, cur, p.padded[l], blk, p.sizes[l], m)
@@ -1176,7 +1162,7 @@ cdef void _convert_rows(const void *src, bint src_f32, Py_ssize_t n_values,
     cdef Py_ssize_t j
     if src_f32:
         if floating is double:
-            nndl_convert_f2d(<int> n_values, <const float *> src, dst)
+            nf_convert_f2d(<int> n_values, <const float *> src, dst)
         else:
             for j in range(n_values):
                 dst[j] = (<const float *> src)[j]
