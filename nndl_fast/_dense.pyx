@@ -484,171 +484,201 @@ cdef void _first_layer_step(const Plan *p, int blk, floating **W, floating **VW,
     _update_bias(p, B[1], VB[1], delta, ld1, blk * BW, min(blk * BW + BW, p.sizes[1]), m)
 
 
+cdef struct Step:
+    # One thread's place in the epoch (``_epoch_thread``).
+    int tid
+    int sense                       # its side of the team's barrier
+    int64_t start                   # the batch's first row in p.order
+    int m, m_next                   # rows of this batch and of the next (0: none)
+    int cur, nxt                    # the double buffers holding the two
+    int K[2]                        # columns of the two gathered batches
+    int32_t *cols[2]                # their weight rows (sparse), else NULL
+
+
+cdef void _prologue(const Plan *p, Step *s, floating **W, floating **A,
+                    floating **xbuf) noexcept nogil:
+    """Before the first batch: its inputs and, with hidden layers, this thread's
+    blocks of its layer-1 pre-activations (then what ``_first_layer_steps``
+    leaves for every later batch). No barrier: nothing here is shared."""
+    cdef int blk = s.tid
+    s.m = <int> min(<int64_t> p.mini_batch_size, p.n_samples)
+    s.K[0] = _gather(p, 0, s.m, xbuf[0], s.cols[0], s.tid)
+    if p.n_layers > 1:
+        while blk < p.n_blocks[1]:
+            _fwd_first(s.m, s.K[0], s.cols[0], xbuf[0],
+                       W[1] + <Py_ssize_t> blk * p.sizes[0] * BW, A[1] + blk * BW, p.padded[1])
+            blk += p.n_threads
+
+
+cdef void _gather_next(const Plan *p, Step *s, int64_t batch, int64_t n_batches,
+                       floating **xbuf) noexcept nogil:
+    """The next batch's inputs into the other buffer, and a prefetch of the one
+    after: before the barrier, where a thread may wait anyway."""
+    cdef int mbs = p.mini_batch_size
+    s.m_next = 0
+    if batch + 1 < n_batches:
+        s.m_next = <int> min(<int64_t> mbs, p.n_samples - s.start - mbs)
+        s.K[s.nxt] = _gather(p, s.start + mbs, s.m_next, xbuf[s.nxt], s.cols[s.nxt], s.tid)
+        if batch + 2 < n_batches:
+            _prefetch_batch(p, s.start + 2 * mbs)
+
+
+cdef void _hidden_forward(const Plan *p, Step *s, floating **W, floating **B,
+                          floating **A) noexcept nogil:
+    """Hidden layers, by blocks of 16 units (block b is thread b % n_threads'):
+    layer 1's sigmoid over the pre-activations the previous step left, then
+    each further layer's product and sigmoid. Each layer ends at the team's
+    barrier: the next reads every block."""
+    cdef int L = p.n_layers, nt = p.n_threads, blk = s.tid, l
+    while blk < p.n_blocks[1]:
+        if floating is float:
+            nf_sigmoid_block_f(s.m, A[1] + blk * BW, p.padded[1], B[1] + blk * BW,
+                               min(BW, p.sizes[1] - blk * BW))
+        else:
+            nf_sigmoid_block_d(s.m, A[1] + blk * BW, p.padded[1], B[1] + blk * BW,
+                               min(BW, p.sizes[1] - blk * BW))
+        blk += nt
+    if nt > 1:
+        nf_barrier_wait(p.barrier, &s.sense)
+    for l in range(2, L):
+        blk = s.tid
+        while blk < p.n_blocks[l]:
+            _hidden_block(W[l] + <Py_ssize_t> blk * p.sizes[l - 1] * BW, B[l], A[l - 1],
+                          p.sizes[l - 1], p.padded[l - 1], A[l], p.padded[l], blk, p.sizes[l],
+                          s.m)
+            blk += nt
+        if nt > 1:
+            nf_barrier_wait(p.barrier, &s.sense)
+
+
+cdef void _output_delta(const Plan *p, Step *s, floating **W, floating **B,
+                        const floating *a_prev, floating *out, floating *dout,
+                        const floating *Y) noexcept nogil:
+    """The output layer and its delta for the cost, privately in every thread
+    (on its own copy of W^L, b^L): no barrier."""
+    cdef int L = p.n_layers, n_out = p.sizes[L], ld_out = p.padded[L], i, j
+    cdef const floating *y
+    cdef floating *o
+    cdef floating *d
+    _output_layer(p, W[L], B[L], a_prev, p.padded[L - 1], s.m, out)
+    for i in range(s.m):
+        o = out + <Py_ssize_t> i * ld_out
+        d = dout + <Py_ssize_t> i * ld_out
+        y = Y + p.order[s.start + i] * n_out
+        if p.cost == QUADRATIC:
+            for j in range(n_out):
+                d[j] = (o[j] - y[j]) * (o[j] * (1 - o[j]))
+        else:
+            for j in range(n_out):
+                d[j] = o[j] - y[j]
+        for j in range(n_out, ld_out):
+            d[j] = 0
+
+
+cdef void _backward(const Plan *p, Step *s, floating **W, floating **B, floating **VW,
+                    floating **VB, floating **A, floating **D,
+                    const floating *dout) noexcept nogil:
+    """δ^{l-1} and the matching rows of W^l, l = L..2, by blocks of layer l-1:
+    first the private output layer (δ^{L-1} of this thread's blocks, then every
+    row of its W^L), then the shared layers by their owners, biases too. A
+    barrier after each layer but the last: W^1's step reads only this thread's
+    δ^1 blocks."""
+    cdef int L = p.n_layers, nt = p.n_threads, l, blk
+    cdef const floating *d_next = dout
+    for l in range(L, 1, -1):
+        if l == L:
+            for blk in range(p.n_blocks[L - 1]):
+                _backward_block(p, L, blk, W, VW, A, D, d_next, s.m, blk % nt == s.tid)
+            _update_bias(p, B[L], VB[L], dout, p.padded[L], 0, p.sizes[L], s.m)
+        else:
+            blk = s.tid
+            while blk < p.n_blocks[l - 1]:
+                _backward_block(p, l, blk, W, VW, A, D, d_next, s.m)
+                blk += nt
+            blk = s.tid
+            while blk < p.n_blocks[l]:
+                _update_bias(p, B[l], VB[l], D[l], p.padded[l], blk * BW,
+                             min(blk * BW + BW, p.sizes[l]), s.m)
+                blk += nt
+        if nt > 1 and l > 2:
+            nf_barrier_wait(p.barrier, &s.sense)
+        d_next = D[l - 1]
+
+
+cdef void _first_layer_steps(const Plan *p, Step *s, floating **W, floating **VW,
+                             floating **B, floating **VB, floating **D, floating **xbuf,
+                             floating **a1) noexcept nogil:
+    """This thread's blocks of W^1 and b^1: updated with this batch, then the
+    next batch's pre-activations through them (``_first_layer_step``). No
+    barrier: every thread has its own copy of the inputs and of W^L; the next
+    pre-activations go to the other A^1 buffer (another thread may still be
+    reading this one); and the updates of W^2..W^{L-1} are ordered before
+    their next reads by the next batch's first barrier."""
+    cdef int blk = s.tid
+    while blk < p.n_blocks[1]:
+        _first_layer_step(p, blk, W, VW, B, VB, xbuf[s.cur], s.K[s.cur], s.cols[s.cur], D[1],
+                          s.m, xbuf[s.nxt], s.K[s.nxt], s.cols[s.nxt], s.m_next, a1[s.nxt])
+        blk += p.n_threads
+
+
 cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW,
                         floating **VB, floating **A, floating **D, floating **xbuf,
                         floating *a1_alt, floating *out_all, floating *dout_all,
                         const floating *Y, int tid) noexcept nogil:
-    """One thread's share of the epoch (see the module docstring).
-
-    With hidden layers, the first layer's update for batch k and its forward
-    pass for batch k+1 are one step (``_first_layer_step``), done by the owner
-    of each block right after the backward pass: the next batch's
-    pre-activations of layer 1 wait in the other of two A[1] buffers for the
-    next iteration. Every thread gathers each batch's inputs into its own
-    buffers, one batch ahead.
+    """One thread's share of the epoch (see the module docstring), phase by
+    phase: ``_prologue``, then per batch ``_gather_next``, ``_hidden_forward``,
+    ``_output_delta``, ``_backward`` and ``_first_layer_steps``.
 
     The tables W, B, VW, VB, A, D are this thread's: with hidden layers, the
     output layer (W^L, b^L and their velocities) is a private copy that every
     thread updates in full (it is small), so no thread waits for another's
-    rows of it: one barrier per mini-batch for one hidden layer.
+    rows of it: one barrier per mini-batch for one hidden layer. Layer 1's
+    activations alternate between two buffers, A[1] and a1_alt, batch by batch.
     """
-    cdef int L = p.n_layers
-    cdef int nt = p.n_threads
-    cdef int n_in = p.sizes[0], n_out = p.sizes[L], ld_out = p.padded[L]
-    cdef int mbs = p.mini_batch_size
+    cdef int L = p.n_layers, mbs = p.mini_batch_size, ld_out = p.padded[L], blk
     cdef floating *out = out_all + <Py_ssize_t> tid * ld_out * mbs
     cdef floating *dout = dout_all + <Py_ssize_t> tid * ld_out * mbs
-    cdef int64_t start, batch
-    cdef int64_t n_batches = (p.n_samples + mbs - 1) // mbs
-    cdef int m, m_next, l, blk, i, j, ld_prev
-    cdef const floating *a_prev
-    cdef const floating *d_next
-    cdef const floating *y
-    cdef floating *o
-    cdef floating *d
-    cdef int sense = 0
-    cdef int K[2]                   # columns of the two gathered batches
-    cdef int32_t *cols[2]           # their weight rows (sparse), else NULL
-    cdef int cur, nxt
+    cdef int64_t batch, n_batches = (p.n_samples + mbs - 1) // mbs
     cdef unsigned int fp_state = 0
-    cdef floating *a1[2]            # layer 1's activations, batch by batch
+    cdef floating *a1[2]
+    cdef Step s
     a1[0] = A[1]
     a1[1] = a1_alt
     xbuf = xbuf + 2 * tid           # this thread's two input buffers
-    for i in range(2):
-        cols[i] = _sp_cols(p, tid, i) if p.sparse else NULL
-
+    s.tid = tid
+    s.sense = 0
+    for blk in range(2):
+        s.cols[blk] = _sp_cols(p, tid, blk) if p.sparse else NULL
     if floating is float:
         fp_state = nf_flush_denormals_begin()   # see src_c/dense.h
-    # Prologue: the first batch's inputs (and, with hidden layers, its
-    # layer-1 pre-activations).
-    m = <int> min(<int64_t> mbs, p.n_samples)
-    K[0] = _gather(p, 0, m, xbuf[0], cols[0], tid)
-    if L > 1:
-        blk = tid
-        while blk < p.n_blocks[1]:
-            _fwd_first(m, K[0], cols[0], xbuf[0], W[1] + <Py_ssize_t> blk * n_in * BW,
-                       A[1] + blk * BW, p.padded[1])
-            blk += nt
-
+    _prologue(p, &s, W, A, xbuf)
     for batch in range(n_batches):
-        start = batch * mbs
-        m = <int> min(<int64_t> mbs, p.n_samples - start)
-        cur = batch & 1
-        nxt = 1 - cur
-        A[1] = a1[cur]
-        # The next batch's inputs (before the barrier, where a thread may wait).
-        m_next = 0
-        if batch + 1 < n_batches:
-            m_next = <int> min(<int64_t> mbs, p.n_samples - start - mbs)
-            K[nxt] = _gather(p, start + mbs, m_next, xbuf[nxt], cols[nxt], tid)
-            if batch + 2 < n_batches:
-                _prefetch_batch(p, start + 2 * mbs)
+        s.start = batch * mbs
+        s.m = <int> min(<int64_t> mbs, p.n_samples - s.start)
+        s.cur = batch & 1
+        s.nxt = 1 - s.cur
+        A[1] = a1[s.cur]
+        _gather_next(p, &s, batch, n_batches, xbuf)
         if L == 1:
             # (One thread: a network without hidden layers has nothing to share.)
-            a_prev = xbuf[cur]
-            ld_prev = n_in
-        else:
-            # Layer 1: its pre-activations were computed by the previous step.
-            blk = tid
-            while blk < p.n_blocks[1]:
-                if floating is float:
-                    nf_sigmoid_block_f(m, A[1] + blk * BW, p.padded[1], B[1] + blk * BW,
-                                       min(BW, p.sizes[1] - blk * BW))
-                else:
-                    nf_sigmoid_block_d(m, A[1] + blk * BW, p.padded[1], B[1] + blk * BW,
-                                       min(BW, p.sizes[1] - blk * BW))
-                blk += nt
-            if nt > 1:
-                nf_barrier_wait(p.barrier, &sense)
-            a_prev = A[1]
-            ld_prev = p.padded[1]
-            # Further hidden layers, by blocks.
-            for l in range(2, L):
-                blk = tid
-                while blk < p.n_blocks[l]:
-                    _hidden_block(W[l] + <Py_ssize_t> blk * p.sizes[l - 1] * BW, B[l], a_prev,
-                                  p.sizes[l - 1], ld_prev, A[l], p.padded[l], blk, p.sizes[l], m)
-                    blk += nt
-                if nt > 1:
-                    nf_barrier_wait(p.barrier, &sense)
-                a_prev = A[l]
-                ld_prev = p.padded[l]
-
-        # Output layer and its delta, privately in every thread.
-        _output_layer(p, W[L], B[L], a_prev, ld_prev, m, out)
-        for i in range(m):
-            o = out + <Py_ssize_t> i * ld_out
-            d = dout + <Py_ssize_t> i * ld_out
-            y = Y + p.order[start + i] * n_out
-            if p.cost == QUADRATIC:
-                for j in range(n_out):
-                    d[j] = (o[j] - y[j]) * (o[j] * (1 - o[j]))
-            else:
-                for j in range(n_out):
-                    d[j] = o[j] - y[j]
-            for j in range(n_out, ld_out):
-                d[j] = 0
-
-        if L == 1:
+            _output_delta(p, &s, W, B, xbuf[s.cur], out, dout, Y)
             for blk in range(p.n_blocks[1]):
-                _update_rows(p, W[1] + <Py_ssize_t> blk * n_in * BW,
-                             VW[1] + <Py_ssize_t> blk * n_in * BW if p.use_momentum else NULL,
-                             n_in, xbuf[cur], n_in, dout + blk * BW, ld_out, m)
-            _update_bias(p, B[1], VB[1], dout, ld_out, 0, n_out, m)
+                _update_rows(p, W[1] + <Py_ssize_t> blk * p.sizes[0] * BW,
+                             VW[1] + <Py_ssize_t> blk * p.sizes[0] * BW if p.use_momentum else NULL,
+                             p.sizes[0], xbuf[s.cur], p.sizes[0], dout + blk * BW, ld_out, s.m)
+            _update_bias(p, B[1], VB[1], dout, ld_out, 0, p.sizes[1], s.m)
             continue
-
-        # Backward: δ^{l-1} and the matching rows of W^l, by blocks of layer l-1.
-        d_next = dout
-        for l in range(L, 1, -1):
-            if l == L:
-                # The private output layer: δ^{L-1} of this thread's blocks,
-                # then every row of its W^L.
-                for blk in range(p.n_blocks[L - 1]):
-                    _backward_block(p, L, blk, W, VW, A, D, d_next, m, blk % nt == tid)
-                _update_bias(p, B[L], VB[L], dout, ld_out, 0, n_out, m)
-            else:
-                blk = tid
-                while blk < p.n_blocks[l - 1]:
-                    _backward_block(p, l, blk, W, VW, A, D, d_next, m)
-                    blk += nt
-                blk = tid
-                while blk < p.n_blocks[l]:
-                    _update_bias(p, B[l], VB[l], D[l], p.padded[l], blk * BW,
-                                 min(blk * BW + BW, p.sizes[l]), m)
-                    blk += nt
-            if nt > 1 and l > 2:
-                nf_barrier_wait(p.barrier, &sense)
-            d_next = D[l - 1]
-
-        # First layer: update with this batch, forward the next one. No
-        # barrier here: every thread has its own copy of the inputs and of
-        # W^L; the next pre-activations go to the other A[1] buffer (another
-        # thread may still be reading this one); and the updates of
-        # W^2..W^{L-1} are ordered before their next reads by the next
-        # iteration's barrier.
-        blk = tid
-        while blk < p.n_blocks[1]:
-            _first_layer_step(p, blk, W, VW, B, VB, xbuf[cur], K[cur], cols[cur], D[1], m,
-                              xbuf[nxt], K[nxt], cols[nxt], m_next, a1[nxt])
-            blk += nt
+        _hidden_forward(p, &s, W, B, A)
+        _output_delta(p, &s, W, B, A[L - 1], out, dout, Y)
+        _backward(p, &s, W, B, VW, VB, A, D, dout)
+        _first_layer_steps(p, &s, W, VW, B, VB, D, xbuf, a1)
     if p.lazy_decay:
         blk = tid
         while blk < p.n_blocks[1]:
             if p.w1_scale[8 * blk] != 1.0:
-                _scale(<Py_ssize_t> n_in * BW, W[1] + <Py_ssize_t> blk * n_in * BW,
+                _scale(<Py_ssize_t> p.sizes[0] * BW, W[1] + <Py_ssize_t> blk * p.sizes[0] * BW,
                        p.w1_scale[8 * blk])
-            blk += nt
+            blk += p.n_threads
     if floating is float:
         nf_flush_denormals_end(fp_state)
 
