@@ -659,17 +659,17 @@ cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW
         s.nxt = 1 - s.cur
         A[1] = a1[s.cur]
         _gather_next(p, &s, batch, n_batches, xbuf)
+        if L > 1:
+            _hidden_forward(p, &s, W, B, A)
+        _output_delta(p, &s, W, B, A[L - 1] if L > 1 else xbuf[s.cur], out, dout, Y)
         if L == 1:
             # (One thread: a network without hidden layers has nothing to share.)
-            _output_delta(p, &s, W, B, xbuf[s.cur], out, dout, Y)
             for blk in range(p.n_blocks[1]):
                 _update_rows(p, W[1] + <Py_ssize_t> blk * p.sizes[0] * BW,
                              VW[1] + <Py_ssize_t> blk * p.sizes[0] * BW if p.use_momentum else NULL,
                              p.sizes[0], xbuf[s.cur], p.sizes[0], dout + blk * BW, ld_out, s.m)
             _update_bias(p, B[1], VB[1], dout, ld_out, 0, p.sizes[1], s.m)
             continue
-        _hidden_forward(p, &s, W, B, A)
-        _output_delta(p, &s, W, B, A[L - 1], out, dout, Y)
         _backward(p, &s, W, B, VW, VB, A, D, dout)
         _first_layer_steps(p, &s, W, VW, B, VB, D, xbuf, a1)
     if p.lazy_decay:
