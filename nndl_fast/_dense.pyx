@@ -17,7 +17,7 @@ nothing to a sum of products and the other terms keep their order, so the
 results are bitwise those of the dense rows.
 
 Parallel scheme (one OpenMP team for the whole epoch, spinning barriers between
-steps: ``nndl_spin_barrier`` in src_c/dense.c).
+steps: ``nf_barrier`` in src_c/nf_runtime.h).
 Block b of a hidden layer belongs to thread b % n_threads. Each number is
 computed by one thread with a fixed summation order, whatever the thread
 count, so results are bitwise identical for 1 and N threads. Every thread has
@@ -47,7 +47,6 @@ subnormal numbers to zero (``src_c/dense.h``).
 cimport cython
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.math cimport exp, expf
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport malloc, free
 
@@ -61,21 +60,19 @@ from nndl_fast._openmp_helpers cimport omp_get_thread_num
 cnp.import_array()
 
 cdef extern from "dense.h" nogil:
-    int NNDL_BW
-    void nndl_fwd_d(int m, int K, const double *X, int ldx, const double *W,
-                    double *out, int ldo)
-    void nndl_fwd_s(int m, int K, const float *X, int ldx, const float *W,
-                    float *out, int ldo)
-    void nndl_upd_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
-                    double *W, double alpha, double beta)
-    void nndl_upd_s(int rows, int m, const float *X, int ldx, const float *D, int ldd,
-                    float *W, float alpha, float beta)
-    void nndl_sigmoid_block_d(int m, double *Z, int ldz, const double *b, int n_valid)
-    void nndl_sigmoid_block_s(int m, float *Z, int ldz, const float *b, int n_valid)
-    void nndl_bwd_d(int m, int rows, int nb, const double *W, Py_ssize_t bstride,
-                    const double *Dn, int ldn, const double *A, int lda, double *out, int ldo)
-    void nndl_bwd_s(int m, int rows, int nb, const float *W, Py_ssize_t bstride,
-                    const float *Dn, int ldn, const float *A, int lda, float *out, int ldo)
+    int NF_BW
+    void nf_fwd_d(int m, int K, const double *X, int ldx, const double *W, double *out, int ldo)
+    void nf_fwd_f(int m, int K, const float *X, int ldx, const float *W, float *out, int ldo)
+    void nf_upd_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
+                  double *W, double alpha, double beta)
+    void nf_upd_f(int rows, int m, const float *X, int ldx, const float *D, int ldd,
+                  float *W, float alpha, float beta)
+    void nf_sigmoid_block_d(int m, double *Z, int ldz, const double *b, int n_valid)
+    void nf_sigmoid_block_f(int m, float *Z, int ldz, const float *b, int n_valid)
+    void nf_bwd_d(int m, int rows, int nb, const double *W, Py_ssize_t bstride,
+                  const double *Dn, int ldn, const double *A, int lda, double *out, int ldo)
+    void nf_bwd_f(int m, int rows, int nb, const float *W, Py_ssize_t bstride,
+                  const float *Dn, int ldn, const float *A, int lda, float *out, int ldo)
     ctypedef struct nndl_csr:
         const int64_t *ptr
         const int32_t *idx
@@ -83,41 +80,46 @@ cdef extern from "dense.h" nogil:
         int val_f32
         const uint64_t *bits
         int n_words
-    int nndl_csr_union(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
-                       int32_t *cols, int32_t *pos, uint64_t *ubits)
-    void nndl_csr_scatter_d(int i0, int i1, const nndl_csr *X, const int64_t *rows,
-                            int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
-                            double *Xc)
-    void nndl_csr_scatter_s(int i0, int i1, const nndl_csr *X, const int64_t *rows,
-                            int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
-                            float *Xc)
-    void nndl_csr_first_d(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
-                          const double *W, double *out, int ldo)
-    void nndl_csr_first_s(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
-                          const float *W, float *out, int ldo)
-    void nndl_fwd_idx_d(int m, int K, const double *X, int ldx, const double *W,
-                        const int32_t *cols, double *out, int ldo)
-    void nndl_fwd_idx_s(int m, int K, const float *X, int ldx, const float *W,
-                        const int32_t *cols, float *out, int ldo)
-    void nndl_upd_idx_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
-                        double *W, const int32_t *cols, double alpha)
-    void nndl_upd_idx_s(int rows, int m, const float *X, int ldx, const float *D, int ldd,
-                        float *W, const int32_t *cols, float alpha)
-    void nndl_scale_d(Py_ssize_t n, double *x, double beta)
-    void nndl_scale_s(Py_ssize_t n, float *x, float beta)
-    void nndl_convert_f2d(int n, const float *src, double *dst)
-    void nndl_prefetch(const void *p, size_t nbytes)
-    unsigned int nndl_flush_denormals_begin()
-    void nndl_flush_denormals_end(unsigned int state)
-    void nndl_prefetch_l2(const void *p, size_t nbytes)
-    void nndl_csr_prefetch_row(const nndl_csr *X, int64_t r)
-    const char *nndl_dense_isa()
-    int nndl_dense_path_runs(const char *name)
-    int nndl_dense_select(const char *name)
-    ctypedef struct nndl_spin_barrier:
+    int nf_csr_union(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
+                     int32_t *cols, int32_t *pos, uint64_t *ubits)
+    void nf_csr_scatter_d(int i0, int i1, const nndl_csr *X, const int64_t *rows,
+                          int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
+                          double *Xc)
+    void nf_csr_scatter_f(int i0, int i1, const nndl_csr *X, const int64_t *rows,
+                          int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
+                          float *Xc)
+    void nf_csr_first_d(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
+                        const double *W, double *out, int ldo)
+    void nf_csr_first_f(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
+                        const float *W, float *out, int ldo)
+    void nf_fwd_idx_d(int m, int K, const double *X, int ldx, const double *W,
+                      const int32_t *cols, double *out, int ldo)
+    void nf_fwd_idx_f(int m, int K, const float *X, int ldx, const float *W,
+                      const int32_t *cols, float *out, int ldo)
+    void nf_upd_idx_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
+                      double *W, const int32_t *cols, double alpha)
+    void nf_upd_idx_f(int rows, int m, const float *X, int ldx, const float *D, int ldd,
+                      float *W, const int32_t *cols, float alpha)
+    void nf_scale_d(Py_ssize_t n, double *x, double beta)
+    void nf_scale_f(Py_ssize_t n, float *x, float beta)
+    void nf_convert_f2d(int n, const float *src, double *dst)
+    void nf_prefetch(const void *p, size_t nbytes)
+    unsigned int nf_flush_denormals_begin()
+    void nf_flush_denormals_end(unsigned int state)
+    void nf_prefetch_l2(const void *p, size_t nbytes)
+    void nf_csr_prefetch_row(const nndl_csr *X, int64_t r)
+    const char *nf_dense_isa()
+    int nf_dense_path_runs(const char *name)
+    int nf_dense_select(const char *name)
+
+cdef extern from "nf_runtime.h" nogil:
+    ctypedef struct nf_barrier:
         pass
-    void nndl_spin_barrier_init(nndl_spin_barrier *b, int n_threads)
-    void nndl_spin_barrier_wait(nndl_spin_barrier *b, int *local_sense)
+    int NF_DENSE_SPINS
+    void nf_barrier_init(nf_barrier *b, int n_threads, int spins)
+    void nf_barrier_wait(nf_barrier *b, int *local_sense)
+    void nf_softmax_f(const float *z, float *p, int n)
+    void nf_softmax_d(const double *z, double *p, int n)
 
 cdef enum:
     MAX_LAYERS = 64
@@ -138,12 +140,12 @@ cpdef enum Regularization:
 
 def kernel_isa():
     """The kernel path in use: "avx512", "avx2" or "generic" (see :func:`kernel_paths`)."""
-    return nndl_dense_isa().decode()
+    return nf_dense_isa().decode()
 
 
 def kernel_paths():
     """The kernel paths this build has and this processor runs, fastest first."""
-    return [p for p in _config.KERNEL_PATHS if nndl_dense_path_runs(p.encode())]
+    return [p for p in _config.KERNEL_PATHS if nf_dense_path_runs(p.encode())]
 
 
 def _select_kernels():
@@ -151,10 +153,10 @@ def _select_kernels():
     cdef bytes name
     wanted = _config.requested_kernel_path()
     if wanted is None:
-        nndl_dense_select(NULL)
+        nf_dense_select(NULL)
         return
     name = wanted.encode()
-    if nndl_dense_select(name) != 0:
+    if nf_dense_select(name) != 0:
         raise ValueError(
             "%s=%s: this processor (or this build) cannot run the %s kernels; the paths "
             "available here are %s" % (_config.KERNELS_ENV, wanted, wanted,
@@ -184,7 +186,7 @@ cdef struct Plan:
     double reg_step                   # η·λ/n
     double decay                      # 1 − η·λ/n (L2 without momentum)
     double momentum
-    nndl_spin_barrier *barrier        # shared by the team (n_threads > 1)
+    nf_barrier *barrier               # shared by the team (n_threads > 1)
     bint sparse                       # layer 1 reads the inputs from csr
     nndl_csr csr                      # x as compressed sparse rows (sparse)
     bint lazy_decay                   # L2 decay of W^1 kept as a factor per block
@@ -194,27 +196,20 @@ cdef struct Plan:
     uint64_t *sp_ubits
 
 
-cdef inline floating _exp(floating z) noexcept nogil:
-    if floating is float:
-        return expf(z)
-    else:
-        return exp(z)
-
-
 cdef inline void _fwd(int m, int K, const floating *X, int ldx, const floating *W,
                       floating *out, int ldo) noexcept nogil:
     if floating is float:
-        nndl_fwd_s(m, K, X, ldx, W, out, ldo)
+        nf_fwd_f(m, K, X, ldx, W, out, ldo)
     else:
-        nndl_fwd_d(m, K, X, ldx, W, out, ldo)
+        nf_fwd_d(m, K, X, ldx, W, out, ldo)
 
 
 cdef inline void _upd(int rows, int m, const floating *X, int ldx, const floating *D,
                       int ldd, floating *W, floating alpha, floating beta) noexcept nogil:
     if floating is float:
-        nndl_upd_s(rows, m, X, ldx, D, ldd, W, alpha, beta)
+        nf_upd_f(rows, m, X, ldx, D, ldd, W, alpha, beta)
     else:
-        nndl_upd_d(rows, m, X, ldx, D, ldd, W, alpha, beta)
+        nf_upd_d(rows, m, X, ldx, D, ldd, W, alpha, beta)
 
 
 cdef void _hidden_block(const floating *w_blk, const floating *b, const floating *a_prev,
@@ -225,9 +220,9 @@ cdef void _hidden_block(const floating *w_blk, const floating *b, const floating
     cdef int n_valid = min(BW, n_units - u0)
     _fwd(m, n_prev, a_prev, ld_prev, w_blk, out + u0, ld_out)
     if floating is float:
-        nndl_sigmoid_block_s(m, out + u0, ld_out, b + u0, n_valid)
+        nf_sigmoid_block_f(m, out + u0, ld_out, b + u0, n_valid)
     else:
-        nndl_sigmoid_block_d(m, out + u0, ld_out, b + u0, n_valid)
+        nf_sigmoid_block_d(m, out + u0, ld_out, b + u0, n_valid)
 
 
 cdef void _output_layer(const Plan *p, floating *w, const floating *b,
@@ -238,7 +233,6 @@ cdef void _output_layer(const Plan *p, floating *w, const floating *b,
     cdef int n_out = p.sizes[L], ld = p.padded[L], n_prev = p.sizes[L - 1]
     cdef int i, j, blk
     cdef floating *o
-    cdef floating mx, s
     if p.cost != LOG_LIKELIHOOD:
         for blk in range(p.n_blocks[L]):
             _hidden_block(w + <Py_ssize_t> blk * n_prev * BW, b, a_prev, n_prev, ld_prev,
@@ -250,25 +244,19 @@ cdef void _output_layer(const Plan *p, floating *w, const floating *b,
         o = out + <Py_ssize_t> i * ld
         for j in range(n_out):
             o[j] = o[j] + b[j]
-        mx = o[0]
-        for j in range(1, n_out):
-            if o[j] > mx:
-                mx = o[j]
-        s = 0
-        for j in range(n_out):
-            o[j] = _exp(o[j] - mx)
-            s = s + o[j]
-        for j in range(n_out):
-            o[j] = o[j] / s
+        if floating is float:
+            nf_softmax_f(o, o, n_out)
+        else:
+            nf_softmax_d(o, o, n_out)
         for j in range(n_out, ld):
             o[j] = 0
 
 
 cdef inline void _scale(Py_ssize_t n, floating *x, double beta) noexcept nogil:
     if floating is float:
-        nndl_scale_s(n, x, <float> beta)
+        nf_scale_f(n, x, <float> beta)
     else:
-        nndl_scale_d(n, x, beta)
+        nf_scale_d(n, x, beta)
 
 
 cdef inline void _upd_first(int rows, int m, const floating *X, int ldx, const floating *D,
@@ -283,9 +271,9 @@ cdef inline void _upd_first(int rows, int m, const floating *X, int ldx, const f
     if beta != 1:
         _scale(<Py_ssize_t> rows * BW, W, beta)
     if floating is float:
-        nndl_upd_idx_s(K, m, X, ldx, D, ldd, W, cols, alpha)
+        nf_upd_idx_f(K, m, X, ldx, D, ldd, W, cols, alpha)
     else:
-        nndl_upd_idx_d(K, m, X, ldx, D, ldd, W, cols, alpha)
+        nf_upd_idx_d(K, m, X, ldx, D, ldd, W, cols, alpha)
 
 
 cdef void _update_rows(const Plan *p, floating *w, floating *v, int rows,
@@ -387,18 +375,18 @@ cdef int _gather(const Plan *p, int64_t start, int m, floating *xb, int32_t *col
     if p.sparse:
         pos = _sp_pos(p, tid)
         ubits = _sp_ubits(p, tid)
-        K = nndl_csr_union(m, &p.csr, p.order + start, 0, cols, pos, ubits)
+        K = nf_csr_union(m, &p.csr, p.order + start, 0, cols, pos, ubits)
         if floating is float:
-            nndl_csr_scatter_s(0, m, &p.csr, p.order + start, 0, K, pos, ubits, xb)
+            nf_csr_scatter_f(0, m, &p.csr, p.order + start, 0, K, pos, ubits, xb)
         else:
-            nndl_csr_scatter_d(0, m, &p.csr, p.order + start, 0, K, pos, ubits, xb)
+            nf_csr_scatter_d(0, m, &p.csr, p.order + start, 0, K, pos, ubits, xb)
         return K
     for i in range(m):
         dst = xb + <Py_ssize_t> i * n_in
         if p.x_is_float32:
             xs = (<const float *> p.x) + p.order[start + i] * n_in
             if floating is double:
-                nndl_convert_f2d(n_in, xs, dst)
+                nf_convert_f2d(n_in, xs, dst)
             else:
                 for j in range(n_in):
                     dst[j] = xs[j]
@@ -415,11 +403,11 @@ cdef void _prefetch_batch(const Plan *p, int64_t start) noexcept nogil:
     cdef int64_t end = min(start + p.mini_batch_size, p.n_samples)
     cdef size_t row_bytes = p.sizes[0] * (4 if p.x_is_float32 else 8)
     while i < end:
-        nndl_prefetch_l2(<const char *> p.y + p.order[i] * p.y_row_bytes, p.y_row_bytes)
+        nf_prefetch_l2(<const char *> p.y + p.order[i] * p.y_row_bytes, p.y_row_bytes)
         if p.sparse:
-            nndl_csr_prefetch_row(&p.csr, p.order[i])
+            nf_csr_prefetch_row(&p.csr, p.order[i])
         else:
-            nndl_prefetch(<const char *> p.x + p.order[i] * row_bytes, row_bytes)
+            nf_prefetch(<const char *> p.x + p.order[i] * row_bytes, row_bytes)
         i += 1
 
 
@@ -434,11 +422,11 @@ cdef void _backward_block(const Plan *p, int l, int blk, floating **W, floating 
     cdef int bl
     if delta:
         if floating is float:
-            nndl_bwd_s(m, c1 - c0, nb, W[l] + <Py_ssize_t> c0 * BW, <Py_ssize_t> s_prev * BW,
-                       d_next, ld_next, A[l - 1] + c0, ld_prev, D[l - 1] + c0, ld_prev)
+            nf_bwd_f(m, c1 - c0, nb, W[l] + <Py_ssize_t> c0 * BW, <Py_ssize_t> s_prev * BW,
+                     d_next, ld_next, A[l - 1] + c0, ld_prev, D[l - 1] + c0, ld_prev)
         else:
-            nndl_bwd_d(m, c1 - c0, nb, W[l] + <Py_ssize_t> c0 * BW, <Py_ssize_t> s_prev * BW,
-                       d_next, ld_next, A[l - 1] + c0, ld_prev, D[l - 1] + c0, ld_prev)
+            nf_bwd_d(m, c1 - c0, nb, W[l] + <Py_ssize_t> c0 * BW, <Py_ssize_t> s_prev * BW,
+                     d_next, ld_next, A[l - 1] + c0, ld_prev, D[l - 1] + c0, ld_prev)
     for bl in range(nb):
         _update_rows(p, W[l] + (<Py_ssize_t> bl * s_prev + c0) * BW,
                      VW[l] + (<Py_ssize_t> bl * s_prev + c0) * BW if p.use_momentum else NULL,
@@ -452,9 +440,9 @@ cdef inline void _fwd_first(int m, int K, const int32_t *cols, const floating *X
     if cols == NULL:
         _fwd(m, K, X, K, w, out, ldo)
     elif floating is float:
-        nndl_fwd_idx_s(m, K, X, K, w, cols, out, ldo)
+        nf_fwd_idx_f(m, K, X, K, w, cols, out, ldo)
     else:
-        nndl_fwd_idx_d(m, K, X, K, w, cols, out, ldo)
+        nf_fwd_idx_d(m, K, X, K, w, cols, out, ldo)
 
 
 cdef void _first_layer_step(const Plan *p, int blk, floating **W, floating **VW,
@@ -496,173 +484,203 @@ cdef void _first_layer_step(const Plan *p, int blk, floating **W, floating **VW,
     _update_bias(p, B[1], VB[1], delta, ld1, blk * BW, min(blk * BW + BW, p.sizes[1]), m)
 
 
+cdef struct Step:
+    # One thread's place in the epoch (``_epoch_thread``).
+    int tid
+    int sense                       # its side of the team's barrier
+    int64_t start                   # the batch's first row in p.order
+    int m, m_next                   # rows of this batch and of the next (0: none)
+    int cur, nxt                    # the double buffers holding the two
+    int K[2]                        # columns of the two gathered batches
+    int32_t *cols[2]                # their weight rows (sparse), else NULL
+
+
+cdef void _prologue(const Plan *p, Step *s, floating **W, floating **A,
+                    floating **xbuf) noexcept nogil:
+    """Before the first batch: its inputs and, with hidden layers, this thread's
+    blocks of its layer-1 pre-activations (then what ``_first_layer_steps``
+    leaves for every later batch). No barrier: nothing here is shared."""
+    cdef int blk = s.tid
+    s.m = <int> min(<int64_t> p.mini_batch_size, p.n_samples)
+    s.K[0] = _gather(p, 0, s.m, xbuf[0], s.cols[0], s.tid)
+    if p.n_layers > 1:
+        while blk < p.n_blocks[1]:
+            _fwd_first(s.m, s.K[0], s.cols[0], xbuf[0],
+                       W[1] + <Py_ssize_t> blk * p.sizes[0] * BW, A[1] + blk * BW, p.padded[1])
+            blk += p.n_threads
+
+
+cdef void _gather_next(const Plan *p, Step *s, int64_t batch, int64_t n_batches,
+                       floating **xbuf) noexcept nogil:
+    """The next batch's inputs into the other buffer, and a prefetch of the one
+    after: before the barrier, where a thread may wait anyway."""
+    cdef int mbs = p.mini_batch_size
+    s.m_next = 0
+    if batch + 1 < n_batches:
+        s.m_next = <int> min(<int64_t> mbs, p.n_samples - s.start - mbs)
+        s.K[s.nxt] = _gather(p, s.start + mbs, s.m_next, xbuf[s.nxt], s.cols[s.nxt], s.tid)
+        if batch + 2 < n_batches:
+            _prefetch_batch(p, s.start + 2 * mbs)
+
+
+cdef void _hidden_forward(const Plan *p, Step *s, floating **W, floating **B,
+                          floating **A) noexcept nogil:
+    """Hidden layers, by blocks of 16 units (block b is thread b % n_threads'):
+    layer 1's sigmoid over the pre-activations the previous step left, then
+    each further layer's product and sigmoid. Each layer ends at the team's
+    barrier: the next reads every block."""
+    cdef int L = p.n_layers, nt = p.n_threads, blk = s.tid, l
+    while blk < p.n_blocks[1]:
+        if floating is float:
+            nf_sigmoid_block_f(s.m, A[1] + blk * BW, p.padded[1], B[1] + blk * BW,
+                               min(BW, p.sizes[1] - blk * BW))
+        else:
+            nf_sigmoid_block_d(s.m, A[1] + blk * BW, p.padded[1], B[1] + blk * BW,
+                               min(BW, p.sizes[1] - blk * BW))
+        blk += nt
+    if nt > 1:
+        nf_barrier_wait(p.barrier, &s.sense)
+    for l in range(2, L):
+        blk = s.tid
+        while blk < p.n_blocks[l]:
+            _hidden_block(W[l] + <Py_ssize_t> blk * p.sizes[l - 1] * BW, B[l], A[l - 1],
+                          p.sizes[l - 1], p.padded[l - 1], A[l], p.padded[l], blk, p.sizes[l],
+                          s.m)
+            blk += nt
+        if nt > 1:
+            nf_barrier_wait(p.barrier, &s.sense)
+
+
+cdef void _output_delta(const Plan *p, Step *s, floating **W, floating **B,
+                        const floating *a_prev, floating *out, floating *dout,
+                        const floating *Y) noexcept nogil:
+    """The output layer and its delta for the cost, privately in every thread
+    (on its own copy of W^L, b^L): no barrier."""
+    cdef int L = p.n_layers, n_out = p.sizes[L], ld_out = p.padded[L], i, j
+    cdef const floating *y
+    cdef floating *o
+    cdef floating *d
+    _output_layer(p, W[L], B[L], a_prev, p.padded[L - 1], s.m, out)
+    for i in range(s.m):
+        o = out + <Py_ssize_t> i * ld_out
+        d = dout + <Py_ssize_t> i * ld_out
+        y = Y + p.order[s.start + i] * n_out
+        if p.cost == QUADRATIC:
+            for j in range(n_out):
+                d[j] = (o[j] - y[j]) * (o[j] * (1 - o[j]))
+        else:
+            for j in range(n_out):
+                d[j] = o[j] - y[j]
+        for j in range(n_out, ld_out):
+            d[j] = 0
+
+
+cdef void _backward(const Plan *p, Step *s, floating **W, floating **B, floating **VW,
+                    floating **VB, floating **A, floating **D,
+                    const floating *dout) noexcept nogil:
+    """δ^{l-1} and the matching rows of W^l, l = L..2, by blocks of layer l-1:
+    first the private output layer (δ^{L-1} of this thread's blocks, then every
+    row of its W^L), then the shared layers by their owners, biases too. A
+    barrier after each layer but the last: W^1's step reads only this thread's
+    δ^1 blocks."""
+    cdef int L = p.n_layers, nt = p.n_threads, l, blk
+    cdef const floating *d_next = dout
+    for l in range(L, 1, -1):
+        if l == L:
+            for blk in range(p.n_blocks[L - 1]):
+                _backward_block(p, L, blk, W, VW, A, D, d_next, s.m, blk % nt == s.tid)
+            _update_bias(p, B[L], VB[L], dout, p.padded[L], 0, p.sizes[L], s.m)
+        else:
+            blk = s.tid
+            while blk < p.n_blocks[l - 1]:
+                _backward_block(p, l, blk, W, VW, A, D, d_next, s.m)
+                blk += nt
+            blk = s.tid
+            while blk < p.n_blocks[l]:
+                _update_bias(p, B[l], VB[l], D[l], p.padded[l], blk * BW,
+                             min(blk * BW + BW, p.sizes[l]), s.m)
+                blk += nt
+        if nt > 1 and l > 2:
+            nf_barrier_wait(p.barrier, &s.sense)
+        d_next = D[l - 1]
+
+
+cdef void _first_layer_steps(const Plan *p, Step *s, floating **W, floating **VW,
+                             floating **B, floating **VB, floating **D, floating **xbuf,
+                             floating **a1) noexcept nogil:
+    """This thread's blocks of W^1 and b^1: updated with this batch, then the
+    next batch's pre-activations through them (``_first_layer_step``). No
+    barrier: every thread has its own copy of the inputs and of W^L; the next
+    pre-activations go to the other A^1 buffer (another thread may still be
+    reading this one); and the updates of W^2..W^{L-1} are ordered before
+    their next reads by the next batch's first barrier."""
+    cdef int blk = s.tid
+    while blk < p.n_blocks[1]:
+        _first_layer_step(p, blk, W, VW, B, VB, xbuf[s.cur], s.K[s.cur], s.cols[s.cur], D[1],
+                          s.m, xbuf[s.nxt], s.K[s.nxt], s.cols[s.nxt], s.m_next, a1[s.nxt])
+        blk += p.n_threads
+
+
 cdef void _epoch_thread(const Plan *p, floating **W, floating **B, floating **VW,
                         floating **VB, floating **A, floating **D, floating **xbuf,
                         floating *a1_alt, floating *out_all, floating *dout_all,
                         const floating *Y, int tid) noexcept nogil:
-    """One thread's share of the epoch (see the module docstring).
-
-    With hidden layers, the first layer's update for batch k and its forward
-    pass for batch k+1 are one step (``_first_layer_step``), done by the owner
-    of each block right after the backward pass: the next batch's
-    pre-activations of layer 1 wait in the other of two A[1] buffers for the
-    next iteration. Every thread gathers each batch's inputs into its own
-    buffers, one batch ahead.
+    """One thread's share of the epoch (see the module docstring), phase by
+    phase: ``_prologue``, then per batch ``_gather_next``, ``_hidden_forward``,
+    ``_output_delta``, ``_backward`` and ``_first_layer_steps``.
 
     The tables W, B, VW, VB, A, D are this thread's: with hidden layers, the
     output layer (W^L, b^L and their velocities) is a private copy that every
     thread updates in full (it is small), so no thread waits for another's
-    rows of it: one barrier per mini-batch for one hidden layer.
+    rows of it: one barrier per mini-batch for one hidden layer. Layer 1's
+    activations alternate between two buffers, A[1] and a1_alt, batch by batch.
     """
-    cdef int L = p.n_layers
-    cdef int nt = p.n_threads
-    cdef int n_in = p.sizes[0], n_out = p.sizes[L], ld_out = p.padded[L]
-    cdef int mbs = p.mini_batch_size
+    cdef int L = p.n_layers, mbs = p.mini_batch_size, ld_out = p.padded[L], blk
     cdef floating *out = out_all + <Py_ssize_t> tid * ld_out * mbs
     cdef floating *dout = dout_all + <Py_ssize_t> tid * ld_out * mbs
-    cdef int64_t start, batch
-    cdef int64_t n_batches = (p.n_samples + mbs - 1) // mbs
-    cdef int m, m_next, l, blk, i, j, ld_prev
-    cdef const floating *a_prev
-    cdef const floating *d_next
-    cdef const floating *y
-    cdef floating *o
-    cdef floating *d
-    cdef int sense = 0
-    cdef int K[2]                   # columns of the two gathered batches
-    cdef int32_t *cols[2]           # their weight rows (sparse), else NULL
-    cdef int cur, nxt
+    cdef int64_t batch, n_batches = (p.n_samples + mbs - 1) // mbs
     cdef unsigned int fp_state = 0
-    cdef floating *a1[2]            # layer 1's activations, batch by batch
+    cdef floating *a1[2]
+    cdef Step s
     a1[0] = A[1]
     a1[1] = a1_alt
     xbuf = xbuf + 2 * tid           # this thread's two input buffers
-    for i in range(2):
-        cols[i] = _sp_cols(p, tid, i) if p.sparse else NULL
-
+    s.tid = tid
+    s.sense = 0
+    for blk in range(2):
+        s.cols[blk] = _sp_cols(p, tid, blk) if p.sparse else NULL
     if floating is float:
-        fp_state = nndl_flush_denormals_begin()   # see src_c/dense.h
-    # Prologue: the first batch's inputs (and, with hidden layers, its
-    # layer-1 pre-activations).
-    m = <int> min(<int64_t> mbs, p.n_samples)
-    K[0] = _gather(p, 0, m, xbuf[0], cols[0], tid)
-    if L > 1:
-        blk = tid
-        while blk < p.n_blocks[1]:
-            _fwd_first(m, K[0], cols[0], xbuf[0], W[1] + <Py_ssize_t> blk * n_in * BW,
-                       A[1] + blk * BW, p.padded[1])
-            blk += nt
-
+        fp_state = nf_flush_denormals_begin()   # see src_c/dense.h
+    _prologue(p, &s, W, A, xbuf)
     for batch in range(n_batches):
-        start = batch * mbs
-        m = <int> min(<int64_t> mbs, p.n_samples - start)
-        cur = batch & 1
-        nxt = 1 - cur
-        A[1] = a1[cur]
-        # The next batch's inputs (before the barrier, where a thread may wait).
-        m_next = 0
-        if batch + 1 < n_batches:
-            m_next = <int> min(<int64_t> mbs, p.n_samples - start - mbs)
-            K[nxt] = _gather(p, start + mbs, m_next, xbuf[nxt], cols[nxt], tid)
-            if batch + 2 < n_batches:
-                _prefetch_batch(p, start + 2 * mbs)
+        s.start = batch * mbs
+        s.m = <int> min(<int64_t> mbs, p.n_samples - s.start)
+        s.cur = batch & 1
+        s.nxt = 1 - s.cur
+        A[1] = a1[s.cur]
+        _gather_next(p, &s, batch, n_batches, xbuf)
+        if L > 1:
+            _hidden_forward(p, &s, W, B, A)
+        _output_delta(p, &s, W, B, A[L - 1] if L > 1 else xbuf[s.cur], out, dout, Y)
         if L == 1:
             # (One thread: a network without hidden layers has nothing to share.)
-            a_prev = xbuf[cur]
-            ld_prev = n_in
-        else:
-            # Layer 1: its pre-activations were computed by the previous step.
-            blk = tid
-            while blk < p.n_blocks[1]:
-                if floating is float:
-                    nndl_sigmoid_block_s(m, A[1] + blk * BW, p.padded[1], B[1] + blk * BW,
-                                         min(BW, p.sizes[1] - blk * BW))
-                else:
-                    nndl_sigmoid_block_d(m, A[1] + blk * BW, p.padded[1], B[1] + blk * BW,
-                                         min(BW, p.sizes[1] - blk * BW))
-                blk += nt
-            if nt > 1:
-                nndl_spin_barrier_wait(p.barrier, &sense)
-            a_prev = A[1]
-            ld_prev = p.padded[1]
-            # Further hidden layers, by blocks.
-            for l in range(2, L):
-                blk = tid
-                while blk < p.n_blocks[l]:
-                    _hidden_block(W[l] + <Py_ssize_t> blk * p.sizes[l - 1] * BW, B[l], a_prev,
-                                  p.sizes[l - 1], ld_prev, A[l], p.padded[l], blk, p.sizes[l], m)
-                    blk += nt
-                if nt > 1:
-                    nndl_spin_barrier_wait(p.barrier, &sense)
-                a_prev = A[l]
-                ld_prev = p.padded[l]
-
-        # Output layer and its delta, privately in every thread.
-        _output_layer(p, W[L], B[L], a_prev, ld_prev, m, out)
-        for i in range(m):
-            o = out + <Py_ssize_t> i * ld_out
-            d = dout + <Py_ssize_t> i * ld_out
-            y = Y + p.order[start + i] * n_out
-            if p.cost == QUADRATIC:
-                for j in range(n_out):
-                    d[j] = (o[j] - y[j]) * (o[j] * (1 - o[j]))
-            else:
-                for j in range(n_out):
-                    d[j] = o[j] - y[j]
-            for j in range(n_out, ld_out):
-                d[j] = 0
-
-        if L == 1:
             for blk in range(p.n_blocks[1]):
-                _update_rows(p, W[1] + <Py_ssize_t> blk * n_in * BW,
-                             VW[1] + <Py_ssize_t> blk * n_in * BW if p.use_momentum else NULL,
-                             n_in, xbuf[cur], n_in, dout + blk * BW, ld_out, m)
-            _update_bias(p, B[1], VB[1], dout, ld_out, 0, n_out, m)
+                _update_rows(p, W[1] + <Py_ssize_t> blk * p.sizes[0] * BW,
+                             VW[1] + <Py_ssize_t> blk * p.sizes[0] * BW if p.use_momentum else NULL,
+                             p.sizes[0], xbuf[s.cur], p.sizes[0], dout + blk * BW, ld_out, s.m)
+            _update_bias(p, B[1], VB[1], dout, ld_out, 0, p.sizes[1], s.m)
             continue
-
-        # Backward: δ^{l-1} and the matching rows of W^l, by blocks of layer l-1.
-        d_next = dout
-        for l in range(L, 1, -1):
-            if l == L:
-                # The private output layer: δ^{L-1} of this thread's blocks,
-                # then every row of its W^L.
-                for blk in range(p.n_blocks[L - 1]):
-                    _backward_block(p, L, blk, W, VW, A, D, d_next, m, blk % nt == tid)
-                _update_bias(p, B[L], VB[L], dout, ld_out, 0, n_out, m)
-            else:
-                blk = tid
-                while blk < p.n_blocks[l - 1]:
-                    _backward_block(p, l, blk, W, VW, A, D, d_next, m)
-                    blk += nt
-                blk = tid
-                while blk < p.n_blocks[l]:
-                    _update_bias(p, B[l], VB[l], D[l], p.padded[l], blk * BW,
-                                 min(blk * BW + BW, p.sizes[l]), m)
-                    blk += nt
-            if nt > 1 and l > 2:
-                nndl_spin_barrier_wait(p.barrier, &sense)
-            d_next = D[l - 1]
-
-        # First layer: update with this batch, forward the next one. No
-        # barrier here: every thread has its own copy of the inputs and of
-        # W^L; the next pre-activations go to the other A[1] buffer (another
-        # thread may still be reading this one); and the updates of
-        # W^2..W^{L-1} are ordered before their next reads by the next
-        # iteration's barrier.
-        blk = tid
-        while blk < p.n_blocks[1]:
-            _first_layer_step(p, blk, W, VW, B, VB, xbuf[cur], K[cur], cols[cur], D[1], m,
-                              xbuf[nxt], K[nxt], cols[nxt], m_next, a1[nxt])
-            blk += nt
+        _backward(p, &s, W, B, VW, VB, A, D, dout)
+        _first_layer_steps(p, &s, W, VW, B, VB, D, xbuf, a1)
     if p.lazy_decay:
         blk = tid
         while blk < p.n_blocks[1]:
             if p.w1_scale[8 * blk] != 1.0:
-                _scale(<Py_ssize_t> n_in * BW, W[1] + <Py_ssize_t> blk * n_in * BW,
+                _scale(<Py_ssize_t> p.sizes[0] * BW, W[1] + <Py_ssize_t> blk * p.sizes[0] * BW,
                        p.w1_scale[8 * blk])
-            blk += nt
+            blk += p.n_threads
     if floating is float:
-        nndl_flush_denormals_end(fp_state)
+        nf_flush_denormals_end(fp_state)
 
 
 cdef int _run_epoch(Plan *p, list weights, list biases, list vw, list vb, list top,
@@ -683,8 +701,8 @@ cdef int _run_epoch(Plan *p, list weights, list biases, list vw, list vb, list t
     cdef floating *doutp = <floating *> cnp.PyArray_DATA(dout_all)
     cdef floating *a1p = <floating *> cnp.PyArray_DATA(a1_alt)
     cdef const floating *Yp = <const floating *> cnp.PyArray_DATA(Y)
-    cdef nndl_spin_barrier barrier
-    nndl_spin_barrier_init(&barrier, nt)
+    cdef nf_barrier barrier
+    nf_barrier_init(&barrier, nt, NF_DENSE_SPINS)
     p.barrier = &barrier
     try:
         for tid in range(nt):
@@ -1147,19 +1165,17 @@ cdef void _forward_chunk(const Plan *p, floating **W, floating **B, const floati
         if l == 1 and p.sparse:
             # (A sparse first layer is a sigmoid layer: forward() checks.)
             if floating is float:
-                nndl_csr_first_s(m, &p.csr, first, p.sizes[0], p.n_blocks[1], W[1], cur,
-                                 p.padded[1])
+                nf_csr_first_f(m, &p.csr, first, p.sizes[0], p.n_blocks[1], W[1], cur, p.padded[1])
             else:
-                nndl_csr_first_d(m, &p.csr, first, p.sizes[0], p.n_blocks[1], W[1], cur,
-                                 p.padded[1])
+                nf_csr_first_d(m, &p.csr, first, p.sizes[0], p.n_blocks[1], W[1], cur, p.padded[1])
         for blk in range(p.n_blocks[l]):
             if l == 1 and p.sparse:
                 if floating is float:
-                    nndl_sigmoid_block_s(m, cur + blk * BW, p.padded[1], B[1] + blk * BW,
-                                         min(BW, p.sizes[1] - blk * BW))
+                    nf_sigmoid_block_f(m, cur + blk * BW, p.padded[1], B[1] + blk * BW,
+                                       min(BW, p.sizes[1] - blk * BW))
                 else:
-                    nndl_sigmoid_block_d(m, cur + blk * BW, p.padded[1], B[1] + blk * BW,
-                                         min(BW, p.sizes[1] - blk * BW))
+                    nf_sigmoid_block_d(m, cur + blk * BW, p.padded[1], B[1] + blk * BW,
+                                       min(BW, p.sizes[1] - blk * BW))
             else:
                 _hidden_block(W[l] + <Py_ssize_t> blk * p.sizes[l - 1] * BW, B[l], a_prev,
                               p.sizes[l - 1], ld_prev, cur, p.padded[l], blk, p.sizes[l], m)
@@ -1176,7 +1192,7 @@ cdef void _convert_rows(const void *src, bint src_f32, Py_ssize_t n_values,
     cdef Py_ssize_t j
     if src_f32:
         if floating is double:
-            nndl_convert_f2d(<int> n_values, <const float *> src, dst)
+            nf_convert_f2d(<int> n_values, <const float *> src, dst)
         else:
             for j in range(n_values):
                 dst[j] = (<const float *> src)[j]

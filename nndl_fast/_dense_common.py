@@ -8,6 +8,15 @@ from ._random import Generators
 from ._validation import check_dtype, check_params, pack_labelled, pack_training
 
 
+def softmax_rows(Z, out=None):
+    """The softmax of each row of ``Z``, shifted by the row's maximum, into ``out``
+    (a new array by default; ``Z`` itself to work in place)."""
+    out = np.subtract(Z, Z.max(axis=1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=1, keepdims=True)
+    return out
+
+
 class DenseParamsMixin(object):
     """Parameters in one dtype, and feedforward/argmax on top of ``_forward_matrix``."""
 

@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from ._dense_common import DenseParamsMixin
+from ._dense_common import DenseParamsMixin, softmax_rows
 from ._validation import pack_training
 
 __all__ = ["CostKind", "Regularization", "ReferenceDenseMixin",
@@ -52,18 +52,13 @@ def _sigmoid(z):
         return 1.0 / (1.0 + np.exp(-z))
 
 
-def _softmax_rows(z):
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def forward(X, weights, biases, softmax=False, num_threads=1, chunk=256, X_sparse=None):
     """``_dense.forward`` in NumPy: outputs (n, n_out) for inputs (n, n_in)
     (``X_sparse`` is accepted and not needed)."""
     a = np.asarray(X, dtype=weights[0].dtype)     # the weights' dtype, as the kernel
     for l, (w, b) in enumerate(zip(weights, biases)):
         z = a @ w.T + b.reshape(1, -1)
-        a = _softmax_rows(z) if softmax and l == len(weights) - 1 else _sigmoid(z)
+        a = softmax_rows(z) if softmax and l == len(weights) - 1 else _sigmoid(z)
     return np.ascontiguousarray(a, dtype=weights[0].dtype)
 
 
@@ -84,7 +79,7 @@ def train_epoch(X, Y, order, weights, biases, mini_batch_size, eta, lmbda=0.0, n
         for l, (w, b) in enumerate(zip(weights, biases)):
             z = acts[-1] @ w.T + b.reshape(1, -1)
             last = l == len(weights) - 1
-            acts.append(_softmax_rows(z) if last and cost == CostKind.LOG_LIKELIHOOD
+            acts.append(softmax_rows(z) if last and cost == CostKind.LOG_LIKELIHOOD
                         else _sigmoid(z))
         a = acts[-1]
         delta = a - Y[rows]

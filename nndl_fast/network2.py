@@ -32,6 +32,7 @@ import numpy as np
 from . import _config
 from ._random import make_generators
 from .export import ExportMixin
+from ._dense_common import softmax_rows
 from ._files import atomic_write
 from ._threads import NetworkLockMixin, blas_single_thread, serialised
 
@@ -225,10 +226,7 @@ class Network(NetworkLockMixin, ExportMixin, _DenseBase, _reference.Network):
             Z = np.dot(H, self.weights[-1].T).astype(np.float64, copy=False)
         Z += self.biases[-1].reshape(1, -1)
         if self._softmax_output():
-            Z -= Z.max(axis=1, keepdims=True)
-            np.exp(Z, out=Z)
-            Z /= Z.sum(axis=1, keepdims=True)
-            return Z
+            return softmax_rows(Z, out=Z)
         with np.errstate(over="ignore"):
             np.negative(Z, out=Z)
             np.exp(Z, out=Z)

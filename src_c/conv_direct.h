@@ -42,8 +42,7 @@ static inline size_t nf_direct_xp_len(int hc, int w, int kh, int kw)
 /* Pooling in 2x2 windows of wide rows up to 32 wide, and im2col_rows and col2im
  * of rows up to 16 wide: on the AVX-512 path, by intrinsics (masked loads and
  * stores, lane permutes), with the same results as the portable loops, which
- * spent more on their bounds and tails than on the work (pool_max_grad 3 to 5
- * times as long on the book's first layer, a tenth of its epoch). */
+ * spent more on their bounds and tails than on the work. */
 #define NF_DIRECT_POOL2(ly) ((ly)->ph == 2 && (ly)->pw == 2 && (ly)->w_in <= 32)
 #define NF_DIRECT_NARROW(ly) ((ly)->w_in <= 16)
 #if NF_MULTI_PATH
@@ -188,7 +187,7 @@ static NF_AVX512 void nf_direct_col2im(const float *dcol, float *dx, int c_in, i
 #else
 #define NF_T float
 #define NF_TANH_FN tanhf
-#define NF_VEXP nf_expf   /* branch-free: the sigmoid loop vectorises */
+#define NF_VEXP nf_exp_cephes_f   /* branch-free: the sigmoid loop vectorises */
 #endif
 #define NF_FN(name) NF_CAT3(name, _, NF_SUF)
 

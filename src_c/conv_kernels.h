@@ -77,11 +77,6 @@ static void SFX(im2col_rows)(const REAL *in, REAL *col, int c_in, int h, int w, 
             }
 }
 
-static void SFX(im2col)(const REAL *in, REAL *col, int c_in, int h, int w, int kh, int kw)
-{
-    SFX(im2col_rows)(in, col, c_in, h, w, kh, kw, 0, h - kh + 1);
-}
-
 /* dx (C, h, w) = the col2im scatter-add of dcol (K, P); dx is overwritten. */
 static void SFX(col2im)(const REAL *dcol, REAL *dx, int c_in, int h, int w, int kh, int kw)
 {
@@ -142,23 +137,14 @@ static inline void SFX(sum_parts)(const REAL *parts, size_t stride, int n_parts,
     }
 }
 
-/* Softmax of rows z (m, k) into p; dz = (p - onehot(y)) / m; returns the mean NLL. */
-static double SFX(softmax_nll)(const REAL *z, const int64_t *y, REAL *p, REAL *dz, int m, int k)
+/* Softmax of rows z (m, k) into p; dz = (p - onehot(y)) / m unless dz is NULL;
+ * returns the mean negative log-likelihood of the labels y. */
+double SFX(nf_softmax_nll)(const REAL *z, const int64_t *y, REAL *p, REAL *dz, int m, int k)
 {
     double cost = 0;
     for (int i = 0; i < m; i++) {
-        const REAL *zi = z + (size_t)i * k;
         REAL *pi = p + (size_t)i * k;
-        REAL mx = zi[0], s = 0;
-        for (int j = 1; j < k; j++)
-            if (zi[j] > mx)
-                mx = zi[j];
-        for (int j = 0; j < k; j++) {
-            pi[j] = EXP(zi[j] - mx);
-            s += pi[j];
-        }
-        for (int j = 0; j < k; j++)
-            pi[j] /= s;
+        SFX(nf_softmax)(z + (size_t)i * k, pi, k);
         cost -= log((double)pi[y[i]]);
         if (dz) {
             REAL *di = dz + (size_t)i * k;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "nf_simd.h"
+#include "nf_runtime.h"
 #include "convnet.h"
 
 #ifdef _OPENMP
@@ -18,48 +19,6 @@ static inline int nf_num_threads(void) { return omp_get_num_threads(); }
 #else
 static inline int nf_thread_num(void) { return 0; }
 static inline int nf_num_threads(void) { return 1; }
-#endif
-
-/* The team's barrier. OpenMP's own barrier spins for a long time before it
- * sleeps; when the machine is busy with other processes and a teammate has been
- * preempted, every barrier then costs a scheduler time slice (we measured a
- * 50x slowdown on a loaded 2-core box). This one spins briefly, then yields the
- * CPU (to the preempted teammate, often). Sense-reversing, one per team. */
-#if defined(__GNUC__) && defined(_OPENMP)
-#include <sched.h>
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define NF_PAUSE() _mm_pause()
-#else
-#define NF_PAUSE() ((void)0)
-#endif
-/* On a cache line of its own: its writes must not evict the data around it
- * from the other threads' caches. */
-typedef struct { int count; int sense; char pad[56]; } __attribute__((aligned(64))) nf_barrier_t;
-
-static void nf_barrier_wait(nf_barrier_t *b, int n, int *local_sense)
-{
-    const int mine = !*local_sense;
-    *local_sense = mine;
-    if (n <= 1)
-        return;
-    if (__atomic_add_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == n) {
-        __atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&b->sense, mine, __ATOMIC_RELEASE);
-    } else {
-        int spins = 0;
-        while (__atomic_load_n(&b->sense, __ATOMIC_ACQUIRE) != mine) {
-            if (++spins < 2000)
-                NF_PAUSE();
-            else
-                sched_yield();
-        }
-    }
-}
-#define NF_BARRIER() nf_barrier_wait(&nf_bar, nf_team, &nf_sense)
-#else
-typedef struct { int count; int sense; } nf_barrier_t;
-#define NF_BARRIER() _Pragma("omp barrier")
 #endif
 
 /* SplitMix64's finaliser: the dropout generator (reference.network3.splitmix64). */
@@ -75,7 +34,7 @@ static inline uint64_t nf_mix(uint64_t x)
  * range reduction and polynomial, about 1 ulp. Arguments are clamped to
  * [-87.3, 88.7], so the result is never 0 or inf (sigmoid's 1/(1 + e^-z) stays
  * within 4e-39 of the exact value). */
-static inline float nf_expf(float x)
+static inline float nf_exp_cephes_f(float x)
 {
     union { int32_t i; float f; } scale;
     float n, y, z;
@@ -95,9 +54,9 @@ static inline float nf_expf(float x)
 
 /* Parts (bands of pooled rows) a conv layer's image is cut into for training:
  * a function of the layer's shape only (results never depend on the threads).
- * At least 32 conv positions a part: OpenBLAS's small-matrix kernel took the
- * book's second layer (40 filters x 500 taps) at ~80 GFLOP/s on bands of 16
- * positions, ~120 on bands of 32. */
+ * At least 32 conv positions a part: OpenBLAS's small-matrix kernel runs
+ * markedly faster on bands of 32 positions than of 16 (the numbers are in
+ * docs/how-it-is-built.md). */
 static int nf_conv_parts(const nf_layer *ly)
 {
     const double work = (double)ly->n_filt * ly->c_in * ly->kh * ly->kw * ly->hc * ly->wc;
@@ -124,8 +83,7 @@ int nf_dense_block(int n_in, int n_out, int m)
      * still leaves 32 rows or more (then a multiple of 4 blocks). Up to that size
      * OpenBLAS multiplies with its small-matrix kernels; above it, it first packs
      * both operands, and with few examples the packing costs more than the
-     * product: a block of 104 rows of a 1000-unit layer at m = 10 ran at ~30
-     * GFLOP/s here, one of 96 rows at ~120. */
+     * product (docs/how-it-is-built.md). */
     const int small = (int)(1e6 / ((double)m * n_out)) / 8 * 8;
     int n_blocks = n_in / 96;
     int block;
@@ -240,6 +198,9 @@ static const nf_conv_kernels nf_conv_avx512 = {NF_CONV_TABLE(avx512), nf_direct_
 static const nf_conv_kernels *nf_ck = &nf_conv_generic;
 
 /* ------------------------------------------------------ the dtype templates */
+
+/* The end of a phase of conv_engine.h's training (c: the thread's nf_ctx). */
+#define NF_BARRIER(c) nf_barrier_wait((c)->bar, &(c)->sense)
 
 #define REAL float
 #define NF_DIRECT 1   /* the direct kernels are float32 only */

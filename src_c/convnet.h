@@ -8,8 +8,8 @@
  * Activations travel as (m, features) C-contiguous matrices; a conv layer's
  * features are (F, ho, wo) in C order, exactly the book's reshape.
  */
-#ifndef NNDL_CONVNET_H
-#define NNDL_CONVNET_H
+#ifndef NF_CONVNET_H
+#define NF_CONVNET_H
 
 #include <stdint.h>
 

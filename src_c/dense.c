@@ -1,25 +1,16 @@
 /* The dense SGD epoch's block kernels (dense_kernels.h), compiled for each
  * instruction set this build targets and chosen once at import
- * (nndl_dense_select), and the helpers of the epoch: sparse rows, the team's
- * barrier, prefetches, the floating-point mode. */
+ * (nf_dense_select), and the helpers of the epoch: sparse rows, prefetches,
+ * the floating-point mode (the team's barrier is nf_runtime.h's). */
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include "nf_simd.h"
 #include "dense.h"
-#ifdef _WIN32
-#include <windows.h>
-#define nndl_yield() SwitchToThread()
-#else
-#include <sched.h>
-#define nndl_yield() sched_yield()
-#endif
+#include "nf_runtime.h"
 #if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
 #include <immintrin.h>
-#define nndl_pause() _mm_pause()
-#else
-#define nndl_pause() ((void)0)
 #endif
 
 /* ---------------------------------------------------------------- kernels */
@@ -36,7 +27,7 @@
 #define NF_CSR_NB 1
 #include "dense_kernels.h"
 #define NF_DOUBLE 0
-#define NF_SUF s_generic
+#define NF_SUF f_generic
 #define NF_VBYTES 16
 #define NF_FWD_E 6
 #define NF_UPD_R 4
@@ -51,7 +42,7 @@
 #define NF_CSR_NB 1
 #include "dense_kernels.h"
 #define NF_DOUBLE 0
-#define NF_SUF s_generic
+#define NF_SUF f_generic
 #define NF_VBYTES 16
 #define NF_FWD_E 2
 #define NF_UPD_R 2
@@ -69,7 +60,7 @@ NF_TARGET_BEGIN(NF_TARGET_AVX2)
 #define NF_CSR_NB 1
 #include "dense_kernels.h"
 #define NF_DOUBLE 0
-#define NF_SUF s_avx2
+#define NF_SUF f_avx2
 #define NF_VBYTES 32
 #define NF_FWD_E 6
 #define NF_UPD_R 4
@@ -86,7 +77,7 @@ NF_TARGET_BEGIN(NF_TARGET_AVX512)
 #define NF_CSR_NB 4
 #include "dense_kernels.h"
 #define NF_DOUBLE 0
-#define NF_SUF s_avx512
+#define NF_SUF f_avx512
 #define NF_VBYTES 64
 #define NF_FWD_E 12
 #define NF_UPD_R 8
@@ -95,30 +86,25 @@ NF_TARGET_BEGIN(NF_TARGET_AVX512)
 NF_TARGET_END
 #endif
 
+/* A path's kernels, per dtype (d: double, f: float). */
+#define NF_DENSE_FIELDS(T, s)                                                           \
+    void (*fwd_##s)(int, int, const T *, int, const T *, const int32_t *, T *, int);    \
+    void (*upd_##s)(int, int, const T *, int, const T *, int, T *, const int32_t *, T, T); \
+    void (*sigmoid_##s)(int, T *, int, const T *, int);                                 \
+    void (*bwd_##s)(int, int, int, const T *, ptrdiff_t, const T *, int, const T *, int, \
+                    T *, int);                                                          \
+    void (*csr_first_##s)(int, const nndl_csr *, int64_t, int, int, const T *, T *, int); \
+    void (*scale_##s)(ptrdiff_t, T *, T);
 typedef struct {
-    void (*fwd_d)(int, int, const double *, int, const double *, const int32_t *, double *, int);
-    void (*fwd_s)(int, int, const float *, int, const float *, const int32_t *, float *, int);
-    void (*upd_d)(int, int, const double *, int, const double *, int, double *,
-                  const int32_t *, double, double);
-    void (*upd_s)(int, int, const float *, int, const float *, int, float *,
-                  const int32_t *, float, float);
-    void (*sigmoid_d)(int, double *, int, const double *, int);
-    void (*sigmoid_s)(int, float *, int, const float *, int);
-    void (*bwd_d)(int, int, int, const double *, ptrdiff_t, const double *, int,
-                  const double *, int, double *, int);
-    void (*bwd_s)(int, int, int, const float *, ptrdiff_t, const float *, int,
-                  const float *, int, float *, int);
-    void (*csr_first_d)(int, const nndl_csr *, int64_t, int, int, const double *, double *, int);
-    void (*csr_first_s)(int, const nndl_csr *, int64_t, int, int, const float *, float *, int);
-    void (*scale_d)(ptrdiff_t, double *, double);
-    void (*scale_s)(ptrdiff_t, float *, float);
+    NF_DENSE_FIELDS(double, d)
+    NF_DENSE_FIELDS(float, f)
     void (*convert_f2d)(int, const float *, double *);
 } nf_dense_kernels;
 
-#define NF_DENSE_TABLE(isa)                                                           \
-    {fwd_d_##isa, fwd_s_##isa, upd_d_##isa, upd_s_##isa, sigmoid_d_##isa,             \
-     sigmoid_s_##isa, bwd_d_##isa, bwd_s_##isa, csr_first_d_##isa, csr_first_s_##isa, \
-     scale_d_##isa, scale_s_##isa, convert_f2d_d_##isa}
+#define NF_DENSE_ROW(s, isa)                                                          \
+    fwd_##s##_##isa, upd_##s##_##isa, sigmoid_##s##_##isa, bwd_##s##_##isa,           \
+    csr_first_##s##_##isa, scale_##s##_##isa
+#define NF_DENSE_TABLE(isa) {NF_DENSE_ROW(d, isa), NF_DENSE_ROW(f, isa), convert_f2d_d_##isa}
 
 static const nf_dense_kernels nf_kernels_generic = NF_DENSE_TABLE(generic);
 #if NF_MULTI_PATH
@@ -131,7 +117,7 @@ static const nf_dense_kernels nf_kernels_avx512 = NF_DENSE_TABLE(avx512);
 static int nf_path = NF_PATH_GENERIC;
 static const nf_dense_kernels *nf_k = &nf_kernels_generic;
 
-int nndl_dense_path_runs(const char *name)
+int nf_dense_path_runs(const char *name)
 {
     for (int p = 0; p < NF_N_PATHS; p++)
         if (strcmp(name, nf_path_names[p]) == 0)
@@ -139,7 +125,7 @@ int nndl_dense_path_runs(const char *name)
     return 0;
 }
 
-int nndl_dense_select(const char *name)
+int nf_dense_select(const char *name)
 {
     int p = name ? -1 : nf_best_path();
     for (int q = 0; name && q < NF_N_PATHS; q++)
@@ -155,49 +141,33 @@ int nndl_dense_select(const char *name)
     return 0;
 }
 
-const char *nndl_dense_isa(void) { return nf_path_names[nf_path]; }
+const char *nf_dense_isa(void) { return nf_path_names[nf_path]; }
 
-void nndl_fwd_d(int m, int K, const double *X, int ldx, const double *W, double *out, int ldo)
-{ nf_k->fwd_d(m, K, X, ldx, W, NULL, out, ldo); }
-void nndl_fwd_s(int m, int K, const float *X, int ldx, const float *W, float *out, int ldo)
-{ nf_k->fwd_s(m, K, X, ldx, W, NULL, out, ldo); }
-void nndl_fwd_idx_d(int m, int K, const double *X, int ldx, const double *W,
-                    const int32_t *cols, double *out, int ldo)
-{ nf_k->fwd_d(m, K, X, ldx, W, cols, out, ldo); }
-void nndl_fwd_idx_s(int m, int K, const float *X, int ldx, const float *W,
-                    const int32_t *cols, float *out, int ldo)
-{ nf_k->fwd_s(m, K, X, ldx, W, cols, out, ldo); }
-void nndl_upd_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
-                double *W, double alpha, double beta)
-{ nf_k->upd_d(rows, m, X, ldx, D, ldd, W, NULL, alpha, beta); }
-void nndl_upd_s(int rows, int m, const float *X, int ldx, const float *D, int ldd,
-                float *W, float alpha, float beta)
-{ nf_k->upd_s(rows, m, X, ldx, D, ldd, W, NULL, alpha, beta); }
-void nndl_upd_idx_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
-                    double *W, const int32_t *cols, double alpha)
-{ nf_k->upd_d(rows, m, X, ldx, D, ldd, W, cols, alpha, 1.0); }
-void nndl_upd_idx_s(int rows, int m, const float *X, int ldx, const float *D, int ldd,
-                    float *W, const int32_t *cols, float alpha)
-{ nf_k->upd_s(rows, m, X, ldx, D, ldd, W, cols, alpha, 1.0f); }
-void nndl_sigmoid_block_d(int m, double *Z, int ldz, const double *b, int n_valid)
-{ nf_k->sigmoid_d(m, Z, ldz, b, n_valid); }
-void nndl_sigmoid_block_s(int m, float *Z, int ldz, const float *b, int n_valid)
-{ nf_k->sigmoid_s(m, Z, ldz, b, n_valid); }
-void nndl_bwd_d(int m, int rows, int nb, const double *W, ptrdiff_t bstride,
-                const double *Dn, int ldn, const double *A, int lda, double *out, int ldo)
-{ nf_k->bwd_d(m, rows, nb, W, bstride, Dn, ldn, A, lda, out, ldo); }
-void nndl_bwd_s(int m, int rows, int nb, const float *W, ptrdiff_t bstride,
-                const float *Dn, int ldn, const float *A, int lda, float *out, int ldo)
-{ nf_k->bwd_s(m, rows, nb, W, bstride, Dn, ldn, A, lda, out, ldo); }
-void nndl_csr_first_d(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
-                      const double *W, double *out, int ldo)
-{ nf_k->csr_first_d(m, X, first, n_in, n_blocks, W, out, ldo); }
-void nndl_csr_first_s(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
-                      const float *W, float *out, int ldo)
-{ nf_k->csr_first_s(m, X, first, n_in, n_blocks, W, out, ldo); }
-void nndl_scale_d(ptrdiff_t n, double *x, double beta) { nf_k->scale_d(n, x, beta); }
-void nndl_scale_s(ptrdiff_t n, float *x, float beta) { nf_k->scale_s(n, x, beta); }
-void nndl_convert_f2d(int n, const float *src, double *dst) { nf_k->convert_f2d(n, src, dst); }
+/* The entry points of dense.h, per dtype: the chosen path's kernels. */
+#define NF_DENSE_ENTRIES(T, s)                                                          \
+    void nf_fwd_##s(int m, int K, const T *X, int ldx, const T *W, T *out, int ldo)     \
+    { nf_k->fwd_##s(m, K, X, ldx, W, NULL, out, ldo); }                                 \
+    void nf_fwd_idx_##s(int m, int K, const T *X, int ldx, const T *W,                  \
+                        const int32_t *cols, T *out, int ldo)                           \
+    { nf_k->fwd_##s(m, K, X, ldx, W, cols, out, ldo); }                                 \
+    void nf_upd_##s(int rows, int m, const T *X, int ldx, const T *D, int ldd, T *W,    \
+                    T alpha, T beta)                                                    \
+    { nf_k->upd_##s(rows, m, X, ldx, D, ldd, W, NULL, alpha, beta); }                   \
+    void nf_upd_idx_##s(int rows, int m, const T *X, int ldx, const T *D, int ldd, T *W, \
+                        const int32_t *cols, T alpha)                                   \
+    { nf_k->upd_##s(rows, m, X, ldx, D, ldd, W, cols, alpha, (T)1); }                   \
+    void nf_sigmoid_block_##s(int m, T *Z, int ldz, const T *b, int n_valid)            \
+    { nf_k->sigmoid_##s(m, Z, ldz, b, n_valid); }                                       \
+    void nf_bwd_##s(int m, int rows, int nb, const T *W, ptrdiff_t bstride, const T *Dn, \
+                    int ldn, const T *A, int lda, T *out, int ldo)                      \
+    { nf_k->bwd_##s(m, rows, nb, W, bstride, Dn, ldn, A, lda, out, ldo); }              \
+    void nf_csr_first_##s(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks, \
+                          const T *W, T *out, int ldo)                                  \
+    { nf_k->csr_first_##s(m, X, first, n_in, n_blocks, W, out, ldo); }                  \
+    void nf_scale_##s(ptrdiff_t n, T *x, T beta) { nf_k->scale_##s(n, x, beta); }
+NF_DENSE_ENTRIES(double, d)
+NF_DENSE_ENTRIES(float, f)
+void nf_convert_f2d(int n, const float *src, double *dst) { nf_k->convert_f2d(n, src, dst); }
 
 /* ---------------------------------------------------------------- sparse rows */
 
@@ -257,7 +227,7 @@ static EXPAND_TARGET void scatter_expand_d(int i0, int i1, const nndl_csr *X,
     }
 }
 
-static EXPAND_TARGET void scatter_expand_s(int i0, int i1, const nndl_csr *X,
+static EXPAND_TARGET void scatter_expand_f(int i0, int i1, const nndl_csr *X,
                                            const int64_t *rows, int64_t first,
                                            const uint64_t *ubits, float *Xc, int U)
 {
@@ -307,7 +277,7 @@ static EXPAND_TARGET int union_cols_avx512(const uint64_t *ubits, int nw, int32_
 }
 #endif
 
-static inline int nndl_ctz64(uint64_t x)
+static inline int nf_ctz64(uint64_t x)
 {
 #if defined(__GNUC__) || defined(__clang__)
     return __builtin_ctzll(x);
@@ -318,7 +288,7 @@ static inline int nndl_ctz64(uint64_t x)
 #endif
 }
 
-int nndl_csr_union(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
+int nf_csr_union(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
                    int32_t *cols, int32_t *pos, uint64_t *ubits)
 {
     const int nw = X->n_words;
@@ -338,7 +308,7 @@ int nndl_csr_union(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
 #endif
     for (int w = 0; w < nw; w++) {
         for (uint64_t x = ubits[w]; x; x &= x - 1) {
-            const int k = w * 64 + nndl_ctz64(x);
+            const int k = w * 64 + nf_ctz64(x);
             pos[k] = U;
             if (cols) cols[U] = k;
             U++;
@@ -355,7 +325,7 @@ int nndl_csr_union(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
 #endif
 
 #define DEFINE_CSR_SCATTER(T, SUF)                                                    \
-void nndl_csr_scatter_##SUF(int i0, int i1, const nndl_csr *X, const int64_t *rows,   \
+void nf_csr_scatter_##SUF(int i0, int i1, const nndl_csr *X, const int64_t *rows,   \
                             int64_t first, int U, const int32_t *pos,                 \
                             const uint64_t *ubits, T *Xc)                             \
 {                                                                                     \
@@ -377,11 +347,11 @@ void nndl_csr_scatter_##SUF(int i0, int i1, const nndl_csr *X, const int64_t *ro
 }
 
 DEFINE_CSR_SCATTER(double, d)
-DEFINE_CSR_SCATTER(float, s)
+DEFINE_CSR_SCATTER(float, f)
 
 /* ---------------------------------------------------------------- the epoch's helpers */
 
-unsigned int nndl_flush_denormals_begin(void)
+unsigned int nf_flush_denormals_begin(void)
 {
 #if defined(__SSE__) || defined(_M_X64)
     const unsigned int old = _mm_getcsr();
@@ -392,7 +362,7 @@ unsigned int nndl_flush_denormals_begin(void)
 #endif
 }
 
-void nndl_flush_denormals_end(unsigned int state)
+void nf_flush_denormals_end(unsigned int state)
 {
 #if defined(__SSE__) || defined(_M_X64)
     _mm_setcsr(state);
@@ -401,62 +371,24 @@ void nndl_flush_denormals_end(unsigned int state)
 #endif
 }
 
-void nndl_spin_barrier_init(nndl_spin_barrier *b, int n_threads)
-{
-    b->n_threads = n_threads;
-    b->count = n_threads;
-    b->sense = 0;
-}
-
-void nndl_spin_barrier_wait(nndl_spin_barrier *b, int *local_sense)
-{
-    const int sense = !*local_sense;
-    *local_sense = sense;
-    if (__atomic_sub_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == 0) {
-        /* Last to arrive: re-arm, then release the others (the release store
-         * publishes every write made before the barrier). */
-        __atomic_store_n(&b->count, b->n_threads, __ATOMIC_RELAXED);
-        __atomic_store_n(&b->sense, sense, __ATOMIC_RELEASE);
-        return;
-    }
-    for (long spins = 0; __atomic_load_n(&b->sense, __ATOMIC_ACQUIRE) != sense; spins++) {
-        if (spins < 4000)
-            nndl_pause();
-        else
-            nndl_yield();
-    }
-}
-
-void nndl_prefetch_l2(const void *p, size_t bytes)
-{
+/* __builtin_prefetch of every line of [p, p + bytes), locality L (a constant). */
 #if defined(__GNUC__)
-    const char *c = (const char *)p;
-    for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 1);
+#define NF_PREFETCH_LINES(p, bytes, L)                                                \
+    for (size_t off = 0; off < (bytes); off += 64) __builtin_prefetch((const char *)(p) + off, 0, L)
 #else
-    (void)p; (void)bytes;
+#define NF_PREFETCH_LINES(p, bytes, L) ((void)(p), (void)(bytes))
 #endif
-}
 
-void nndl_csr_prefetch_row(const nndl_csr *X, int64_t r)
+void nf_prefetch_l2(const void *p, size_t bytes) { NF_PREFETCH_LINES(p, bytes, 1); }
+
+void nf_prefetch(const void *p, size_t bytes) { NF_PREFETCH_LINES(p, bytes, 3); }
+
+void nf_csr_prefetch_row(const nndl_csr *X, int64_t r)
 {
-#if defined(__GNUC__)
     const int64_t p0 = X->ptr[r], n = X->ptr[r + 1] - p0;
     const size_t vsize = X->val_f32 ? sizeof(float) : sizeof(double);
-    nndl_prefetch_l2((const char *)X->val + p0 * vsize, (size_t)n * vsize);
-    nndl_prefetch_l2(X->bits + r * X->n_words, (size_t)X->n_words * sizeof(uint64_t));
+    nf_prefetch_l2((const char *)X->val + p0 * vsize, (size_t)n * vsize);
+    nf_prefetch_l2(X->bits + r * X->n_words, (size_t)X->n_words * sizeof(uint64_t));
     if (nf_path != NF_PATH_AVX512)   /* the portable gather reads the columns too */
-        nndl_prefetch_l2(X->idx + p0, (size_t)n * sizeof(int32_t));
-#else
-    (void)X; (void)r;
-#endif
-}
-
-void nndl_prefetch(const void *p, size_t bytes)
-{
-#if defined(__GNUC__)
-    const char *c = (const char *)p;
-    for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 3);
-#else
-    (void)p; (void)bytes;
-#endif
+        nf_prefetch_l2(X->idx + p0, (size_t)n * sizeof(int32_t));
 }

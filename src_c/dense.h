@@ -1,6 +1,6 @@
 /* Block kernels of the dense SGD epoch (see nndl_fast/_dense.pyx).
  *
- * Weights are stored in blocks of NNDL_BW = 16 output units: a block is a
+ * Weights are stored in blocks of NF_BW = 16 output units: a block is a
  * (n_inputs x 16) row-major matrix, so the 16 weights leaving one input are
  * contiguous (one or two SIMD registers). Activations and deltas are
  * (m x padded_units) row-major, one example per row.
@@ -9,38 +9,36 @@
  * kernel, over examples for the update kernel), so results do not depend on
  * how blocks are shared among threads.
  */
-#ifndef NNDL_DENSE_H
-#define NNDL_DENSE_H
+#ifndef NF_DENSE_H
+#define NF_DENSE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define NNDL_BW 16
+#define NF_BW 16
 
 /* out[i][0:16] = sum_k X[i][k] * W[k][0:16], i < m, k < K. */
-void nndl_fwd_d(int m, int K, const double *X, int ldx, const double *W,
-                double *out, int ldo);
-void nndl_fwd_s(int m, int K, const float *X, int ldx, const float *W,
-                float *out, int ldo);
+void nf_fwd_d(int m, int K, const double *X, int ldx, const double *W, double *out, int ldo);
+void nf_fwd_f(int m, int K, const float *X, int ldx, const float *W, float *out, int ldo);
 
 /* W[r][0:16] = beta * W[r][0:16] + alpha * sum_i X[i][r] * D[i][0:16], r < rows. */
-void nndl_upd_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
-                double *W, double alpha, double beta);
-void nndl_upd_s(int rows, int m, const float *X, int ldx, const float *D, int ldd,
-                float *W, float alpha, float beta);
+void nf_upd_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
+              double *W, double alpha, double beta);
+void nf_upd_f(int rows, int m, const float *X, int ldx, const float *D, int ldd,
+              float *W, float alpha, float beta);
 
 /* In a block of 16 units of m examples (rows of Z, leading dimension ldz):
  * Z[i][j] = 1 / (1 + exp(-(Z[i][j] + b[j]))) for j < n_valid, 0 beyond. */
-void nndl_sigmoid_block_d(int m, double *Z, int ldz, const double *b, int n_valid);
-void nndl_sigmoid_block_s(int m, float *Z, int ldz, const float *b, int n_valid);
+void nf_sigmoid_block_d(int m, double *Z, int ldz, const double *b, int n_valid);
+void nf_sigmoid_block_f(int m, float *Z, int ldz, const float *b, int n_valid);
 
 /* Backward through a layer for the inputs c < rows of one block:
  * out[i][c] = (sum_bl sum_j W[bl*bstride + c*16 + j] * Dn[i][bl*16 + j]) * a(1 - a),
  * a = A[i][c]; out[i][rows..15] = 0. */
-void nndl_bwd_d(int m, int rows, int nb, const double *W, ptrdiff_t bstride,
-                const double *Dn, int ldn, const double *A, int lda, double *out, int ldo);
-void nndl_bwd_s(int m, int rows, int nb, const float *W, ptrdiff_t bstride,
-                const float *Dn, int ldn, const float *A, int lda, float *out, int ldo);
+void nf_bwd_d(int m, int rows, int nb, const double *W, ptrdiff_t bstride,
+              const double *Dn, int ldn, const double *A, int lda, double *out, int ldo);
+void nf_bwd_f(int m, int rows, int nb, const float *W, ptrdiff_t bstride,
+              const float *Dn, int ldn, const float *A, int lda, float *out, int ldo);
 
 /* Inputs as compressed sparse rows: the nonzeros of row r are at positions
  * ptr[r] .. ptr[r+1]-1, with columns idx[] (ascending within a row) and values
@@ -61,87 +59,63 @@ typedef struct {
  * NULL) is nonzero: cols[0..U) ascending (unless cols is NULL), the union's
  * bits in ubits (n_words), and for the portable scatter pos[cols[u]] = u.
  * Returns U. */
-int nndl_csr_union(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
-                   int32_t *cols, int32_t *pos, uint64_t *ubits);
+int nf_csr_union(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
+                 int32_t *cols, int32_t *pos, uint64_t *ubits);
 /* Rows i0..i1-1 of those rows restricted to the union's columns:
  * Xc[i][pos[k]] = x_ik, zeros elsewhere (row-major, U columns); pos and the
- * union's bits ubits as nndl_csr_union left them. */
-void nndl_csr_scatter_d(int i0, int i1, const nndl_csr *X, const int64_t *rows,
-                        int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
-                        double *Xc);
-void nndl_csr_scatter_s(int i0, int i1, const nndl_csr *X, const int64_t *rows,
-                        int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
-                        float *Xc);
+ * union's bits ubits as nf_csr_union left them. */
+void nf_csr_scatter_d(int i0, int i1, const nndl_csr *X, const int64_t *rows,
+                      int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
+                      double *Xc);
+void nf_csr_scatter_f(int i0, int i1, const nndl_csr *X, const int64_t *rows,
+                      int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
+                      float *Xc);
 
 /* Layer 1's pre-activations (no bias) of csr rows first..first+m-1 through the
  * n_blocks 16-unit blocks of W (block b: n_in x 16 at W + b·n_in·16) into out
  * (m x 16·n_blocks, leading dimension ldo): batched inference. */
-void nndl_csr_first_d(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
-                      const double *W, double *out, int ldo);
-void nndl_csr_first_s(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
-                      const float *W, float *out, int ldo);
+void nf_csr_first_d(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
+                    const double *W, double *out, int ldo);
+void nf_csr_first_f(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
+                    const float *W, float *out, int ldo);
 
-/* nndl_fwd and nndl_upd (beta = 1) where input k of X is weight row cols[k]. */
-void nndl_fwd_idx_d(int m, int K, const double *X, int ldx, const double *W,
-                    const int32_t *cols, double *out, int ldo);
-void nndl_fwd_idx_s(int m, int K, const float *X, int ldx, const float *W,
-                    const int32_t *cols, float *out, int ldo);
-void nndl_upd_idx_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
-                    double *W, const int32_t *cols, double alpha);
-void nndl_upd_idx_s(int rows, int m, const float *X, int ldx, const float *D, int ldd,
-                    float *W, const int32_t *cols, float alpha);
+/* nf_fwd and nf_upd (beta = 1) where input k of X is weight row cols[k]. */
+void nf_fwd_idx_d(int m, int K, const double *X, int ldx, const double *W,
+                  const int32_t *cols, double *out, int ldo);
+void nf_fwd_idx_f(int m, int K, const float *X, int ldx, const float *W,
+                  const int32_t *cols, float *out, int ldo);
+void nf_upd_idx_d(int rows, int m, const double *X, int ldx, const double *D, int ldd,
+                  double *W, const int32_t *cols, double alpha);
+void nf_upd_idx_f(int rows, int m, const float *X, int ldx, const float *D, int ldd,
+                  float *W, const int32_t *cols, float alpha);
 
 /* x[j] = beta * x[j] for j < n (the weight decay of rows without gradient). */
-void nndl_scale_d(ptrdiff_t n, double *x, double beta);
-void nndl_scale_s(ptrdiff_t n, float *x, float beta);
+void nf_scale_d(ptrdiff_t n, double *x, double beta);
+void nf_scale_f(ptrdiff_t n, float *x, float beta);
 
 /* Kernel paths ("avx512", "avx2", "generic"; see nf_simd.h). path_runs: 1 when
  * this build has the path and this processor can run it. select: use the path
  * (NULL: the fastest that runs); -1, and no change, when it cannot run. isa:
  * the path in use. */
-int nndl_dense_path_runs(const char *name);
-int nndl_dense_select(const char *name);
-const char *nndl_dense_isa(void);
+int nf_dense_path_runs(const char *name);
+int nf_dense_select(const char *name);
+const char *nf_dense_isa(void);
 /* dst[j] = src[j] for j < n, converting float to double. */
-void nndl_convert_f2d(int n, const float *src, double *dst);
-
-/* A barrier for the threads of one epoch: spins on a shared flag (no system
- * call per crossing, unlike a general OpenMP barrier), yielding the processor
- * after a while so that an oversubscribed machine still makes progress. */
-#if defined(_MSC_VER)
-#define NNDL_LINE_ALIGNED __declspec(align(64))
-#define NNDL_LINE_ALIGNED_AFTER
-#else
-#define NNDL_LINE_ALIGNED
-#define NNDL_LINE_ALIGNED_AFTER __attribute__((aligned(64)))
-#endif
-/* (On a cache line of its own, wherever it is declared.) */
-typedef NNDL_LINE_ALIGNED struct {
-    int n_threads;
-    int count;
-    int sense;
-    char pad[52];
-} NNDL_LINE_ALIGNED_AFTER nndl_spin_barrier;
-
-void nndl_spin_barrier_init(nndl_spin_barrier *b, int n_threads);
-/* *local_sense starts at 0 in every thread. */
-void nndl_spin_barrier_wait(nndl_spin_barrier *b, int *local_sense);
+void nf_convert_f2d(int n, const float *src, double *dst);
 
 /* Ask the memory system to start loading [p, p + bytes) into cache. */
-void nndl_prefetch(const void *p, size_t bytes);
+void nf_prefetch(const void *p, size_t bytes);
 /* The same into the outer caches only (does not hold up the core's loads). */
-void nndl_prefetch_l2(const void *p, size_t bytes);
-/* Start loading what nndl_csr_union and nndl_csr_scatter will read of row r. */
-void nndl_csr_prefetch_row(const nndl_csr *X, int64_t r);
+void nf_prefetch_l2(const void *p, size_t bytes);
+/* Start loading what nf_csr_union and nf_csr_scatter will read of row r. */
+void nf_csr_prefetch_row(const nndl_csr *X, int64_t r);
 
 /* Float32 epochs run with subnormal numbers flushed to zero (x86: the FTZ and
  * DAZ bits of this thread's MXCSR). Saturated sigmoids make deltas of order
  * 1e-38 and below, where every operation would take a slow microcode path;
  * flushing changes them by less than 1.2e-38. begin returns the state that
  * end restores. No effect elsewhere. */
-unsigned int nndl_flush_denormals_begin(void);
-void nndl_flush_denormals_end(unsigned int state);
-
-/* Which implementation the dispatcher picked: "avx512" or "generic". */
+unsigned int nf_flush_denormals_begin(void);
+void nf_flush_denormals_end(unsigned int state);
 
 #endif

@@ -3,7 +3,7 @@
  *
  * A template: dense.c includes it once per (instruction set, dtype), with
  *   NF_DOUBLE   1 for double, 0 for float
- *   NF_SUF      this copy's suffix (d_avx512, s_generic...): NF_FN(fwd) is fwd_<NF_SUF>
+ *   NF_SUF      this copy's suffix (d_avx512, f_generic...): NF_FN(fwd) is fwd_<NF_SUF>
  *   NF_VBYTES   the path's vector width in bytes (64, 32 or 16)
  *   NF_FWD_E    examples per sweep of the forward kernel (<= 12)
  *   NF_UPD_R    weight rows per sweep of the update kernel (8, 4, 2 or 1)
@@ -21,7 +21,7 @@
 #define NF_EXP nf_exp_d
 #else
 #define NF_T float
-#define NF_EXP nf_exp_s
+#define NF_EXP nf_exp_f
 #endif
 #define NF_FN(name) NF_CAT3(name, _, NF_SUF)
 #define NF_VL (NF_VBYTES / (int)sizeof(NF_T))   /* lanes per vector */

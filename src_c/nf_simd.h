@@ -190,7 +190,7 @@ NF_INLINE double nf_exp_d(double x)
 }
 
 /* The float version: the same scheme, a degree-7 polynomial (about 1 ulp). */
-NF_INLINE float nf_exp_s(float x)
+NF_INLINE float nf_exp_f(float x)
 {
     const float magic = 12582912.0f;                   /* 1.5 * 2^23 */
     x = x < 100.0f ? x : 100.0f;

@@ -213,11 +213,11 @@ static void run_fwd(const prec_t *P, int m, int K, const void *X, int ldx, const
                     const int32_t *cols, void *out, int ldo)
 {
     if (P->f32) {
-        if (cols) nndl_fwd_idx_s(m, K, X, ldx, W, cols, out, ldo);
-        else nndl_fwd_s(m, K, X, ldx, W, out, ldo);
+        if (cols) nf_fwd_idx_f(m, K, X, ldx, W, cols, out, ldo);
+        else nf_fwd_f(m, K, X, ldx, W, out, ldo);
     } else {
-        if (cols) nndl_fwd_idx_d(m, K, X, ldx, W, cols, out, ldo);
-        else nndl_fwd_d(m, K, X, ldx, W, out, ldo);
+        if (cols) nf_fwd_idx_d(m, K, X, ldx, W, cols, out, ldo);
+        else nf_fwd_d(m, K, X, ldx, W, out, ldo);
     }
 }
 
@@ -277,11 +277,11 @@ static void run_upd(const prec_t *P, int rows, int m, const void *X, int ldx, co
                     int ldd, void *W, const int32_t *cols, double alpha, double beta)
 {
     if (P->f32) {
-        if (cols) nndl_upd_idx_s(rows, m, X, ldx, D, ldd, W, cols, (float)alpha);
-        else nndl_upd_s(rows, m, X, ldx, D, ldd, W, (float)alpha, (float)beta);
+        if (cols) nf_upd_idx_f(rows, m, X, ldx, D, ldd, W, cols, (float)alpha);
+        else nf_upd_f(rows, m, X, ldx, D, ldd, W, (float)alpha, (float)beta);
     } else {
-        if (cols) nndl_upd_idx_d(rows, m, X, ldx, D, ldd, W, cols, alpha);
-        else nndl_upd_d(rows, m, X, ldx, D, ldd, W, alpha, beta);
+        if (cols) nf_upd_idx_d(rows, m, X, ldx, D, ldd, W, cols, alpha);
+        else nf_upd_d(rows, m, X, ldx, D, ldd, W, alpha, beta);
     }
 }
 
@@ -381,8 +381,8 @@ static void sigmoid_case(check_t *c, const prec_t *P, int m, const double *Z, co
     double *Zp = filled((size_t)m * ldz, GUARD);
     for (int i = 0; i < m; i++) memcpy(Zp + i * ldz, Z + i * 16, 16 * sizeof(double));
     void *Zt = typed(P, Zp, (size_t)m * ldz), *bt = typed(P, b, 16);
-    if (P->f32) nndl_sigmoid_block_s(m, Zt, ldz, bt, n_valid);
-    else nndl_sigmoid_block_d(m, Zt, ldz, bt, n_valid);
+    if (P->f32) nf_sigmoid_block_f(m, Zt, ldz, bt, n_valid);
+    else nf_sigmoid_block_d(m, Zt, ldz, bt, n_valid);
     for (int i = 0; i < m; i++) {
         for (int j = 0; j < 16; j++) {
             const double got = tget(P, Zt, (size_t)i * ldz + j);
@@ -468,8 +468,8 @@ static void bwd_case(check_t *c, const prec_t *P, int m, int rows, int nb, int i
     double *O = filled((size_t)m * ldo, GUARD);
     void *Wt = typed(P, W, nW), *Dt = typed(P, Dn, (size_t)m * ldn);
     void *At = typed(P, A, (size_t)m * lda), *Ot = typed(P, O, (size_t)m * ldo);
-    if (P->f32) nndl_bwd_s(m, rows, nb, Wt, bstride, Dt, ldn, At, lda, Ot, ldo);
-    else nndl_bwd_d(m, rows, nb, Wt, bstride, Dt, ldn, At, lda, Ot, ldo);
+    if (P->f32) nf_bwd_f(m, rows, nb, Wt, bstride, Dt, ldn, At, lda, Ot, ldo);
+    else nf_bwd_d(m, rows, nb, Wt, bstride, Dt, ldn, At, lda, Ot, ldo);
     for (int i = 0; i < m; i++) {
         for (int r = 0; r < 16; r++) {
             const double got = tget(P, Ot, (size_t)i * ldo + r);
@@ -583,7 +583,7 @@ static void union_case(check_t *cu, check_t *cs, const prec_t *P, const sparse_t
     int32_t *pos = xmalloc((size_t)n_cols * sizeof(int32_t));
     uint64_t *ubits = xmalloc((size_t)uw * sizeof(uint64_t));
     for (int k = 0; k < n_cols; k++) pos[k] = cols[k] = -1;
-    const int U = nndl_csr_union(m, &s->csr, rows, first, cols, pos, ubits);
+    const int U = nf_csr_union(m, &s->csr, rows, first, cols, pos, ubits);
     /* the union, column by column */
     int want_U = 0;
     for (int k = 0; k < n_cols; k++) {
@@ -596,14 +596,14 @@ static void union_case(check_t *cu, check_t *cs, const prec_t *P, const sparse_t
             expect_true(cu, want_U < U && cols[want_U] == k,
                         "m=%d: column %d of the union is not cols[%d]", m, k, want_U);
             /* pos is filled for the portable scatter (the AVX-512 one needs none) */
-            if (strcmp(nndl_dense_isa(), "avx512") != 0)
+            if (strcmp(nf_dense_isa(), "avx512") != 0)
                 expect_true(cu, pos[k] == want_U, "m=%d: pos[%d] = %d, expected %d", m, k,
                             pos[k], want_U);
             want_U++;
         }
     }
     expect_true(cu, U == want_U, "m=%d: union of %d columns, expected %d", m, U, want_U);
-    const int U2 = nndl_csr_union(m, &s->csr, rows, first, NULL, pos, ubits);
+    const int U2 = nf_csr_union(m, &s->csr, rows, first, NULL, pos, ubits);
     expect_true(cu, U2 == U, "m=%d: union without cols: %d columns, expected %d", m, U2, U);
     if (U != want_U) {
         free(cols); free(pos); free(ubits);
@@ -614,11 +614,11 @@ static void union_case(check_t *cu, check_t *cs, const prec_t *P, const sparse_t
     double *G = filled(nX, GUARD);
     void *Xc = typed(P, G, nX), *Xc2 = typed(P, G, nX);
     if (P->f32) {
-        nndl_csr_scatter_s(0, m, &s->csr, rows, first, U, pos, ubits, Xc);
-        if (m > 1) nndl_csr_scatter_s(1, m, &s->csr, rows, first, U, pos, ubits, Xc2);
+        nf_csr_scatter_f(0, m, &s->csr, rows, first, U, pos, ubits, Xc);
+        if (m > 1) nf_csr_scatter_f(1, m, &s->csr, rows, first, U, pos, ubits, Xc2);
     } else {
-        nndl_csr_scatter_d(0, m, &s->csr, rows, first, U, pos, ubits, Xc);
-        if (m > 1) nndl_csr_scatter_d(1, m, &s->csr, rows, first, U, pos, ubits, Xc2);
+        nf_csr_scatter_d(0, m, &s->csr, rows, first, U, pos, ubits, Xc);
+        if (m > 1) nf_csr_scatter_d(1, m, &s->csr, rows, first, U, pos, ubits, Xc2);
     }
     for (int i = 0; i < m; i++) {
         const double *x = s->dense + (size_t)(rows ? rows[i] : first + i) * n_cols;
@@ -666,8 +666,8 @@ static void csr_first_case(check_t *c, const prec_t *P, const sparse_t *s, int64
     double *O = filled((size_t)m * ldo, GUARD);
     void *Wt = typed(P, W, nW), *Ot = typed(P, O, (size_t)m * ldo);
     void *Ft = typed(P, O, (size_t)m * 16);
-    if (P->f32) nndl_csr_first_s(m, &s->csr, first, n_in, n_blocks, Wt, Ot, ldo);
-    else nndl_csr_first_d(m, &s->csr, first, n_in, n_blocks, Wt, Ot, ldo);
+    if (P->f32) nf_csr_first_f(m, &s->csr, first, n_in, n_blocks, Wt, Ot, ldo);
+    else nf_csr_first_d(m, &s->csr, first, n_in, n_blocks, Wt, Ot, ldo);
     double *Xd = xmalloc((size_t)m * n_in * sizeof(double));
     for (int i = 0; i < m; i++)
         for (int k = 0; k < n_in; k++) {
@@ -743,8 +743,8 @@ static void check_scale(const prec_t *P)
             for (int i = 0; i < n; i++) x[i] = uniform(P, -3, 3);
             x[n] = GUARD;
             void *xt = typed(P, x, (size_t)n + 1);
-            if (P->f32) nndl_scale_s(n, xt, (float)betas[e]);
-            else nndl_scale_d(n, xt, betas[e]);
+            if (P->f32) nf_scale_f(n, xt, (float)betas[e]);
+            else nf_scale_d(n, xt, betas[e]);
             for (int i = 0; i < n; i++) {
                 const double want = P->f32 ? (double)((float)betas[e] * (float)x[i])
                                            : betas[e] * x[i];
@@ -771,7 +771,7 @@ static void check_convert(void)
             src[1] = FLT_TRUE_MIN;
             src[2] = -0.0f;
         }
-        nndl_convert_f2d(n, src, dst);
+        nf_convert_f2d(n, src, dst);
         for (int i = 0; i < n; i++)
             expect_exact(&c, dst[i], (double)src[i], "n=%d: dst[%d]", n, i);
         expect_exact(&c, dst[n], GUARD, "n=%d: dst[n] was written", n);
@@ -819,8 +819,8 @@ static void check_known(const prec_t *P)
     {
         double Z[16] = {0, 800, -800, 1, -1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, b[16] = {0};
         void *Zt = typed(P, Z, 16), *bt = typed(P, b, 16);
-        if (P->f32) nndl_sigmoid_block_s(1, Zt, 16, bt, 16);
-        else nndl_sigmoid_block_d(1, Zt, 16, bt, 16);
+        if (P->f32) nf_sigmoid_block_f(1, Zt, 16, bt, 16);
+        else nf_sigmoid_block_d(1, Zt, 16, bt, 16);
         expect_exact(&c, tget(P, Zt, 0), 0.5, "sigmoid(0)");
         expect_exact(&c, tget(P, Zt, 1), 1.0, "sigmoid(800)");
         expect_exact(&c, tget(P, Zt, 2), 0.0, "sigmoid(-800)");
@@ -839,8 +839,8 @@ static void check_known(const prec_t *P)
         for (int j = 0; j < 16; j++) A[j] = 0.5;
         void *Wt = typed(P, W, 512), *Dt = typed(P, Dn, 32), *At = typed(P, A, 16);
         void *Ot = typed(P, O, 16);
-        if (P->f32) nndl_bwd_s(1, 3, 2, Wt, 256, Dt, 32, At, 16, Ot, 16);
-        else nndl_bwd_d(1, 3, 2, Wt, 256, Dt, 32, At, 16, Ot, 16);
+        if (P->f32) nf_bwd_f(1, 3, 2, Wt, 256, Dt, 32, At, 16, Ot, 16);
+        else nf_bwd_d(1, 3, 2, Wt, 256, Dt, 32, At, 16, Ot, 16);
         expect_exact(&c, tget(P, Ot, 0), 60.0, "bwd out[0]");
         expect_exact(&c, tget(P, Ot, 2), 60.0, "bwd out[2]");
         expect_exact(&c, tget(P, Ot, 3), 0.0, "bwd out[3]");
@@ -857,25 +857,25 @@ static void check_select(const char *path)
 {
     check_t c;
     check_begin(&c, "select", "");
-    expect_true(&c, nndl_dense_path_runs("generic") == 1, "the generic path does not run");
-    expect_true(&c, nndl_dense_path_runs("sse9") == 0, "an unknown path runs");
-    expect_true(&c, nndl_dense_select("sse9") == -1, "an unknown path was accepted");
-    expect_true(&c, nndl_dense_select(NULL) == 0, "select(NULL) failed");
-    const char *best = nndl_dense_isa();
+    expect_true(&c, nf_dense_path_runs("generic") == 1, "the generic path does not run");
+    expect_true(&c, nf_dense_path_runs("sse9") == 0, "an unknown path runs");
+    expect_true(&c, nf_dense_select("sse9") == -1, "an unknown path was accepted");
+    expect_true(&c, nf_dense_select(NULL) == 0, "select(NULL) failed");
+    const char *best = nf_dense_isa();
     int first_running = -1;
     for (int p = 0; p < 3 && first_running < 0; p++)
-        if (nndl_dense_path_runs(PATHS[p])) first_running = p;
+        if (nf_dense_path_runs(PATHS[p])) first_running = p;
     expect_true(&c, first_running >= 0 && strcmp(best, PATHS[first_running]) == 0,
                 "select(NULL) chose %s, not the fastest path that runs", best);
     for (int p = 0; p < 3; p++)
-        if (!nndl_dense_path_runs(PATHS[p])) {
-            expect_true(&c, nndl_dense_select(PATHS[p]) == -1, "%s was accepted", PATHS[p]);
-            expect_true(&c, strcmp(nndl_dense_isa(), best) == 0,
-                        "refusing %s changed the path", PATHS[p]);
+        if (!nf_dense_path_runs(PATHS[p])) {
+            expect_true(&c, nf_dense_select(PATHS[p]) == -1, "%s was accepted", PATHS[p]);
+            expect_true(&c, strcmp(nf_dense_isa(), best) == 0,
+                                                "refusing %s changed the path", PATHS[p]);
         }
-    expect_true(&c, nndl_dense_select(path) == 0, "select(%s) failed", path);
-    expect_true(&c, strcmp(nndl_dense_isa(), path) == 0, "isa() says %s after select(%s)",
-                nndl_dense_isa(), path);
+    expect_true(&c, nf_dense_select(path) == 0, "select(%s) failed", path);
+    expect_true(&c, strcmp(nf_dense_isa(), path) == 0, "isa() says %s after select(%s)",
+                                        nf_dense_isa(), path);
     check_end(&c);
 }
 
@@ -887,17 +887,17 @@ int main(int argc, char **argv)
     }
     if (argc == 2 && strcmp(argv[1], "--list") == 0) {
         for (int p = 0; p < 3; p++)
-            if (nndl_dense_path_runs(PATHS[p])) printf("%s\n", PATHS[p]);
+            if (nf_dense_path_runs(PATHS[p])) printf("%s\n", PATHS[p]);
         return 0;
     }
     const char *path = argc == 2 ? argv[1] : NULL;
-    if (path && nndl_dense_select(path) != 0) {
+    if (path && nf_dense_select(path) != 0) {
         fprintf(stderr, "kernel_check: this build or processor cannot run the %s path\n", path);
         return 2;
     }
     if (!path) {
-        nndl_dense_select(NULL);
-        path = nndl_dense_isa();
+        nf_dense_select(NULL);
+        path = nf_dense_isa();
     }
     printf("kernel path: %s\n", path);
     check_select(path);
