@@ -2,7 +2,8 @@
  * col2im, max-pool, softmax, dropout masks) and conv_engine.h (training and
  * inference). The two headers are templates, included once per dtype;
  * conv_direct.h (direct convolution of one-channel images, float32 AVX-512)
- * is included once. */
+ * is included once; small_gemm.h (the products of small operands that the
+ * GEMM calls of nndl_fast._convnet take instead of BLAS) once per path and dtype. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -324,7 +325,13 @@ int nf_small_gemm_mode(int mode)
 }
 
 /* The shapes the small kernels take: one side of the product is a mini-batch
- * (m rows of A·B or A·B^T, k terms of A^T·B) of at most 16. */
+ * (m rows of A·B or A·B^T, k terms of A^T·B) of at most 16. Measured with
+ * the dense layers' blocks (96 of 2880 inputs, 100 outputs) one thread each:
+ * against OpenBLAS's Haswell kernels, AVX2 1.5-3.6x as fast at m = 10 and
+ * 1.5-2.2x at m = 16; the baseline against OpenBLAS's Nehalem kernels
+ * 1.1-1.6x and 1.2-1.3x. (At m = 32, A·B^T was only ~10% ahead.) On AVX-512,
+ * OpenBLAS's SkylakeX small-matrix kernels were 1.0-1.6x as fast as these,
+ * so that path keeps BLAS. */
 int nf_small_gemm_fits(int ta, int tb, int m, int n, int k)
 {
     (void)n;
