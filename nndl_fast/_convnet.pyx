@@ -44,6 +44,18 @@ cdef extern from "convnet.h" nogil:
         nf_layer layers[NF_MAX_LAYERS]
 
     int nf_dense_block(int n_in, int n_out, int m)
+    int nf_small_gemm_f(int ta, int tb, int m, int n, int k, float alpha, const float *a,
+                        int lda, const float *b, int ldb, float beta, float *c, int ldc)
+    int nf_small_gemm_d(int ta, int tb, int m, int n, int k, double alpha, const double *a,
+                        int lda, const double *b, int ldb, double beta, double *c, int ldc)
+    int nf_small_gemm_fits(int ta, int tb, int m, int n, int k)
+    int nf_small_gemm_mode(int mode)
+    int nf_small_gemm_kernel_f(int ta, int tb, int m, int n, int k, float alpha,
+                               const float *a, int lda, const float *b, int ldb, float beta,
+                               float *c, int ldc)
+    int nf_small_gemm_kernel_d(int ta, int tb, int m, int n, int k, double alpha,
+                               const double *a, int lda, const double *b, int ldb,
+                               double beta, double *c, int ldc)
     int nf_conv_select_path(const char *name)
     int nf_train_f(const nf_net *net, const float *x, const int64_t *y, int64_t n_batches,
                    int m, double eta, double reg, int64_t first_step)
@@ -79,15 +91,19 @@ cdef extern from "convnet.h" nogil:
                            double *out)
 
 
-# The C code calls BLAS through these two (nndl_fast._blas, SciPy's cython_blas).
+# The C code multiplies through these two: the path's small-operand kernels
+# (src_c/small_gemm.h) for the shapes and paths where they beat BLAS, else BLAS
+# (nndl_fast._blas, SciPy's cython_blas).
 cdef void _gemm_f(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                   const float *b, int ldb, float beta, float *c, int ldc) noexcept nogil:
-    gemm_rowmajor(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    if not nf_small_gemm_f(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        gemm_rowmajor(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
 
 cdef void _gemm_d(int ta, int tb, int m, int n, int k, double alpha, const double *a, int lda,
                   const double *b, int ldb, double beta, double *c, int ldc) noexcept nogil:
-    gemm_rowmajor(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    if not nf_small_gemm_d(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        gemm_rowmajor(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
 
 KIND_CONV, KIND_DENSE, KIND_SOFTMAX = NF_CONV, NF_DENSE, NF_SOFTMAX
@@ -395,3 +411,89 @@ def dropout_mask(unsigned long long seed, int layer, long long step, shape, doub
     else:
         raise TypeError("dtype must be float32 or float64")
     return out
+
+
+def small_gemm_mode(mode=None):
+    """Whether the conv engine's GEMMs take the small-operand kernels for the
+    shapes they fit: ``None`` asks, ``-1`` restores the kernel path's choice,
+    ``0`` always BLAS, ``1`` always the kernels (for benchmarks and tests)."""
+    if mode is None:
+        return bool(nf_small_gemm_mode(-2))
+    if mode not in (-1, 0, 1):
+        raise ValueError("mode must be None, -1, 0 or 1, got %r" % (mode,))
+    return bool(nf_small_gemm_mode(mode))
+
+
+def small_gemm_fits(bint trans_a, bint trans_b, int m, int n, int k):
+    """Whether the small-operand kernels take this shape (when they are on)."""
+    return bool(nf_small_gemm_fits(trans_a, trans_b, m, n, k))
+
+
+def _rows(a, what, writable=False):
+    if not isinstance(a, np.ndarray) or a.ndim != 2:
+        raise TypeError("%s must be a 2-d NumPy array" % what)
+    if a.dtype != np.float32 and a.dtype != np.float64:
+        raise TypeError("%s must be float32 or float64, got %s" % (what, a.dtype))
+    isz = a.itemsize
+    if writable and not a.flags.writeable:
+        raise ValueError("%s must be writeable" % what)
+    if a.size == 0:
+        return max(a.shape[1], 1)
+    if a.shape[1] > 1 and a.strides[1] != isz or a.shape[0] > 1 and (
+            a.strides[0] % isz or a.strides[0] < a.shape[1] * isz):
+        raise ValueError("%s must have contiguous rows, got strides %s" % (what, a.strides))
+    return max(a.strides[0] // isz if a.shape[0] > 1 else a.shape[1], 1)
+
+
+def small_gemm(a, b, c, bint trans_a=False, bint trans_b=False, alpha=1.0, beta=0.0,
+               kernel=True):
+    """c = alpha op(a) op(b) + beta c in place, by the small-operand kernel of
+    this kernel path (``kernel=True``, whatever the shape) or by what the conv
+    engine calls (``kernel=False``: the kernel where it fits, else BLAS).
+    Arrays of one dtype with contiguous rows (row slices of larger arrays
+    too); c is not read when beta is 0. Returns c."""
+    lda = _rows(a, "a")
+    ldb = _rows(b, "b")
+    ldc = _rows(c, "c", True)
+    if b.dtype != a.dtype or c.dtype != a.dtype:
+        raise TypeError("a, b and c must have one dtype, got %s, %s, %s"
+                        % (a.dtype, b.dtype, c.dtype))
+    cdef int m = a.shape[1] if trans_a else a.shape[0]
+    cdef int k = a.shape[0] if trans_a else a.shape[1]
+    cdef int n = b.shape[0] if trans_b else b.shape[1]
+    kb = b.shape[1] if trans_b else b.shape[0]
+    if kb != k or c.shape != (m, n):
+        raise ValueError("shapes do not match: op(a) (%d, %d), op(b) (%d, %d), c %s"
+                         % (m, k, kb, n, c.shape))
+    if trans_a and trans_b:
+        raise ValueError("the small-operand kernels do not take both operands transposed")
+    if kernel and trans_b and m > 256:
+        raise ValueError("the small-operand kernels take a.b^T with m <= 256, got m=%d" % m)
+    if min(m, n, k) == 0:
+        if min(m, n) > 0:
+            c *= beta
+        return c
+    cdef int ia = lda, ib = ldb, ic = ldc, ta = trans_a, tb = trans_b
+    cdef Py_ssize_t pa = a.__array_interface__["data"][0]
+    cdef Py_ssize_t pb = b.__array_interface__["data"][0]
+    cdef Py_ssize_t pc = c.__array_interface__["data"][0]
+    cdef bint ker = kernel
+    cdef float fa = alpha, fb = beta
+    cdef double da = alpha, db = beta
+    if a.dtype == np.float32:
+        with nogil:
+            if ker:
+                nf_small_gemm_kernel_f(ta, tb, m, n, k, fa, <const float *> pa, ia,
+                                       <const float *> pb, ib, fb, <float *> pc, ic)
+            else:
+                _gemm_f(ta, tb, m, n, k, fa, <const float *> pa, ia, <const float *> pb, ib,
+                        fb, <float *> pc, ic)
+    else:
+        with nogil:
+            if ker:
+                nf_small_gemm_kernel_d(ta, tb, m, n, k, da, <const double *> pa, ia,
+                                       <const double *> pb, ib, db, <double *> pc, ic)
+            else:
+                _gemm_d(ta, tb, m, n, k, da, <const double *> pa, ia, <const double *> pb, ib,
+                        db, <double *> pc, ic)
+    return c

@@ -53,6 +53,26 @@ int nf_dense_block(int n_in, int n_out, int m);
  * chose); -1 when it cannot run here. */
 int nf_conv_select_path(const char *name);
 
+/* The GEMMs of small operands (small_gemm.h, on the chosen path), the
+ * arguments of nf_gemm_f/d: 1 when they computed C, 0 when the shape is not
+ * one they take (nf_small_gemm_fits) or the path leaves it to BLAS, which the
+ * caller then calls. */
+int nf_small_gemm_f(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                    const float *b, int ldb, float beta, float *c, int ldc);
+int nf_small_gemm_d(int ta, int tb, int m, int n, int k, double alpha, const double *a,
+                    int lda, const double *b, int ldb, double beta, double *c, int ldc);
+/* Whether the small kernels take shape (ta, tb, m, n, k) where the path uses them. */
+int nf_small_gemm_fits(int ta, int tb, int m, int n, int k);
+/* Whether nf_small_gemm_f/d are on: mode -1 the path's choice (the default),
+ * 0 never, 1 always; another value only asks. */
+int nf_small_gemm_mode(int mode);
+/* The kernels themselves, whatever the shape (for tests): 0 for A^T·B^T and
+ * for A·B^T with m > 256, which they do not compute. */
+int nf_small_gemm_kernel_f(int ta, int tb, int m, int n, int k, float alpha, const float *a,
+                           int lda, const float *b, int ldb, float beta, float *c, int ldc);
+int nf_small_gemm_kernel_d(int ta, int tb, int m, int n, int k, double alpha, const double *a,
+                           int lda, const double *b, int ldb, double beta, double *c, int ldc);
+
 /* Train n_batches mini-batches of m examples, x (n_batches*m, n_in) and labels
  * y (n_batches*m,), in order; step numbers (for dropout) first_step, ...
  * reg = lmbda / num_training_batches. Returns 0, or -1 when memory ran out. */

@@ -429,7 +429,10 @@ for shape in T.DIRECT_SHAPES:
     net = T.one_channel_net(T.N, shape, num_threads=2)
     net._train_batches(x, y, 0, 6, 0.05 if shape[-1] == "linear" else 0.3, 0.1, 6)
     out += [p.get_value().ravel() for p in net.params]
-# then a two-channel net: im2col + GEMM in both conv layers
+# then a two-channel net: im2col + GEMM in both conv layers, every GEMM by BLAS
+# (the small-operand kernels of the paths that take them round otherwise)
+from nndl_fast import _convnet
+_convnet.small_gemm_mode(0)
 rng = np.random.default_rng(2)
 x, y = rng.random((30, 2 * 28 * 28)), rng.integers(0, 3, 30)
 net = T.banded_net(T.N, dtype=np.float32, num_threads=2)
@@ -444,7 +447,7 @@ def test_direct_and_portable_conv_kernels_agree(run_with_kernels):
     """NNDL_FAST_KERNELS=generic trains the same one-channel nets by the direct
     kernels of the baseline instruction set: the same numbers as the default path's,
     to float32 rounding; and a net whose conv layers take im2col + GEMM (with tanh
-    and ReLU, no fused multiply-adds of ours) to the last bit."""
+    and ReLU, no fused multiply-adds of ours; BLAS for every GEMM) to the last bit."""
     script = _KERNELS_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)))
     runs = {k: run_with_kernels(script, k) for k in ("default", "generic")}
     n_banded = int(runs["default"][0])
