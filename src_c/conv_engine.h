@@ -620,9 +620,45 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
 #define NF_CHUNK 64
 #endif
 
+/* One chunk of cnt images through every layer: each image through the conv
+ * layers on its own (col, z and pm: one image's im2col, pre-pooling and pooled
+ * scratch), then the whole chunk through each dense layer as one product with
+ * the book's (1 - p_dropout) scaling. Layer l's outputs go to outs + off[l], the
+ * last layer's (the softmax probabilities) to out. */
+static void SFX(predict_chunk)(const nf_net *net, const size_t *off, REAL *col, REAL *z,
+                               REAL *pm, REAL *outs, const REAL *xc, int cnt, REAL *out)
+{
+    const int L = net->n_layers, NC = net->n_conv, n_in0 = net->layers[0].n_in;
+    for (int i = 0; i < cnt; i++) {
+        const REAL *in = xc + (size_t)i * n_in0;
+        for (int l = 0; l < NC; l++) {
+            const nf_layer *ly = &net->layers[l];
+            REAL *a = outs + off[l] + (size_t)i * ly->n_out;
+            SFX(conv_forward_image)(net, ly, in, col, z, pm, a, 0, ly->n_filt, 0, ly->ho);
+            in = a;
+        }
+    }
+    for (int l = NC; l < L; l++) {
+        const nf_layer *ly = &net->layers[l];
+        const REAL *in = l == 0 ? xc : outs + off[l - 1];
+        REAL *o = l == L - 1 ? out : outs + off[l];
+        const REAL *b = (const REAL *)ly->b;
+        NF_GEMM(net)(0, 0, cnt, ly->n_out, ly->n_in, (REAL)(1.0 - ly->p_dropout), in,
+                     ly->n_in, (const REAL *)ly->w, ly->n_out, (REAL)0, o, ly->n_out);
+        for (int i = 0; i < cnt; i++) {
+            REAL *oi = o + (size_t)i * ly->n_out;
+            SFX(act_bias)(ly->kind == NF_SOFTMAX ? NF_LINEAR : ly->act, oi, b, ly->n_out);
+            if (ly->kind == NF_SOFTMAX)
+                SFX(nf_softmax)(oi, oi, ly->n_out);
+        }
+    }
+}
+
+/* Class probabilities (n, n_cls) of n images: chunks of NF_CHUNK images shared
+ * out among the threads (predict_chunk), each thread with its own scratch. */
 int SFX(nf_predict)(const nf_net *net, const REAL *x, int64_t n, REAL *out)
 {
-    const int L = net->n_layers, NC = net->n_conv;
+    const int L = net->n_layers;
     const int nt = net->n_threads > 0 ? net->n_threads : 1;
     const int n_in0 = net->layers[0].n_in, n_cls = net->layers[L - 1].n_out;
     const int64_t n_chunks = (n + NF_CHUNK - 1) / NF_CHUNK;
@@ -654,30 +690,8 @@ int SFX(nf_predict)(const nf_net *net, const REAL *x, int64_t n, REAL *out)
         REAL *z = col + col_size, *pm = z + z_size, *outs = pm + pm_size;
         const int64_t start = ch * NF_CHUNK;
         const int cnt = (int)(n - start < NF_CHUNK ? n - start : NF_CHUNK);
-        const REAL *xc = x + (size_t)start * n_in0;
-        for (int i = 0; i < cnt; i++) {
-            const REAL *in = xc + (size_t)i * n_in0;
-            for (int l = 0; l < NC; l++) {
-                const nf_layer *ly = &net->layers[l];
-                REAL *a = outs + off[l] + (size_t)i * ly->n_out;
-                SFX(conv_forward_image)(net, ly, in, col, z, pm, a, 0, ly->n_filt, 0, ly->ho);
-                in = a;
-            }
-        }
-        for (int l = NC; l < L; l++) {
-            const nf_layer *ly = &net->layers[l];
-            const REAL *in = l == 0 ? xc : outs + off[l - 1];
-            REAL *o = l == L - 1 ? out + (size_t)start * n_cls : outs + off[l];
-            const REAL *b = (const REAL *)ly->b;
-            NF_GEMM(net)(0, 0, cnt, ly->n_out, ly->n_in, (REAL)(1.0 - ly->p_dropout), in,
-                         ly->n_in, (const REAL *)ly->w, ly->n_out, (REAL)0, o, ly->n_out);
-            for (int i = 0; i < cnt; i++) {
-                REAL *oi = o + (size_t)i * ly->n_out;
-                SFX(act_bias)(ly->kind == NF_SOFTMAX ? NF_LINEAR : ly->act, oi, b, ly->n_out);
-                if (ly->kind == NF_SOFTMAX)
-                    SFX(nf_softmax)(oi, oi, ly->n_out);
-            }
-        }
+        SFX(predict_chunk)(net, off, col, z, pm, outs, x + (size_t)start * n_in0, cnt,
+                           out + (size_t)start * n_cls);
     }
     free(scratch);
     return 0;
