@@ -71,6 +71,10 @@ def parse_idx(raw, name="<bytes>"):
     if len(raw) - header != expected:
         raise DataFileError("%s: IDX header says shape %s (%d data bytes) but the file has %d"
                             % (name, shape, expected, len(raw) - header))
+    # An empty array whose other sizes multiply past what NumPy can index (it
+    # checks them even when one size is 0).
+    if math.prod(d for d in shape if d) * dtype.itemsize > np.iinfo(np.intp).max:
+        raise DataFileError("%s: IDX shape %s is too large for an array" % (name, shape))
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(
         dtype.newbyteorder("="), copy=True)
 

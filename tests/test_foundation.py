@@ -119,6 +119,13 @@ def test_idx_validation(tmp_path):
         datasets.parse_idx(b"\x00\x00\x07\x01\x00\x00\x00\x01\x05")
     with pytest.raises(datasets.DataFileError):
         datasets.parse_idx(b"\x00")
+    # no data (one size is 0), but the other sizes multiply past what NumPy indexes
+    with pytest.raises(datasets.DataFileError, match="too large"):
+        datasets.parse_idx(b"\x00\x00\x09\x04\x04\x00\x00\x04\x06\x09\x0d\x00"
+                           b"\x00\x00\x00\x00\x00\x00\x40\x04")
+    # an empty array of modest shape is still read
+    assert datasets.parse_idx(b"\x00\x00\x08\x02\x00\x00\x00\x00\x00\x00\x00\x05"
+                              ).shape == (0, 5)
 
 
 def test_checksum_detects_corruption(tmp_path):
