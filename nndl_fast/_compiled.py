@@ -60,7 +60,7 @@ class CompiledDenseMixin(DenseParamsMixin):
         with blas_single_thread():
             return _dense.forward(X, self.weights, self.biases,
                                   softmax=self._softmax_output(), num_threads=nt,
-                                  X_sparse=X_sparse)
+                                  X_sparse=X_sparse, activation=self._act_code())
 
     def _run_epochs(self, X, Y, training_data, epochs, mini_batch_size, eta, after_epoch,
                     lmbda=0.0, cost=_dense.CostKind.QUADRATIC, reg=_dense.Regularization.L2, momentum=0.0,
@@ -107,7 +107,8 @@ class CompiledDenseMixin(DenseParamsMixin):
                                    cost=cost, reg=reg, momentum=momentum,
                                    velocities_w=velocities[0] if velocities else None,
                                    velocities_b=velocities[1] if velocities else None,
-                                   num_threads=nt, X_sparse=X_sparse)
+                                   num_threads=nt, X_sparse=X_sparse,
+                                   activation=self._act_code())
                 if after_epoch(j, time.perf_counter() - t0):
                     break
 
@@ -121,4 +122,5 @@ class CompiledDenseMixin(DenseParamsMixin):
         with blas_single_thread():
             _dense.train_epoch(X, Y, np.arange(m, dtype=np.int64), self.weights, self.biases,
                                m, eta, lmbda=lmbda, n_total=float(n if n else m),
-                               cost=cost, reg=reg, num_threads=1)
+                               cost=cost, reg=reg, num_threads=1,
+                               activation=self._act_code())

@@ -28,7 +28,6 @@ cdef extern from "convnet.h" nogil:
                                double beta, double *c, int ldc) noexcept nogil
     enum: NF_MAX_LAYERS
     enum: NF_CONV, NF_DENSE, NF_SOFTMAX
-    enum: NF_LINEAR, NF_SIGMOID, NF_TANH, NF_RELU
     ctypedef struct nf_layer:
         int kind, act
         int c_in, h_in, w_in, n_filt, kh, kw, ph, pw, hc, wc, ho, wo
@@ -110,19 +109,8 @@ KIND_CONV, KIND_DENSE, KIND_SOFTMAX = NF_CONV, NF_DENSE, NF_SOFTMAX
 MAX_LAYERS = NF_MAX_LAYERS
 
 
-def _activation_codes():
-    """The kernels' activation codes by name; each must be the code that
-    network3's ACTIVATION_TABLE gives that activation (it drives the layer specs)."""
-    from nndl_fast.reference.network3 import ACTIVATION_TABLE
-    kernels = {"linear": NF_LINEAR, "sigmoid": NF_SIGMOID, "tanh": NF_TANH, "ReLU": NF_RELU}
-    table = {entry.name: entry.code for entry in ACTIVATION_TABLE}
-    if table != kernels:
-        raise ImportError("network3's ACTIVATION_TABLE %r does not match the conv kernels' "
-                          "activation codes %r (src_c/convnet.h)" % (table, kernels))
-    return kernels
-
-
-ACT_CODES = _activation_codes()
+#: The kernels' activation codes by name (checked against the table by _dense).
+from nndl_fast._dense import ACT_CODES
 
 
 def _select_path():

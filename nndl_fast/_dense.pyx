@@ -1,5 +1,7 @@
-"""Dense sigmoid networks (chapters 1 and 3): a whole mini-batch SGD epoch in one
-call, and batched feed-forward.
+"""Dense networks (chapters 1 and 3): a whole mini-batch SGD epoch in one call,
+and batched feed-forward. Hidden layers take any activation of
+``reference.activations.ACTIVATION_TABLE`` (by its code; the book's is the
+sigmoid); the output layer is sigmoid, or softmax for the log-likelihood cost.
 
 Layout. For the duration of a call the weights of each layer are repacked into
 blocks of 16 output units (``src_c/dense.h``): block b of layer l is an
@@ -67,12 +69,14 @@ cdef extern from "dense.h" nogil:
                   double *W, double alpha, double beta)
     void nf_upd_f(int rows, int m, const float *X, int ldx, const float *D, int ldd,
                   float *W, float alpha, float beta)
-    void nf_sigmoid_block_d(int m, double *Z, int ldz, const double *b, int n_valid)
-    void nf_sigmoid_block_f(int m, float *Z, int ldz, const float *b, int n_valid)
+    void nf_act_block_d(int m, double *Z, int ldz, const double *b, int n_valid, int act)
+    void nf_act_block_f(int m, float *Z, int ldz, const float *b, int n_valid, int act)
     void nf_bwd_d(int m, int rows, int nb, const double *W, Py_ssize_t bstride,
-                  const double *Dn, int ldn, const double *A, int lda, double *out, int ldo)
+                  const double *Dn, int ldn, const double *A, int lda, double *out, int ldo,
+                  int act)
     void nf_bwd_f(int m, int rows, int nb, const float *W, Py_ssize_t bstride,
-                  const float *Dn, int ldn, const float *A, int lda, float *out, int ldo)
+                  const float *Dn, int ldn, const float *A, int lda, float *out, int ldo,
+                  int act)
     ctypedef struct nndl_csr:
         const int64_t *ptr
         const int32_t *idx
@@ -113,6 +117,7 @@ cdef extern from "dense.h" nogil:
     int nf_dense_select(const char *name)
 
 cdef extern from "nf_runtime.h" nogil:
+    enum: NF_LINEAR, NF_SIGMOID, NF_TANH, NF_RELU
     ctypedef struct nf_barrier:
         pass
     int NF_DENSE_SPINS
@@ -136,6 +141,29 @@ cpdef enum CostKind:
 cpdef enum Regularization:
     L2 = 0
     L1 = 1
+
+
+def _activation_codes():
+    """The kernels' activation codes by name (src_c/nf_runtime.h); each must be
+    the code ``reference.activations.ACTIVATION_TABLE`` gives that activation."""
+    from nndl_fast.reference.activations import ACTIVATION_TABLE
+    kernels = {"linear": NF_LINEAR, "sigmoid": NF_SIGMOID, "tanh": NF_TANH, "ReLU": NF_RELU}
+    table = {entry.name: entry.code for entry in ACTIVATION_TABLE}
+    if table != kernels:
+        raise ImportError("ACTIVATION_TABLE %r does not match the kernels' activation codes "
+                          "%r (src_c/nf_runtime.h)" % (table, kernels))
+    return kernels
+
+
+#: The kernels' activation codes by name (the table's, checked above).
+ACT_CODES = _activation_codes()
+SIGMOID = NF_SIGMOID
+
+
+def _check_act(int act, what):
+    if act not in ACT_CODES.values():
+        raise ValueError("%s: unknown activation code %d (expected one of %s)"
+                         % (what, act, sorted(ACT_CODES.values())))
 
 
 def kernel_isa():
@@ -175,6 +203,8 @@ cdef struct Plan:
     int64_t n_samples
     int mini_batch_size
     int cost
+    int act                           # hidden layers' activation code (nf_runtime.h)
+    int out_act                       # the output layer's, unless cost is LOG_LIKELIHOOD
     int reg
     bint x_is_float32
     bint use_momentum
@@ -212,23 +242,27 @@ cdef inline void _upd(int rows, int m, const floating *X, int ldx, const floatin
         nf_upd_d(rows, m, X, ldx, D, ldd, W, alpha, beta)
 
 
+cdef inline void _act_block(int m, floating *Z, int ldz, const floating *b, int blk,
+                            int n_units, int act) noexcept nogil:
+    """Z = act(Z + b) over the units of block ``blk`` (padded units 0)."""
+    if floating is float:
+        nf_act_block_f(m, Z + blk * BW, ldz, b + blk * BW, min(BW, n_units - blk * BW), act)
+    else:
+        nf_act_block_d(m, Z + blk * BW, ldz, b + blk * BW, min(BW, n_units - blk * BW), act)
+
+
 cdef void _hidden_block(const floating *w_blk, const floating *b, const floating *a_prev,
                         int n_prev, int ld_prev, floating *out, int ld_out, int blk,
-                        int n_units, int m) noexcept nogil:
-    """Units of block ``blk``: out = σ(a_prev W_blk + b), padded units 0."""
-    cdef int u0 = blk * BW
-    cdef int n_valid = min(BW, n_units - u0)
-    _fwd(m, n_prev, a_prev, ld_prev, w_blk, out + u0, ld_out)
-    if floating is float:
-        nf_sigmoid_block_f(m, out + u0, ld_out, b + u0, n_valid)
-    else:
-        nf_sigmoid_block_d(m, out + u0, ld_out, b + u0, n_valid)
+                        int n_units, int m, int act) noexcept nogil:
+    """Units of block ``blk``: out = act(a_prev W_blk + b), padded units 0."""
+    _fwd(m, n_prev, a_prev, ld_prev, w_blk, out + blk * BW, ld_out)
+    _act_block(m, out, ld_out, b, blk, n_units, act)
 
 
 cdef void _output_layer(const Plan *p, floating *w, const floating *b,
                         const floating *a_prev, int ld_prev, int m,
                         floating *out) noexcept nogil:
-    """The whole output layer for m examples (sigmoid or softmax), padded units 0."""
+    """The whole output layer for m examples (``out_act`` or softmax), padded units 0."""
     cdef int L = p.n_layers
     cdef int n_out = p.sizes[L], ld = p.padded[L], n_prev = p.sizes[L - 1]
     cdef int i, j, blk
@@ -236,7 +270,7 @@ cdef void _output_layer(const Plan *p, floating *w, const floating *b,
     if p.cost != LOG_LIKELIHOOD:
         for blk in range(p.n_blocks[L]):
             _hidden_block(w + <Py_ssize_t> blk * n_prev * BW, b, a_prev, n_prev, ld_prev,
-                          out, ld, blk, n_out, m)
+                          out, ld, blk, n_out, m, p.out_act)
         return
     for blk in range(p.n_blocks[L]):
         _fwd(m, n_prev, a_prev, ld_prev, w + <Py_ssize_t> blk * n_prev * BW, out + blk * BW, ld)
@@ -423,10 +457,10 @@ cdef void _backward_block(const Plan *p, int l, int blk, floating **W, floating 
     if delta:
         if floating is float:
             nf_bwd_f(m, c1 - c0, nb, W[l] + <Py_ssize_t> c0 * BW, <Py_ssize_t> s_prev * BW,
-                     d_next, ld_next, A[l - 1] + c0, ld_prev, D[l - 1] + c0, ld_prev)
+                     d_next, ld_next, A[l - 1] + c0, ld_prev, D[l - 1] + c0, ld_prev, p.act)
         else:
             nf_bwd_d(m, c1 - c0, nb, W[l] + <Py_ssize_t> c0 * BW, <Py_ssize_t> s_prev * BW,
-                     d_next, ld_next, A[l - 1] + c0, ld_prev, D[l - 1] + c0, ld_prev)
+                     d_next, ld_next, A[l - 1] + c0, ld_prev, D[l - 1] + c0, ld_prev, p.act)
     for bl in range(nb):
         _update_rows(p, W[l] + (<Py_ssize_t> bl * s_prev + c0) * BW,
                      VW[l] + (<Py_ssize_t> bl * s_prev + c0) * BW if p.use_momentum else NULL,
@@ -526,17 +560,12 @@ cdef void _gather_next(const Plan *p, Step *s, int64_t batch, int64_t n_batches,
 cdef void _hidden_forward(const Plan *p, Step *s, floating **W, floating **B,
                           floating **A) noexcept nogil:
     """Hidden layers, by blocks of 16 units (block b is thread b % n_threads'):
-    layer 1's sigmoid over the pre-activations the previous step left, then
-    each further layer's product and sigmoid. Each layer ends at the team's
+    layer 1's activation over the pre-activations the previous step left, then
+    each further layer's product and activation. Each layer ends at the team's
     barrier: the next reads every block."""
     cdef int L = p.n_layers, nt = p.n_threads, blk = s.tid, l
     while blk < p.n_blocks[1]:
-        if floating is float:
-            nf_sigmoid_block_f(s.m, A[1] + blk * BW, p.padded[1], B[1] + blk * BW,
-                               min(BW, p.sizes[1] - blk * BW))
-        else:
-            nf_sigmoid_block_d(s.m, A[1] + blk * BW, p.padded[1], B[1] + blk * BW,
-                               min(BW, p.sizes[1] - blk * BW))
+        _act_block(s.m, A[1], p.padded[1], B[1], blk, p.sizes[1], p.act)
         blk += nt
     if nt > 1:
         nf_barrier_wait(p.barrier, &s.sense)
@@ -545,7 +574,7 @@ cdef void _hidden_forward(const Plan *p, Step *s, floating **W, floating **B,
         while blk < p.n_blocks[l]:
             _hidden_block(W[l] + <Py_ssize_t> blk * p.sizes[l - 1] * BW, B[l], A[l - 1],
                           p.sizes[l - 1], p.padded[l - 1], A[l], p.padded[l], blk, p.sizes[l],
-                          s.m)
+                          s.m, p.act)
             blk += nt
         if nt > 1:
             nf_barrier_wait(p.barrier, &s.sense)
@@ -1021,7 +1050,7 @@ def _check_layers(list weights, list biases, dtype=None):
 def train_epoch(X, Y, order, list weights, list biases, int mini_batch_size, double eta,
                 double lmbda=0.0, double n_total=1.0, int cost=QUADRATIC, int reg=L2,
                 double momentum=0.0, list velocities_w=None, list velocities_b=None,
-                int num_threads=1, X_sparse=None):
+                int num_threads=1, X_sparse=None, int activation=NF_SIGMOID):
     """One epoch of mini-batch SGD over ``X[order]``, updating the weights in place.
 
     Parameters
@@ -1039,6 +1068,8 @@ def train_epoch(X, Y, order, list weights, list biases, int mini_batch_size, dou
     X_sparse : ``sparse_rows(X)`` or None; with a hidden layer, the first layer
         then reads only the nonzero inputs (same results, less work when most
         inputs are 0)
+    activation : the hidden layers' activation code (``ACT_CODES``); the
+        output layer is sigmoid, or softmax for LOG_LIKELIHOOD
     """
     cdef Plan p
     cdef int L = len(weights)
@@ -1051,8 +1082,11 @@ def train_epoch(X, Y, order, list weights, list biases, int mini_batch_size, dou
         raise ValueError("unknown cost code %d" % cost)
     if reg not in (L2, L1):
         raise ValueError("unknown regularisation code %d" % reg)
+    _check_act(activation, "activation")
     sizes, dtype = _check_layers(weights, biases)
     _set_layers(&p, sizes)
+    p.act = activation
+    p.out_act = NF_SIGMOID
     if not (isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype in (np.float32, np.float64)
             and X.flags.c_contiguous and X.shape[1] == p.sizes[0]):
         raise ValueError("X: expected a C-contiguous float32/float64 array (n, %d), got %s %s"
@@ -1163,22 +1197,19 @@ cdef void _forward_chunk(const Plan *p, floating **W, floating **B, const floati
             _output_layer(p, W[L], B[L], a_prev, ld_prev, m, cur)
             break
         if l == 1 and p.sparse:
-            # (A sparse first layer is a sigmoid layer: forward() checks.)
+            # (A sparse first layer is not softmax: forward() checks.)
             if floating is float:
                 nf_csr_first_f(m, &p.csr, first, p.sizes[0], p.n_blocks[1], W[1], cur, p.padded[1])
             else:
                 nf_csr_first_d(m, &p.csr, first, p.sizes[0], p.n_blocks[1], W[1], cur, p.padded[1])
         for blk in range(p.n_blocks[l]):
             if l == 1 and p.sparse:
-                if floating is float:
-                    nf_sigmoid_block_f(m, cur + blk * BW, p.padded[1], B[1] + blk * BW,
-                                       min(BW, p.sizes[1] - blk * BW))
-                else:
-                    nf_sigmoid_block_d(m, cur + blk * BW, p.padded[1], B[1] + blk * BW,
-                                       min(BW, p.sizes[1] - blk * BW))
+                _act_block(m, cur, p.padded[1], B[1], blk, p.sizes[1],
+                           p.act if L > 1 else p.out_act)
             else:
                 _hidden_block(W[l] + <Py_ssize_t> blk * p.sizes[l - 1] * BW, B[l], a_prev,
-                              p.sizes[l - 1], ld_prev, cur, p.padded[l], blk, p.sizes[l], m)
+                              p.sizes[l - 1], ld_prev, cur, p.padded[l], blk, p.sizes[l], m,
+                              p.act)
         a_prev = cur
         ld_prev = p.padded[l]
     for i in range(m):
@@ -1255,13 +1286,15 @@ cdef int _forward_impl(Plan *p, list weights, list biases, cnp.ndarray X,
 
 
 def forward(X, list weights, list biases, bint softmax=False, int num_threads=1,
-            int chunk=256, X_sparse=None):
+            int chunk=256, X_sparse=None, int activation=NF_SIGMOID,
+            int output_activation=NF_SIGMOID):
     """Network outputs for every row of ``X``: (n, n_in) → (n, n_out).
 
     Weights and biases share one dtype (float32 or float64), the compute
     dtype; weights are (n_out, n_in), biases (n_out, 1). ``X`` may be float32 or
     float64 (converted chunk by chunk, no copy of the whole matrix). Hidden
-    layers are sigmoid, the output sigmoid or softmax. Examples are processed
+    layers apply ``activation``, the output ``output_activation`` (codes of
+    ``ACT_CODES``; sigmoid by default) or softmax. Examples are processed
     in chunks of ``chunk``, chunks in parallel; each output row depends only on
     its own example, so results do not depend on the thread count.
     ``X_sparse`` (``sparse_rows(X)``) lets the first hidden layer read only the
@@ -1283,7 +1316,11 @@ def forward(X, list weights, list biases, bint softmax=False, int num_threads=1,
         raise ValueError("X has %d columns, expected %d" % (X.shape[1], sizes[0]))
     if chunk < 1 or num_threads < 1:
         raise ValueError("chunk and num_threads must be >= 1")
+    _check_act(activation, "activation")
+    _check_act(output_activation, "output_activation")
     _set_layers(&p, sizes)
+    p.act = activation
+    p.out_act = output_activation
     p.cost = LOG_LIKELIHOOD if softmax else CROSS_ENTROPY
     p.sparse = False
     if X_sparse is not None:

@@ -5,6 +5,7 @@ import numpy as np
 
 from . import _datacache
 from ._random import Generators
+from .reference.activations import resolve_activation, sigmoid
 from ._validation import check_dtype, check_params, pack_labelled, pack_training
 
 
@@ -55,6 +56,11 @@ class DenseParamsMixin(object):
 
     def _softmax_output(self):
         return False
+
+    def _act_code(self):
+        """The kernels' code for the hidden layers' activation (``activation_fn``,
+        network2's; chapter 1's network is sigmoid)."""
+        return resolve_activation(getattr(self, "activation_fn", sigmoid)).code
 
     def _predict_labels(self, X, X_sparse=None):
         return np.argmax(self._forward_matrix(X, X_sparse=X_sparse), axis=1)

@@ -29,9 +29,15 @@ import numpy as np
 
 from ._dense_common import DenseParamsMixin, softmax_rows
 from ._validation import pack_training
+from .reference.activations import ACTIVATION_TABLE
 
 __all__ = ["CostKind", "Regularization", "ReferenceDenseMixin",
-           "forward", "train_epoch"]
+           "forward", "train_epoch", "ACT_CODES", "SIGMOID"]
+
+#: Activation codes by name, as ``_dense.ACT_CODES``.
+ACT_CODES = {entry.name: entry.code for entry in ACTIVATION_TABLE}
+SIGMOID = ACT_CODES["sigmoid"]
+_BY_CODE = {entry.code: entry for entry in ACTIVATION_TABLE}
 
 
 class CostKind(enum.IntEnum):
@@ -48,23 +54,26 @@ class Regularization(enum.IntEnum):
 
 
 def _sigmoid(z):
-    with np.errstate(over="ignore", under="ignore"):
-        return 1.0 / (1.0 + np.exp(-z))
+    return _BY_CODE[SIGMOID].fn(z)
 
 
-def forward(X, weights, biases, softmax=False, num_threads=1, chunk=256, X_sparse=None):
+def forward(X, weights, biases, softmax=False, num_threads=1, chunk=256, X_sparse=None,
+            activation=SIGMOID, output_activation=SIGMOID):
     """``_dense.forward`` in NumPy: outputs (n, n_out) for inputs (n, n_in)
     (``X_sparse`` is accepted and not needed)."""
     a = np.asarray(X, dtype=weights[0].dtype)     # the weights' dtype, as the kernel
+    last = len(weights) - 1
     for l, (w, b) in enumerate(zip(weights, biases)):
         z = a @ w.T + b.reshape(1, -1)
-        a = softmax_rows(z) if softmax and l == len(weights) - 1 else _sigmoid(z)
+        a = softmax_rows(z) if softmax and l == last else \
+            _BY_CODE[output_activation if l == last else activation].fn(z)
     return np.ascontiguousarray(a, dtype=weights[0].dtype)
 
 
 def train_epoch(X, Y, order, weights, biases, mini_batch_size, eta, lmbda=0.0, n_total=1.0,
                 cost=CostKind.QUADRATIC, reg=Regularization.L2, momentum=0.0,
-                velocities_w=None, velocities_b=None, num_threads=1, X_sparse=None):
+                velocities_w=None, velocities_b=None, num_threads=1, X_sparse=None,
+                activation=SIGMOID):
     """``_dense.train_epoch`` in NumPy, one matrix product per layer and mini-batch.
 
     Updates ``weights``, ``biases`` (and the velocities) in place, like the kernel.
@@ -80,7 +89,7 @@ def train_epoch(X, Y, order, weights, biases, mini_batch_size, eta, lmbda=0.0, n
             z = acts[-1] @ w.T + b.reshape(1, -1)
             last = l == len(weights) - 1
             acts.append(softmax_rows(z) if last and cost == CostKind.LOG_LIKELIHOOD
-                        else _sigmoid(z))
+                        else _sigmoid(z) if last else _BY_CODE[activation].fn(z))
         a = acts[-1]
         delta = a - Y[rows]
         if cost == CostKind.QUADRATIC:
@@ -89,7 +98,7 @@ def train_epoch(X, Y, order, weights, biases, mini_batch_size, eta, lmbda=0.0, n
             grad_w = delta.T @ acts[l]
             grad_b = delta.sum(axis=0).reshape(-1, 1)
             if l > 0:
-                next_delta = (delta @ weights[l]) * (acts[l] * (1 - acts[l]))
+                next_delta = (delta @ weights[l]) * _BY_CODE[activation].prime(acts[l])
             w = weights[l]
             shrink = step * (w if reg == Regularization.L2 else np.sign(w))
             if momentum:

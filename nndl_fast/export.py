@@ -33,7 +33,7 @@ import numpy as np
 from ._files import atomic_write
 from ._threads import serialised
 from ._validation import describe as describe_value
-from .reference import network3 as _network3_reference
+from .reference.activations import ACTIVATION_TABLE, resolve_activation
 
 __all__ = ["describe", "check_config", "layer_specs", "to_onnx", "to_torch", "from_torch",
            "state_dict", "save_safetensors", "load_safetensors", "save_torch", "load_torch",
@@ -75,7 +75,8 @@ def describe(net):
     ``config`` is JSON-ready. network3: ``network3.describe``'s metadata, with
     arrays [(w, b)] in its layers' shapes. network / network2: ``{"format":
     "nndl_fast.network" or "nndl_fast.network2", "sizes": [...], "cost": name,
-    "dtype": name}`` with arrays [(w (n_out, n_in), b (n_out, 1))], the book's.
+    "dtype": name}`` (network2 with hidden layers other than sigmoid: also
+    "activation": name) with arrays [(w (n_out, n_in), b (n_out, 1))], the book's.
     """
     kind = _kind(net)
     if kind == "network3":
@@ -94,6 +95,10 @@ def describe(net):
     dtype = np.dtype(getattr(net, "dtype", np.float64))
     config = {"format": "nndl_fast." + kind, "sizes": [int(s) for s in net.sizes],
               "cost": cost, "dtype": dtype.name}
+    if kind == "network2":
+        name = resolve_activation(net.activation_fn).name
+        if name != "sigmoid":
+            config["activation"] = name
     arrays = [(np.array(w, dtype=dtype), np.array(b, dtype=dtype))
               for w, b in zip(net.weights, net.biases)]
     return config, arrays
@@ -114,9 +119,13 @@ def check_config(config):
         raise ValueError("expected a config with format nndl_fast.network, network2 or "
                          "network3, got %s" % (repr(fmt) if fmt is not None
                                                 else describe_value(config)))
-    if set(config) != _DENSE_KEYS:
-        raise ValueError("expected the config keys %s, got %s"
-                         % (sorted(_DENSE_KEYS), sorted(config)))
+    if set(config) - {"activation"} != _DENSE_KEYS \
+            or (fmt == "nndl_fast.network" and "activation" in config):
+        raise ValueError("expected the config keys %s%s, got %s"
+                         % (sorted(_DENSE_KEYS), " (and activation)"
+                            if fmt == "nndl_fast.network2" else "", sorted(config)))
+    if "activation" in config:
+        resolve_activation(config["activation"])
     from ._validation import check_sizes
     from .network2 import COSTS_BY_NAME
     if not isinstance(config["sizes"], list):
@@ -150,7 +159,8 @@ def layer_specs(config):
     if fmt in ("nndl_fast.network", "nndl_fast.network2"):
         sizes = config["sizes"]
         out = "softmax" if config["cost"] == "LogLikelihoodCost" else "sigmoid"
-        return [_dense_spec(a, b, out if l == len(sizes) - 2 else "sigmoid")
+        hidden = config.get("activation", "sigmoid")
+        return [_dense_spec(a, b, out if l == len(sizes) - 2 else hidden)
                 for l, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
     if fmt == "nndl_fast.network3":
         specs = []
@@ -220,7 +230,8 @@ def _build(config, arrays, num_threads=None):
             net = network.Network(sizes, dtype=dtype, num_threads=num_threads)
         else:
             net = network2.Network(sizes, cost=network2.COSTS_BY_NAME[config["cost"]],
-                                   dtype=dtype, num_threads=num_threads)
+                                   dtype=dtype, num_threads=num_threads,
+                                   activation_fn=config.get("activation", "sigmoid"))
     finally:
         np.random.set_state(state)
     net.weights = [np.array(w, dtype=dtype) for w in weights]
@@ -230,7 +241,7 @@ def _build(config, arrays, num_threads=None):
 
 
 # ------------------------------------------------------------------- ONNX
-_ONNX_ACTIVATIONS = {entry.name: entry.onnx for entry in _network3_reference.ACTIVATION_TABLE
+_ONNX_ACTIVATIONS = {entry.name: entry.onnx for entry in ACTIVATION_TABLE
                      if entry.onnx}
 
 
@@ -476,8 +487,8 @@ def load_any(path, num_threads=None):
     stripped = head.lstrip()
     if stripped.startswith(b"{"):
         from . import network, network2
-        sizes, cost, _, _ = network2.read_document(path)
-        if cost is network2.QuadraticCost:
+        sizes, cost, _, _, activation = network2.read_document(path)
+        if cost is network2.QuadraticCost and activation == "sigmoid":
             return network.load(path, num_threads=num_threads)
         return network2.load(path, num_threads=num_threads)
     if head.startswith(b"PK"):

@@ -158,10 +158,12 @@ def load(filename, dtype=np.float64, num_threads=None):
     1's network is the quadratic-cost one; ``network2.load`` reads the others).
     """
     from .network2 import NetworkFileError, QuadraticCost, read_document
-    sizes, cost, weights, biases = read_document(filename)
-    if cost is not QuadraticCost:
-        raise NetworkFileError("%s: expected a network with cost QuadraticCost (chapter 1's), "
-                               "got %s; network2.load reads it" % (filename, cost.__name__))
+    sizes, cost, weights, biases, activation = read_document(filename)
+    if cost is not QuadraticCost or activation != "sigmoid":
+        raise NetworkFileError("%s: expected a sigmoid network with cost QuadraticCost "
+                               "(chapter 1's), got %s%s; network2.load reads it"
+                               % (filename, cost.__name__, "" if activation == "sigmoid"
+                                  else " with %s hidden layers" % activation))
     net = Network(sizes, dtype=dtype, num_threads=num_threads)
     net.weights = weights
     net.biases = biases

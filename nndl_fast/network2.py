@@ -46,11 +46,14 @@ from ._validation import (check_dtype, check_int, check_real, check_sizes, descr
                           pack_training)
 from .mnist_loader import vectorized_result
 from .reference import network2 as _reference
+from .reference.activations import ACTIVATION_TABLE, activation_named, resolve_activation
 from .reference.network2 import (CrossEntropyCost, LogLikelihoodCost, QuadraticCost,
                                  cost_class, sigmoid, sigmoid_prime, softmax)
+from .reference.activations import ReLU, linear, tanh
 
 __all__ = ["Network", "QuadraticCost", "CrossEntropyCost", "LogLikelihoodCost", "load",
-           "vectorized_result", "sigmoid", "sigmoid_prime", "softmax"]
+           "vectorized_result", "sigmoid", "sigmoid_prime", "softmax", "tanh", "ReLU",
+           "linear"]
 
 # Costs the compiled kernel implements, by exact class: a subclass may redefine
 # fn or delta, so it gets the reference code instead.
@@ -149,13 +152,14 @@ class Network(NetworkLockMixin, ExportMixin, _DenseBase, _reference.Network):
     """
 
     def __init__(self, sizes, cost=CrossEntropyCost, dtype=np.float64, num_threads=None,
-                 seed=None, rng=None):
+                 seed=None, rng=None, activation_fn=sigmoid):
         sizes = check_sizes(sizes)
         _config.resolve_num_threads(num_threads)
         # Set before the base constructor: the initializers cast to it and draw from it.
         self._dtype = check_dtype(dtype)
         self._generators = make_generators(seed, rng)
-        super().__init__([int(s) for s in sizes], cost=_check_cost(cost))
+        super().__init__([int(s) for s in sizes], cost=_check_cost(cost),
+                         activation_fn=activation_fn)
         self._generators.initialized()
         self.num_threads = num_threads
 
@@ -216,13 +220,15 @@ class Network(NetworkLockMixin, ExportMixin, _DenseBase, _reference.Network):
         # One BLAS thread for the small products here too (its idle threads
         # would spin against the kernels' threads).
         with blas_single_thread():
+            act = self._act_code()
             if np.dtype(self._dtype) == np.float64:
                 return _dense.forward(X, self.weights, self.biases,
                                       softmax=self._softmax_output(), num_threads=nt,
-                                      X_sparse=X_sparse)
+                                      X_sparse=X_sparse, activation=act)
             if self.num_layers > 2:
                 H = _dense.forward(X, self.weights[:-1], self.biases[:-1], softmax=False,
-                                   num_threads=nt, X_sparse=X_sparse)
+                                   num_threads=nt, X_sparse=X_sparse, activation=act,
+                                   output_activation=act)
             Z = np.dot(H, self.weights[-1].T).astype(np.float64, copy=False)
         Z += self.biases[-1].reshape(1, -1)
         if self._softmax_output():
@@ -499,7 +505,7 @@ class Network(NetworkLockMixin, ExportMixin, _DenseBase, _reference.Network):
             _dense.train_epoch(X, Y, np.arange(m, dtype=np.int64), self.weights, self.biases,
                                m, eta, lmbda=lmbda, n_total=float(n), cost=kind, reg=reg,
                                momentum=momentum, velocities_w=vw, velocities_b=vb,
-                               num_threads=1)
+                               num_threads=1, activation=self._act_code())
 
     @serialised
     def backprop(self, x, y):
@@ -522,7 +528,8 @@ class Network(NetworkLockMixin, ExportMixin, _DenseBase, _reference.Network):
         if name not in COSTS_BY_NAME or COSTS_BY_NAME[name] is not cost_class(self.cost):
             raise ValueError("only the costs %s can be saved (load finds them by name), got %s"
                              % (", ".join(sorted(COSTS_BY_NAME)), name))
-        write_document(filename, self.sizes, self.weights, self.biases, name)
+        write_document(filename, self.sizes, self.weights, self.biases, name,
+                       resolve_activation(self.activation_fn).name)
 
 
 def schedule_step(state, accuracy, early_stopping_n, eta_decay_n, eta0, eta_stop_ratio):
@@ -546,16 +553,19 @@ def schedule_step(state, accuracy, early_stopping_n, eta_decay_n, eta0, eta_stop
     return False, None
 
 
-def write_document(filename, sizes, weights, biases, cost_name):
+def write_document(filename, sizes, weights, biases, cost_name, activation="sigmoid"):
     """Write the book's JSON document atomically (network.py's ``save`` uses it too).
 
     ``weights[l]`` (sizes[l+1], sizes[l]) and ``biases[l]`` (sizes[l+1], 1), any
-    float dtype; the numbers are written as float64.
+    float dtype; the numbers are written as float64. Hidden layers other than
+    sigmoid add the key "activation" (the book's documents have none).
     """
     data = {"sizes": [int(s) for s in sizes],
             "weights": [np.asarray(w, dtype=np.float64).tolist() for w in weights],
             "biases": [np.asarray(b, dtype=np.float64).tolist() for b in biases],
             "cost": cost_name}
+    if activation != "sigmoid":
+        data["activation"] = activation
     # json.dumps, not json.dump: only the one-shot encoder is the C one.
     text = json.dumps(data, allow_nan=False)
     with atomic_write(filename, "w") as f:
@@ -601,7 +611,8 @@ def _number_array(value, shape, what):
 
 
 def _parse_document(data):
-    """(sizes, cost class, weights, biases) from a decoded document, validated."""
+    """(sizes, cost class, weights, biases, activation name) from a decoded
+    document, validated."""
     if not isinstance(data, dict):
         raise NetworkFileError("expected a JSON object with keys sizes, weights, biases, cost; "
                                "got %s" % type(data).__name__)
@@ -622,6 +633,10 @@ def _parse_document(data):
     if not isinstance(cost_name, str) or cost_name not in COSTS_BY_NAME:
         raise NetworkFileError("cost must be one of %s, got %r"
                                % (", ".join(sorted(COSTS_BY_NAME)), cost_name))
+    activation = data.get("activation", "sigmoid")
+    if not isinstance(activation, str) or activation_named(activation) is None:
+        raise NetworkFileError("activation must be one of %s, got %r"
+                               % (", ".join(e.name for e in ACTIVATION_TABLE), activation))
     n_layers = len(sizes) - 1
     for key in ("weights", "biases"):
         if not isinstance(data[key], list) or len(data[key]) != n_layers:
@@ -636,11 +651,12 @@ def _parse_document(data):
                for l, w in enumerate(data["weights"])]
     biases = [_number_array(b, (sizes[l + 1], 1), "biases[%d]" % l)
               for l, b in enumerate(data["biases"])]
-    return sizes, COSTS_BY_NAME[cost_name], weights, biases
+    return sizes, COSTS_BY_NAME[cost_name], weights, biases, activation
 
 
 def read_document(filename):
-    """(sizes, cost class, weights, biases) of the network document at ``filename``.
+    """(sizes, cost class, weights, biases, the hidden layers' activation name) of
+    the network document at ``filename``.
 
     Raises ``NetworkFileError`` (a ValueError) naming the file and what is wrong
     when it is not a valid network document.
@@ -666,10 +682,11 @@ def load(filename, dtype=np.float64, num_threads=None):
     Raises ``NetworkFileError`` (a ValueError) naming what is wrong when the file
     is not a valid network document.
     """
-    sizes, cost, weights, biases = read_document(filename)
+    sizes, cost, weights, biases, activation = read_document(filename)
     # The constructor draws initial values as the book's load does, so the
     # global NumPy random state afterwards is the book's too.
-    net = Network(sizes, cost=cost, dtype=dtype, num_threads=num_threads)
+    net = Network(sizes, cost=cost, dtype=dtype, num_threads=num_threads,
+                  activation_fn=activation)
     net.weights = weights
     net.biases = biases
     net._sync_params()

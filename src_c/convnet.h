@@ -16,7 +16,6 @@
 #define NF_MAX_LAYERS 32
 
 enum { NF_CONV = 0, NF_DENSE = 1, NF_SOFTMAX = 2 };
-enum { NF_LINEAR = 0, NF_SIGMOID = 1, NF_TANH = 2, NF_RELU = 3 };
 
 /* Row-major GEMM: C (m, n) = alpha op(A) op(B) + beta C (nndl_fast._blas.gemm_rowmajor). */
 typedef void (*nf_gemm_f)(int ta, int tb, int m, int n, int k, float alpha,
@@ -27,7 +26,7 @@ typedef void (*nf_gemm_d)(int ta, int tb, int m, int n, int k, double alpha,
                           double beta, double *c, int ldc);
 
 typedef struct {
-    int kind, act;
+    int kind, act;              /* act: NF_SIGMOID... (nf_runtime.h) */
     /* conv-pool */
     int c_in, h_in, w_in, n_filt, kh, kw, ph, pw, hc, wc, ho, wo;
     /* every layer: inputs and outputs per example; dropout of the inputs */

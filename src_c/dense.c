@@ -90,9 +90,9 @@ NF_TARGET_END
 #define NF_DENSE_FIELDS(T, s)                                                           \
     void (*fwd_##s)(int, int, const T *, int, const T *, const int32_t *, T *, int);    \
     void (*upd_##s)(int, int, const T *, int, const T *, int, T *, const int32_t *, T, T); \
-    void (*sigmoid_##s)(int, T *, int, const T *, int);                                 \
+    void (*act_##s)(int, T *, int, const T *, int, int);                                \
     void (*bwd_##s)(int, int, int, const T *, ptrdiff_t, const T *, int, const T *, int, \
-                    T *, int);                                                          \
+                    T *, int, int);                                                     \
     void (*csr_first_##s)(int, const nndl_csr *, int64_t, int, int, const T *, T *, int); \
     void (*scale_##s)(ptrdiff_t, T *, T);
 typedef struct {
@@ -102,7 +102,7 @@ typedef struct {
 } nf_dense_kernels;
 
 #define NF_DENSE_ROW(s, isa)                                                          \
-    fwd_##s##_##isa, upd_##s##_##isa, sigmoid_##s##_##isa, bwd_##s##_##isa,           \
+    fwd_##s##_##isa, upd_##s##_##isa, act_##s##_##isa, bwd_##s##_##isa,               \
     csr_first_##s##_##isa, scale_##s##_##isa
 #define NF_DENSE_TABLE(isa) {NF_DENSE_ROW(d, isa), NF_DENSE_ROW(f, isa), convert_f2d_d_##isa}
 
@@ -156,11 +156,11 @@ const char *nf_dense_isa(void) { return nf_path_names[nf_path]; }
     void nf_upd_idx_##s(int rows, int m, const T *X, int ldx, const T *D, int ldd, T *W, \
                         const int32_t *cols, T alpha)                                   \
     { nf_k->upd_##s(rows, m, X, ldx, D, ldd, W, cols, alpha, (T)1); }                   \
-    void nf_sigmoid_block_##s(int m, T *Z, int ldz, const T *b, int n_valid)            \
-    { nf_k->sigmoid_##s(m, Z, ldz, b, n_valid); }                                       \
+    void nf_act_block_##s(int m, T *Z, int ldz, const T *b, int n_valid, int act)       \
+    { nf_k->act_##s(m, Z, ldz, b, n_valid, act); }                                      \
     void nf_bwd_##s(int m, int rows, int nb, const T *W, ptrdiff_t bstride, const T *Dn, \
-                    int ldn, const T *A, int lda, T *out, int ldo)                      \
-    { nf_k->bwd_##s(m, rows, nb, W, bstride, Dn, ldn, A, lda, out, ldo); }              \
+                    int ldn, const T *A, int lda, T *out, int ldo, int act)             \
+    { nf_k->bwd_##s(m, rows, nb, W, bstride, Dn, ldn, A, lda, out, ldo, act); }         \
     void nf_csr_first_##s(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks, \
                           const T *W, T *out, int ldo)                                  \
     { nf_k->csr_first_##s(m, X, first, n_in, n_blocks, W, out, ldo); }                  \
@@ -194,69 +194,52 @@ __m512 _mm512_cvtpd_ps_512(__mmask16 mk, const double *src)
  * by the union's bits), 8 or 16 lanes at a time: no zeroing pass, no lookups. */
 #define EXPAND_TARGET __attribute__((target(NF_TARGET_AVX512)))
 
-static EXPAND_TARGET void scatter_expand_d(int i0, int i1, const nndl_csr *X,
-                                           const int64_t *rows, int64_t first,
-                                           const uint64_t *ubits, double *Xc, int U)
-{
-    const int nw = X->n_words;
-    for (int i = i0; i < i1; i++) {
-        const int64_t r = CSR_ROW(rows, first, i);
-        const uint64_t *eb = X->bits + r * nw;
-        int64_t p = X->ptr[r];
-        double *xc = Xc + (ptrdiff_t)i * U;
-        for (int w = 0; w < nw; w++) {
-            const uint64_t uw = ubits[w];
-            const int cu = (int)_mm_popcnt_u64(uw);
-            const uint64_t pm = _pext_u64(eb[w], uw);
-            /* Each chunk's first value found from the mask alone (no chain
-             * through the previous chunk). */
-            for (int c = 0; c < cu; c += 8) {
-                const __mmask8 mk = (__mmask8)(pm >> c);
-                const int64_t q = p + (c ? (int)_mm_popcnt_u64(pm << (64 - c)) : 0);
-                __m512d v;
-                if (X->val_f32)
-                    v = _mm512_cvtps_pd(_mm256_maskz_expand_ps(mk, _mm256_loadu_ps((const float *)X->val + q)));
-                else
-                    v = _mm512_maskz_expand_pd(mk, _mm512_loadu_pd((const double *)X->val + q));
-                const int left = cu - c;
-                _mm512_mask_storeu_pd(xc + c, (__mmask8)(left >= 8 ? 0xFF : (1u << left) - 1u), v);
-            }
-            p += (int)_mm_popcnt_u64(eb[w]);
-            xc += cu;
-        }
-    }
-}
+/* A chunk of the run at value q into the lanes of mask mk, as T: per dtype
+ * of the compacted rows, the vector type, its lanes, the expanding load from
+ * float or double values and the masked store. */
+#define EXPAND_LOAD_d(mk, q)                                                           \
+    (X->val_f32 ? _mm512_cvtps_pd(_mm256_maskz_expand_ps(                              \
+                      (__mmask8)(mk), _mm256_loadu_ps((const float *)X->val + (q))))   \
+                : _mm512_maskz_expand_pd((__mmask8)(mk),                               \
+                                         _mm512_loadu_pd((const double *)X->val + (q))))
+#define EXPAND_LOAD_f(mk, q)                                                           \
+    (X->val_f32 ? _mm512_maskz_expand_ps((__mmask16)(mk),                              \
+                                         _mm512_loadu_ps((const float *)X->val + (q))) \
+                : _mm512_cvtpd_ps_512((__mmask16)(mk), (const double *)X->val + (q)))
+#define EXPAND_STORE_d(dst, mk, v) _mm512_mask_storeu_pd((dst), (__mmask8)(mk), (v))
+#define EXPAND_STORE_f(dst, mk, v) _mm512_mask_storeu_ps((dst), (__mmask16)(mk), (v))
 
-static EXPAND_TARGET void scatter_expand_f(int i0, int i1, const nndl_csr *X,
-                                           const int64_t *rows, int64_t first,
-                                           const uint64_t *ubits, float *Xc, int U)
-{
-    const int nw = X->n_words;
-    for (int i = i0; i < i1; i++) {
-        const int64_t r = CSR_ROW(rows, first, i);
-        const uint64_t *eb = X->bits + r * nw;
-        int64_t p = X->ptr[r];
-        float *xc = Xc + (ptrdiff_t)i * U;
-        for (int w = 0; w < nw; w++) {
-            const uint64_t uw = ubits[w];
-            const int cu = (int)_mm_popcnt_u64(uw);
-            const uint64_t pm = _pext_u64(eb[w], uw);
-            for (int c = 0; c < cu; c += 16) {
-                const __mmask16 mk = (__mmask16)(pm >> c);
-                const int64_t q = p + (c ? (int)_mm_popcnt_u64(pm << (64 - c)) : 0);
-                __m512 v;
-                if (X->val_f32)
-                    v = _mm512_maskz_expand_ps(mk, _mm512_loadu_ps((const float *)X->val + q));
-                else
-                    v = _mm512_cvtpd_ps_512(mk, (const double *)X->val + q);
-                const int left = cu - c;
-                _mm512_mask_storeu_ps(xc + c, (__mmask16)(left >= 16 ? 0xFFFFu : (1u << left) - 1u), v);
-            }
-            p += (int)_mm_popcnt_u64(eb[w]);
-            xc += cu;
-        }
-    }
+#define DEFINE_SCATTER_EXPAND(T, SUF, VT, LANES)                                      \
+static EXPAND_TARGET void scatter_expand_##SUF(int i0, int i1, const nndl_csr *X,    \
+                                               const int64_t *rows, int64_t first,    \
+                                               const uint64_t *ubits, T *Xc, int U)   \
+{                                                                                     \
+    const int nw = X->n_words;                                                        \
+    for (int i = i0; i < i1; i++) {                                                   \
+        const int64_t r = CSR_ROW(rows, first, i);                                    \
+        const uint64_t *eb = X->bits + r * nw;                                        \
+        int64_t p = X->ptr[r];                                                        \
+        T *xc = Xc + (ptrdiff_t)i * U;                                                \
+        for (int w = 0; w < nw; w++) {                                                \
+            const uint64_t uw = ubits[w];                                             \
+            const int cu = (int)_mm_popcnt_u64(uw);                                   \
+            const uint64_t pm = _pext_u64(eb[w], uw);                                 \
+            /* each chunk's first value found from the mask alone (no chain           \
+             * through the previous chunk) */                                         \
+            for (int c = 0; c < cu; c += LANES) {                                     \
+                const int64_t q = p + (c ? (int)_mm_popcnt_u64(pm << (64 - c)) : 0);  \
+                const VT v = EXPAND_LOAD_##SUF(pm >> c, q);                           \
+                const int left = cu - c;                                              \
+                EXPAND_STORE_##SUF(xc + c, left >= LANES ? 0xFFFFu : (1u << left) - 1u, v); \
+            }                                                                         \
+            p += (int)_mm_popcnt_u64(eb[w]);                                          \
+            xc += cu;                                                                 \
+        }                                                                             \
+    }                                                                                 \
 }
+DEFINE_SCATTER_EXPAND(double, d, __m512d, 8)
+DEFINE_SCATTER_EXPAND(float, f, __m512, 16)
+
 /* cols[] = the positions of the set bits of ubits[0..nw), ascending; returns
  * how many. Sixteen bits at a time by compress-store. */
 static EXPAND_TARGET int union_cols_avx512(const uint64_t *ubits, int nw, int32_t *cols)

@@ -28,17 +28,20 @@ void nf_upd_f(int rows, int m, const float *X, int ldx, const float *D, int ldd,
               float *W, float alpha, float beta);
 
 /* In a block of 16 units of m examples (rows of Z, leading dimension ldz):
- * Z[i][j] = 1 / (1 + exp(-(Z[i][j] + b[j]))) for j < n_valid, 0 beyond. */
-void nf_sigmoid_block_d(int m, double *Z, int ldz, const double *b, int n_valid);
-void nf_sigmoid_block_f(int m, float *Z, int ldz, const float *b, int n_valid);
+ * Z[i][j] = act(Z[i][j] + b[j]) for j < n_valid, 0 beyond; act is an
+ * activation code of nf_runtime.h (NF_SIGMOID: 1 / (1 + exp(-z)) ...). */
+void nf_act_block_d(int m, double *Z, int ldz, const double *b, int n_valid, int act);
+void nf_act_block_f(int m, float *Z, int ldz, const float *b, int n_valid, int act);
 
 /* Backward through a layer for the inputs c < rows of one block:
- * out[i][c] = (sum_bl sum_j W[bl*bstride + c*16 + j] * Dn[i][bl*16 + j]) * a(1 - a),
- * a = A[i][c]; out[i][rows..15] = 0. */
+ * out[i][c] = (sum_bl sum_j W[bl*bstride + c*16 + j] * Dn[i][bl*16 + j]) * act'(z),
+ * act' from the activation a = A[i][c] (a(1 - a) for NF_SIGMOID); out[i][rows..15] = 0. */
 void nf_bwd_d(int m, int rows, int nb, const double *W, ptrdiff_t bstride,
-              const double *Dn, int ldn, const double *A, int lda, double *out, int ldo);
+              const double *Dn, int ldn, const double *A, int lda, double *out, int ldo,
+              int act);
 void nf_bwd_f(int m, int rows, int nb, const float *W, ptrdiff_t bstride,
-              const float *Dn, int ldn, const float *A, int lda, float *out, int ldo);
+              const float *Dn, int ldn, const float *A, int lda, float *out, int ldo,
+              int act);
 
 /* Inputs as compressed sparse rows: the nonzeros of row r are at positions
  * ptr[r] .. ptr[r+1]-1, with columns idx[] (ascending within a row) and values

@@ -19,9 +19,11 @@
 #if NF_DOUBLE
 #define NF_T double
 #define NF_EXP nf_exp_d
+#define NF_TANH_FN tanh
 #else
 #define NF_T float
 #define NF_EXP nf_exp_f
+#define NF_TANH_FN tanhf
 #endif
 #define NF_FN(name) NF_CAT3(name, _, NF_SUF)
 #define NF_VL (NF_VBYTES / (int)sizeof(NF_T))   /* lanes per vector */
@@ -140,24 +142,51 @@ static void NF_FN(upd)(int rows, int m, const NF_T *X, int ldx, const NF_T *D, i
 #undef NF_UPD_ALL
 #undef NF_UPD_GROUPS
 
-/* Z[i][j] = sigmoid(Z[i][j] + b[j]) for j < n_valid, 0 for n_valid <= j < 16:
- * a loop of 16 lanes the compiler vectorises (nf_exp has no calls or branches). */
-static void NF_FN(sigmoid)(int m, NF_T *Z, int ldz, const NF_T *b, int n_valid)
+/* Z[i][j] = act(Z[i][j] + b[j]) for j < n_valid, 0 for n_valid <= j < 16
+ * (act: NF_SIGMOID, NF_TANH by libm, NF_RELU or NF_LINEAR): loops of 16 lanes
+ * the compiler vectorises (nf_exp has no calls or branches). */
+static void NF_FN(act)(int m, NF_T *Z, int ldz, const NF_T *b, int n_valid, int act)
 {
     for (int i = 0; i < m; i++) {
         NF_T *z = Z + (ptrdiff_t)i * ldz;
         NF_T s[16];
-        for (int j = 0; j < 16; j++)
-            s[j] = (NF_T)1 / ((NF_T)1 + NF_EXP(-(z[j] + b[j])));
+        switch (act) {
+        case NF_SIGMOID:
+            for (int j = 0; j < 16; j++)
+                s[j] = (NF_T)1 / ((NF_T)1 + NF_EXP(-(z[j] + b[j])));
+            break;
+        case NF_TANH:
+            for (int j = 0; j < 16; j++) s[j] = NF_TANH_FN(z[j] + b[j]);
+            break;
+        case NF_RELU:
+            for (int j = 0; j < 16; j++) s[j] = z[j] + b[j] > 0 ? z[j] + b[j] : (NF_T)0;
+            break;
+        default:
+            for (int j = 0; j < 16; j++) s[j] = z[j] + b[j];
+            break;
+        }
         for (int j = 0; j < 16; j++) z[j] = j < n_valid ? s[j] : (NF_T)0;
     }
 }
 
-/* out[i][c] = (sum over blocks bl and lanes of W[bl][c][:] Dn[i][bl][:]) a(1-a),
+/* act'(z) through the activation a = act(z): sigmoid a(1 - a), tanh 1 - a^2,
+ * ReLU 1 where a > 0 (else 0), linear 1. */
+NF_INLINE NF_T NF_FN(act_prime)(int act, NF_T a)
+{
+    switch (act) {
+    case NF_SIGMOID: return a * ((NF_T)1 - a);
+    case NF_TANH: return (NF_T)1 - a * a;
+    case NF_RELU: return a > 0 ? (NF_T)1 : (NF_T)0;
+    default: return (NF_T)1;
+    }
+}
+
+/* out[i][c] = (sum over blocks bl and lanes of W[bl][c][:] Dn[i][bl][:]) act'(a),
  * a = A[i][c], for c < rows; 0 for rows <= c < 16. Per (i, c): NV vector sums
  * over the blocks, added lane-wise, then halved across the lanes. */
 static void NF_FN(bwd)(int m, int rows, int nb, const NF_T *W, ptrdiff_t bstride,
-                       const NF_T *Dn, int ldn, const NF_T *A, int lda, NF_T *out, int ldo)
+                       const NF_T *Dn, int ldn, const NF_T *A, int lda, NF_T *out, int ldo,
+                       int act)
 {
     for (int i = 0; i < m; i++) {
         const NF_T *dn = Dn + (ptrdiff_t)i * ldn;
@@ -183,7 +212,7 @@ static void NF_FN(bwd)(int m, int rows, int nb, const NF_T *W, ptrdiff_t bstride
             NF_VSTORE(lane, s[0]);
             for (int h = NF_VL / 2; h >= 1; h /= 2)
                 for (int j = 0; j < h; j++) lane[j] = lane[j] + lane[j + h];
-            o[c] = lane[0] * (a[c] * ((NF_T)1 - a[c]));
+            o[c] = lane[0] * NF_FN(act_prime)(act, a[c]);
         }
         for (int c = rows; c < 16; c++) o[c] = 0;
     }
@@ -261,6 +290,7 @@ static void NF_FN(convert_f2d)(int n, const float *src, double *dst)
 #undef NF_T
 #undef NF_V
 #undef NF_EXP
+#undef NF_TANH_FN
 #undef NF_FN
 #undef NF_DOUBLE
 #undef NF_SUF

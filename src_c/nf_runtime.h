@@ -110,6 +110,12 @@ static inline void nf_barrier_wait(nf_barrier *b, int *local_sense)
     }
 }
 
+/* ---------------------------------------------------------- activations */
+
+/* The activation codes of every kernel (nndl_fast.reference.activations'
+ * ACTIVATION_TABLE gives each its code; the extensions check it at import). */
+enum { NF_LINEAR = 0, NF_SIGMOID = 1, NF_TANH = 2, NF_RELU = 3 };
+
 /* ------------------------------------------------------------ softmax */
 
 /* p[j] = e^(z[j] - max z) / sum_k e^(z[k] - max z) for j < n, by libm's exp;

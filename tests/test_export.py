@@ -54,7 +54,8 @@ def _chapter6(name):
 
 
 NETS = ["network", "network2-cross-entropy", "network2-log-likelihood",
-        "network2-float32", "network3-conv-sigmoid", "network3-conv2-relu-tanh-dropout"]
+        "network2-float32", "network2-relu-log-likelihood", "network2-tanh-float32",
+        "network3-conv-sigmoid", "network3-conv2-relu-tanh-dropout"]
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +76,10 @@ def trained(mnist):
         elif name.startswith("network2"):
             cost = network2.LogLikelihoodCost if "log" in name else network2.CrossEntropyCost
             dtype = np.float32 if "float32" in name else np.float64
-            net = network2.Network([784, 30, 10], cost=cost, dtype=dtype)
-            _quietly(net.SGD, _dense_training(training, 3000), 1, 10, 0.5, lmbda=1.0)
+            act = "ReLU" if "relu" in name else "tanh" if "tanh" in name else "sigmoid"
+            net = network2.Network([784, 30, 10], cost=cost, dtype=dtype, activation_fn=act)
+            _quietly(net.SGD, _dense_training(training, 3000), 1, 10,
+                     0.5 if act == "sigmoid" else 0.1, lmbda=1.0)
         else:
             net = n3.Network(_chapter6(name[len("network3-"):]), 10)
             data = (training[0][:3000], training[1][:3000].astype(np.int32))

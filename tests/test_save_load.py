@@ -33,7 +33,7 @@ def test_network_roundtrip_and_the_books_loader_reads_it(tmp_path, dtype):
 def test_network_load_refuses_another_cost(tmp_path):
     path = tmp_path / "ce.json"
     network2.Network([4, 2]).save(path)
-    with pytest.raises(ValueError, match="expected a network with cost QuadraticCost.*"
+    with pytest.raises(ValueError, match="expected a sigmoid network with cost QuadraticCost.*"
                                          "got CrossEntropyCost"):
         network.load(path)
 

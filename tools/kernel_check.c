@@ -14,8 +14,8 @@
  * of its terms' magnitudes (the paths differ only in fusing multiplies and
  * adds and in the order of the backward kernel's lanes); sigmoid is allowed 4
  * ulps of 1/(1 + exp(-t)) from libm in a wider type (results below the
- * smallest normal number count as 0); copies, scalings and sums of small
- * integers must be exact.
+ * smallest normal number count as 0), tanh 1 ulp of libm's; ReLU, linear,
+ * copies, scalings and sums of small integers must be exact.
  */
 #include <float.h>
 #include <math.h>
@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "dense.h"
+#include "nf_runtime.h"
 
 /* ------------------------------------------------------------ bookkeeping */
 
@@ -381,8 +382,8 @@ static void sigmoid_case(check_t *c, const prec_t *P, int m, const double *Z, co
     double *Zp = filled((size_t)m * ldz, GUARD);
     for (int i = 0; i < m; i++) memcpy(Zp + i * ldz, Z + i * 16, 16 * sizeof(double));
     void *Zt = typed(P, Zp, (size_t)m * ldz), *bt = typed(P, b, 16);
-    if (P->f32) nf_sigmoid_block_f(m, Zt, ldz, bt, n_valid);
-    else nf_sigmoid_block_d(m, Zt, ldz, bt, n_valid);
+    if (P->f32) nf_act_block_f(m, Zt, ldz, bt, n_valid, NF_SIGMOID);
+    else nf_act_block_d(m, Zt, ldz, bt, n_valid, NF_SIGMOID);
     for (int i = 0; i < m; i++) {
         for (int j = 0; j < 16; j++) {
             const double got = tget(P, Zt, (size_t)i * ldz + j);
@@ -451,9 +452,66 @@ static void check_sigmoid(const prec_t *P)
            max_ulps);
 }
 
+/* The other activations of act_block: tanh within an ulp of libm's (in the
+ * kernel's precision), ReLU and linear exact; padded units 0. */
+static void check_act(const prec_t *P)
+{
+    static const int acts[] = {NF_TANH, NF_RELU, NF_LINEAR};
+    static const char *names[] = {"tanh", "ReLU", "linear"};
+    check_t c;
+    check_begin(&c, "act_block", P->suffix);
+    const int m = 3, ldz = 16 + 4, n_valid = 13;
+    for (int k = 0; k < 3; k++)
+        for (int rep = 0; rep < 4; rep++) {
+            double Z[3 * 20], b[16];
+            for (int i = 0; i < m * ldz; i++) Z[i] = uniform(P, -6, 6);
+            for (int j = 0; j < 16; j++) b[j] = uniform(P, -2, 2);
+            void *Zt = typed(P, Z, (size_t)m * ldz), *bt = typed(P, b, 16);
+            if (P->f32) nf_act_block_f(m, Zt, ldz, bt, n_valid, acts[k]);
+            else nf_act_block_d(m, Zt, ldz, bt, n_valid, acts[k]);
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < ldz; j++) {
+                    const double got = tget(P, Zt, (size_t)i * ldz + j);
+                    if (j >= 16) {
+                        expect_exact(&c, got, Z[i * ldz + j], "Z[%d][%d] past the block "
+                                     "was written", i, j);
+                        continue;
+                    }
+                    if (j >= n_valid) {
+                        expect_exact(&c, got, 0.0, "%s: padded unit [%d][%d] is not 0",
+                                     names[k], i, j);
+                        continue;
+                    }
+                    const double t = P->f32 ? (double)((float)Z[i * ldz + j] + (float)b[j])
+                                            : Z[i * ldz + j] + b[j];
+                    if (acts[k] == NF_TANH) {
+                        const double want = P->f32 ? (double)tanhf((float)t) : tanh(t);
+                        expect_close(&c, got, want, ulp(P, want), "tanh(%.17g)", t);
+                    } else {
+                        expect_exact(&c, got, acts[k] == NF_RELU && t < 0 ? 0.0 : t,
+                                     "%s(%.17g)", names[k], t);
+                    }
+                }
+            free(Zt); free(bt);
+        }
+    check_end(&c);
+}
+
 /* ------------------------------------------------------------ bwd */
 
-static void bwd_case(check_t *c, const prec_t *P, int m, int rows, int nb, int integers)
+/* act'(z) through a = act(z), as the backward kernel takes it. */
+static double act_prime(int act, double a)
+{
+    switch (act) {
+    case NF_SIGMOID: return a * (1 - a);
+    case NF_TANH: return 1 - a * a;
+    case NF_RELU: return a > 0 ? 1 : 0;
+    default: return 1;
+    }
+}
+
+static void bwd_case(check_t *c, const prec_t *P, int m, int rows, int nb, int integers,
+                     int act)
 {
     const ptrdiff_t bstride = (ptrdiff_t)(rows + 3) * 16;
     const int ldn = nb * 16 + 4, lda = 16 + 2, ldo = 16 + 3;
@@ -468,8 +526,8 @@ static void bwd_case(check_t *c, const prec_t *P, int m, int rows, int nb, int i
     double *O = filled((size_t)m * ldo, GUARD);
     void *Wt = typed(P, W, nW), *Dt = typed(P, Dn, (size_t)m * ldn);
     void *At = typed(P, A, (size_t)m * lda), *Ot = typed(P, O, (size_t)m * ldo);
-    if (P->f32) nf_bwd_f(m, rows, nb, Wt, bstride, Dt, ldn, At, lda, Ot, ldo);
-    else nf_bwd_d(m, rows, nb, Wt, bstride, Dt, ldn, At, lda, Ot, ldo);
+    if (P->f32) nf_bwd_f(m, rows, nb, Wt, bstride, Dt, ldn, At, lda, Ot, ldo, act);
+    else nf_bwd_d(m, rows, nb, Wt, bstride, Dt, ldn, At, lda, Ot, ldo, act);
     for (int i = 0; i < m; i++) {
         for (int r = 0; r < 16; r++) {
             const double got = tget(P, Ot, (size_t)i * ldo + r);
@@ -484,7 +542,7 @@ static void bwd_case(check_t *c, const prec_t *P, int m, int rows, int nb, int i
                     sum += t;
                     mag += fabs(t);
                 }
-            const double a = A[i * lda + r], g = a * (1 - a);
+            const double a = A[i * lda + r], g = act_prime(act, a);
             const double want = sum * g;
             if (integers)
                 expect_exact(c, got, want, "m=%d rows=%d nb=%d integers, out[%d][%d]", m, rows,
@@ -507,10 +565,11 @@ static void check_bwd(const prec_t *P)
     static const int rows_[] = {1, 5, 16};
     for (int m = 1; m <= 5; m += 2)
         for (size_t a = 0; a < sizeof(rows_) / sizeof(rows_[0]); a++)
-            for (int nb = 1; nb <= 4; nb++) {
-                bwd_case(&c, P, m, rows_[a], nb, 0);
-                bwd_case(&c, P, m, rows_[a], nb, 1);
-            }
+            for (int nb = 1; nb <= 4; nb++)
+                for (int act = NF_LINEAR; act <= NF_RELU; act++) {
+                    bwd_case(&c, P, m, rows_[a], nb, 0, act);
+                    bwd_case(&c, P, m, rows_[a], nb, 1, act);
+                }
     check_end(&c);
 }
 
@@ -819,8 +878,8 @@ static void check_known(const prec_t *P)
     {
         double Z[16] = {0, 800, -800, 1, -1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, b[16] = {0};
         void *Zt = typed(P, Z, 16), *bt = typed(P, b, 16);
-        if (P->f32) nf_sigmoid_block_f(1, Zt, 16, bt, 16);
-        else nf_sigmoid_block_d(1, Zt, 16, bt, 16);
+        if (P->f32) nf_act_block_f(1, Zt, 16, bt, 16, NF_SIGMOID);
+        else nf_act_block_d(1, Zt, 16, bt, 16, NF_SIGMOID);
         expect_exact(&c, tget(P, Zt, 0), 0.5, "sigmoid(0)");
         expect_exact(&c, tget(P, Zt, 1), 1.0, "sigmoid(800)");
         expect_exact(&c, tget(P, Zt, 2), 0.0, "sigmoid(-800)");
@@ -839,8 +898,8 @@ static void check_known(const prec_t *P)
         for (int j = 0; j < 16; j++) A[j] = 0.5;
         void *Wt = typed(P, W, 512), *Dt = typed(P, Dn, 32), *At = typed(P, A, 16);
         void *Ot = typed(P, O, 16);
-        if (P->f32) nf_bwd_f(1, 3, 2, Wt, 256, Dt, 32, At, 16, Ot, 16);
-        else nf_bwd_d(1, 3, 2, Wt, 256, Dt, 32, At, 16, Ot, 16);
+        if (P->f32) nf_bwd_f(1, 3, 2, Wt, 256, Dt, 32, At, 16, Ot, 16, NF_SIGMOID);
+        else nf_bwd_d(1, 3, 2, Wt, 256, Dt, 32, At, 16, Ot, 16, NF_SIGMOID);
         expect_exact(&c, tget(P, Ot, 0), 60.0, "bwd out[0]");
         expect_exact(&c, tget(P, Ot, 2), 60.0, "bwd out[2]");
         expect_exact(&c, tget(P, Ot, 3), 0.0, "bwd out[3]");
@@ -910,6 +969,7 @@ int main(int argc, char **argv)
         check_upd(P, 0);
         check_upd(P, 1);
         check_sigmoid(P);
+        check_act(P);
         check_bwd(P);
         check_sparse(P);
         check_scale(P);

@@ -6,6 +6,8 @@ import random
 
 import numpy as np
 
+from .activations import sigmoid
+
 
 class Network(object):
 
@@ -92,12 +94,6 @@ class Network(object):
     def cost_derivative(self, output_activations, y):
         """∂C_x/∂a for the quadratic cost."""
         return output_activations - y
-
-
-def sigmoid(z):
-    """The sigmoid function, 1 / (1 + e^-z); no overflow warning for large |z|."""
-    with np.errstate(over="ignore", under="ignore"):
-        return 1.0 / (1.0 + np.exp(-z))
 
 
 def sigmoid_prime(z):

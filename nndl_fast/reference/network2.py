@@ -15,6 +15,8 @@ import sys
 
 import numpy as np
 
+from .activations import resolve_activation, sigmoid
+
 
 class QuadraticCost(object):
 
@@ -70,7 +72,11 @@ def _softmax_output(cost):
 
 class Network(object):
 
-    def __init__(self, sizes, cost=CrossEntropyCost):
+    def __init__(self, sizes, cost=CrossEntropyCost, activation_fn=sigmoid):
+        """``activation_fn``: the hidden layers' activation, one of network3's
+        ``sigmoid`` (the book's), ``tanh``, ``ReLU`` or ``linear`` (or its name);
+        the output layer is sigmoid, or softmax for ``LogLikelihoodCost``."""
+        self.activation_fn = resolve_activation(activation_fn).fn
         self.num_layers = len(sizes)
         self.sizes = sizes
         self.default_weight_initializer()
@@ -90,11 +96,16 @@ class Network(object):
 
     def feedforward(self, a):
         """The network's output for input column ``a``."""
-        last = len(self.weights) - 1
         for i, (b, w) in enumerate(zip(self.biases, self.weights)):
-            z = np.dot(w, a) + b
-            a = softmax(z) if i == last and _softmax_output(self.cost) else sigmoid(z)
+            a = self._layer_fn(i)(np.dot(w, a) + b)
         return a
+
+    def _layer_fn(self, i):
+        """Layer i's activation: ``activation_fn``, but the output layer's is
+        sigmoid (softmax with ``LogLikelihoodCost``)."""
+        if i < len(self.weights) - 1:
+            return self.activation_fn
+        return softmax if _softmax_output(self.cost) else sigmoid
 
     def _shuffle(self, training_data):
         """The book's ``random.shuffle(training_data)`` (a subclass may shuffle with
@@ -208,21 +219,17 @@ class Network(object):
         activation = x
         activations = [x]
         zs = []
-        last = len(self.weights) - 1
         for i, (b, w) in enumerate(zip(self.biases, self.weights)):
             z = np.dot(w, activation) + b
             zs.append(z)
-            if i == last and _softmax_output(self.cost):
-                activation = softmax(z)
-            else:
-                activation = sigmoid(z)
+            activation = self._layer_fn(i)(z)
             activations.append(activation)
         delta = cost_class(self.cost).delta(zs[-1], activations[-1], y)
         nabla_b[-1] = delta
         nabla_w[-1] = np.dot(delta, activations[-2].transpose())
+        hidden = resolve_activation(self.activation_fn)
         for l in range(2, self.num_layers):
-            z = zs[-l]
-            sp = sigmoid_prime(z)
+            sp = hidden.prime(activations[-l])     # σ'(z) = a(1 - a) for the sigmoid
             delta = np.dot(self.weights[-l + 1].transpose(), delta) * sp
             nabla_b[-l] = delta
             nabla_w[-l] = np.dot(delta, activations[-l - 1].transpose())
@@ -254,6 +261,9 @@ class Network(object):
                 "weights": [w.tolist() for w in self.weights],
                 "biases": [b.tolist() for b in self.biases],
                 "cost": cost_class(self.cost).__name__}
+        name = resolve_activation(self.activation_fn).name
+        if name != "sigmoid":       # (the book's files have no such key)
+            data["activation"] = name
         with open(filename, "w") as f:
             json.dump(data, f)
 
@@ -263,7 +273,8 @@ def load(filename):
     with open(filename, "r") as f:
         data = json.load(f)
     cost = getattr(sys.modules[__name__], data["cost"])
-    net = Network(data["sizes"], cost=cost)
+    net = Network(data["sizes"], cost=cost,
+                  activation_fn=data.get("activation", "sigmoid"))
     net.weights = [np.array(w) for w in data["weights"]]
     net.biases = [np.array(b) for b in data["biases"]]
     return net
@@ -274,12 +285,6 @@ def vectorized_result(j):
     e = np.zeros((10, 1))
     e[j] = 1.0
     return e
-
-
-def sigmoid(z):
-    """The sigmoid function; no overflow warning for large |z|."""
-    with np.errstate(over="ignore", under="ignore"):
-        return 1.0 / (1.0 + np.exp(-z))
 
 
 def sigmoid_prime(z):

@@ -26,74 +26,19 @@ when the network is built and counts every mini-batch trained.
 """
 import gzip
 import os
-from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from nndl_fast._validation import check_int, check_memory, check_real, describe
+from nndl_fast.reference.activations import (ACTIVATION_TABLE, Activation, ReLU,  # noqa: F401
+                                            activation_of, activation_prime, linear,
+                                            sigmoid, tanh)
 
 __all__ = ["linear", "ReLU", "sigmoid", "tanh", "SharedArray", "load_data_shared",
            "size", "ConvPoolLayer", "FullyConnectedLayer", "SoftmaxLayer", "Network",
            "conv2d_valid", "conv2d_grad_filters", "conv2d_grad_input", "max_pool",
            "max_pool_grad", "dropout_mask", "splitmix64"]
-
-
-# ---------------------------------------------------------------- activations
-def linear(z):
-    return z
-
-
-def ReLU(z):
-    return np.maximum(0.0, z).astype(np.asarray(z).dtype, copy=False)
-
-
-def sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def tanh(z):
-    return np.tanh(z)
-
-
-class Activation(NamedTuple):
-    """One activation function of network3's layers, as every part of the package
-    knows it: ``name`` (in saved files and exports), ``fn`` (what a layer's
-    ``activation_fn`` is), ``prime`` (its derivative, through the output ``a``),
-    ``code`` (the compiled kernels' number for it: ``NF_LINEAR``... in
-    src_c/convnet.h, checked against it when the kernels load) and ``onnx`` (the
-    ONNX operator; None for the identity)."""
-    name: str
-    fn: Callable
-    prime: Callable
-    code: int
-    onnx: Optional[str]
-
-
-#: The activation functions a network3 layer may take.
-ACTIVATION_TABLE = (
-    Activation("linear", linear, lambda a: np.ones_like(a), 0, None),
-    Activation("sigmoid", sigmoid, lambda a: a * (1 - a), 1, "Sigmoid"),
-    Activation("tanh", tanh, lambda a: 1 - a * a, 2, "Tanh"),
-    Activation("ReLU", ReLU, lambda a: (a > 0).astype(a.dtype), 3, "Relu"),
-)
-
-
-def activation_of(activation_fn):
-    """The :class:`Activation` whose function is ``activation_fn``, or None."""
-    for entry in ACTIVATION_TABLE:
-        if entry.fn is activation_fn:
-            return entry
-    return None
-
-
-def activation_prime(activation_fn, a):
-    """Derivative of ``activation_fn`` expressed through its output ``a``."""
-    entry = activation_of(activation_fn)
-    if entry is None:
-        raise ValueError("unsupported activation_fn %r: use network3's %s"
-                         % (activation_fn, ", ".join(e.name for e in ACTIVATION_TABLE)))
-    return entry.prime(a)
 
 
 # ---------------------------------------------------- Theano shared variables
