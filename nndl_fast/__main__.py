@@ -154,6 +154,11 @@ def _resolve_train_args(args):
         if value is not None and value < minimum:
             raise SystemExit("error: --%s must be at least %d, got %d"
                              % (key.replace("_", "-"), minimum, value))
+    if args.activation != "sigmoid" and args.net != "network2":
+        raise SystemExit("error: --activation %s: only network2's hidden layers take "
+                         "another activation (chapter 1's network is sigmoid; network3's "
+                         "presets are the book's nets); add --net network2"
+                         % args.activation)
     if preset.get("expanded") and args.data is None:
         if not os.path.exists(EXPANDED_FILE):
             raise SystemExit("error: --preset %s trains on the expanded training set: run "
@@ -220,10 +225,12 @@ def _train_network2(args, sizes):
         print("note: nndl_fast.network2 is not present; training with the pure-NumPy "
               "reference (nndl_fast.reference.network2)", file=sys.stderr)
     training_data, validation_data, _ = _load_lists(args)
-    net = network2.Network(sizes, cost=network2.CrossEntropyCost, **kwargs)
-    print("%s.Network(%s, cost=CrossEntropyCost), %d epochs, mini-batch %d, eta %g, "
-          "lmbda %g, %d thread(s)" % (network2.__name__.split(".")[-1], sizes, args.epochs,
-                                      args.batch, args.eta, args.lmbda,
+    net = network2.Network(sizes, cost=network2.CrossEntropyCost,
+                           activation_fn=args.activation, **kwargs)
+    act = "" if args.activation == "sigmoid" else ", activation_fn=%s" % args.activation
+    print("%s.Network(%s, cost=CrossEntropyCost%s), %d epochs, mini-batch %d, eta %g, "
+          "lmbda %g, %d thread(s)" % (network2.__name__.split(".")[-1], sizes, act,
+                                      args.epochs, args.batch, args.eta, args.lmbda,
                                       nndl_fast.get_num_threads()))
     t0 = time.perf_counter()
     with _training_block(args, args.epochs):
@@ -513,6 +520,9 @@ def build_parser():
     p.add_argument("--lmbda", type=_finite_float, default=None,
                    help="L2 regularisation (network2, network3)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p.add_argument("--activation", choices=["sigmoid", "tanh", "ReLU", "linear"],
+                   default="sigmoid", help="the hidden layers' activation (network2; "
+                   "default sigmoid, the book's)")
     p.add_argument("--threads", type=_positive_int, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--train-size", type=int, default=None,

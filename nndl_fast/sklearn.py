@@ -1,8 +1,9 @@
 """scikit-learn estimators for the book's networks (needs ``pip install nndl_fast[sklearn]``).
 
-* :class:`NNDLClassifier`: the sigmoid networks of chapters 1 and 3
-  (``network2.Network``: quadratic, cross-entropy or log-likelihood cost, L2/L1
-  regularization, momentum, early stopping).
+* :class:`NNDLClassifier`: the networks of chapters 1 and 3
+  (``network2.Network``: sigmoid or other hidden layers, quadratic,
+  cross-entropy or log-likelihood cost, L2/L1 regularization, momentum, early
+  stopping).
 * :class:`ConvNetClassifier`: chapter 6's convolutional networks
   (``network3.Network``: conv-pool layers, fully connected layers with dropout,
   a softmax output).
@@ -151,6 +152,9 @@ class NNDLClassifier(_NNDLBase):
     weight_init : {"default", "large"}, default "default"
         ``default_weight_initializer`` (weights N(0, 1/n_in), chapter 3) or
         ``large_weight_initializer`` (N(0, 1), chapter 1).
+    activation : {"sigmoid", "ReLU", "tanh", "linear"}, default "sigmoid"
+        The hidden layers' ``activation_fn`` (the output layer is sigmoid, or
+        softmax with the log-likelihood cost).
     eta, lmbda : float, defaults 0.5 and 0.0
         Learning rate and regularization parameter (L2 unless ``regularization="L1"``).
     epochs, mini_batch_size : int, defaults 30 and 10
@@ -173,7 +177,7 @@ class NNDLClassifier(_NNDLBase):
     def __init__(self, hidden_sizes=(30,), cost="cross-entropy", weight_init="default",
                  eta=0.5, lmbda=0.0, epochs=30, mini_batch_size=10, regularization="L2",
                  momentum=0.0, early_stopping_n=0, validation_fraction=0.1,
-                 random_state=None, num_threads=None, dtype="float64"):
+                 random_state=None, num_threads=None, dtype="float64", activation="sigmoid"):
         self.hidden_sizes = hidden_sizes
         self.cost = cost
         self.weight_init = weight_init
@@ -188,6 +192,7 @@ class NNDLClassifier(_NNDLBase):
         self.random_state = random_state
         self.num_threads = num_threads
         self.dtype = dtype
+        self.activation = activation
 
     def _new_network(self, n_in, n_out):
         from . import network2
@@ -199,6 +204,8 @@ class NNDLClassifier(_NNDLBase):
         sizes = [n_in] + list(_check_sizes(self.hidden_sizes, "hidden_sizes")) + [n_out]
         net = network2.Network(sizes, cost=cost, dtype=_check_dtype(self.dtype),
                                num_threads=self.num_threads,
+                               activation_fn=_check_choice(self.activation, "activation",
+                                                           _ACTIVATIONS),
                                **_network_generators(self.random_state))
         if init == "large":
             net.large_weight_initializer()

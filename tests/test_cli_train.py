@@ -64,6 +64,17 @@ def test_train_preset_ch3_prints_the_books_monitoring_lines(tmp_path):
     assert doc["cost"] == "CrossEntropyCost" and doc["sizes"] == [784, 30, 10]
 
 
+def test_train_network2_relu_saves_its_activation(tmp_path):
+    path = tmp_path / "relu.json"
+    res = run_cli("train", "--net", "network2", "--activation", "ReLU", "--sizes",
+                  "784,40,10", "--eta", "0.1", "--train-size", "300", "--eval-size", "100",
+                  "--epochs", "1", "--save", str(path))
+    assert res.returncode == 0, res.stderr
+    assert "Network([784, 40, 10], cost=CrossEntropyCost, activation_fn=ReLU)" in res.stdout
+    with open(path) as f:
+        assert json.load(f)["activation"] == "ReLU"
+
+
 def test_train_network3_absent_or_present():
     try:
         import nndl_fast.network3  # noqa: F401
@@ -82,6 +93,8 @@ def test_train_network3_absent_or_present():
     (["--preset", "ch3", "--net", "network"], "trains network2"),
     (["--epochs", "-1"], "expected an integer >= 0, got -1"),
     (["--train-size", "0"], "--train-size must be at least 1"),
+    (["--activation", "tanh"], "only network2's hidden layers take another activation"),
+    (["--net", "network2", "--activation", "softplus"], "invalid choice: 'softplus'"),
     (["--preset", "ch6-dropout", "--data", None], None),
 ])
 def test_train_rejects_bad_options(args, message, tmp_path):

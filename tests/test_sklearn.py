@@ -97,6 +97,19 @@ def test_nndl_classifier_labels_early_stopping_and_partial_fit(digits):
         inc.predict(X[:3, 1:])
 
 
+def test_nndl_classifier_hidden_activation_is_network2s(digits, mnist_wrapped):
+    X, y, _, _ = digits
+    np.random.seed(5)
+    random.seed(5)
+    book = network2.Network([784, 20, 10], activation_fn=network2.tanh)
+    _quietly(book.SGD, list(mnist_wrapped[0][:1000]), 2, 10, 0.1)
+    clf = NNDLClassifier(hidden_sizes=(20,), activation="tanh", eta=0.1, epochs=2,
+                         random_state=5).fit(X, y)
+    assert clf.network_.activation_fn is network2.tanh
+    for a, b in zip(book.weights + book.biases, clf.network_.weights + clf.network_.biases):
+        assert np.array_equal(a, b)
+
+
 def test_bad_parameters_say_what_was_expected(digits):
     X, y, _, _ = digits
     with pytest.raises(ValueError, match="cost must be one of 'quadratic', 'cross-entropy', "
@@ -108,6 +121,8 @@ def test_bad_parameters_say_what_was_expected(digits):
         NNDLClassifier(random_state="seven").fit(X[:20], y[:20])
     with pytest.raises(ValueError, match="activation must be one of"):
         ConvNetClassifier(activation="gelu").fit(X[:20], y[:20])
+    with pytest.raises(ValueError, match="activation must be one of"):
+        NNDLClassifier(activation="gelu").fit(X[:20], y[:20])
     with pytest.raises(ValueError, match=r"image_shape \(1, 20, 20\) does not describe the 784"):
         ConvNetClassifier(image_shape=(1, 20, 20)).fit(X[:20], y[:20])
 
