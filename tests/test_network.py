@@ -8,6 +8,10 @@ from hypothesis import given, settings, strategies as st
 from nndl_fast import _shuffle, network
 from nndl_fast.reference import network as ref
 
+# Every test here runs twice: compiled in the main suite, and on the reference
+# classes in pure-Python mode (test_fallback.test_purepython_subset).
+pytestmark = pytest.mark.purepython
+
 
 def _train_both(data, sizes, epochs, mbs, eta, test_data=None, seed=0, **kw):
     np.random.seed(seed)

@@ -11,6 +11,10 @@ from nndl_fast import _dense_common, network2
 from nndl_fast.gradient_check import central_differences
 from nndl_fast.reference import network2 as ref
 
+# Every test here runs twice: compiled in the main suite, and on the reference
+# classes in pure-Python mode (test_fallback.test_purepython_subset).
+pytestmark = pytest.mark.purepython
+
 COSTS = [network2.QuadraticCost, network2.CrossEntropyCost, network2.LogLikelihoodCost]
 MONITORS = dict(monitor_evaluation_cost=True, monitor_evaluation_accuracy=True,
                 monitor_training_cost=True, monitor_training_accuracy=True)
@@ -89,7 +93,6 @@ def test_mnist_run_matches_reference(mnist_wrapped, cost):
 @pytest.mark.parametrize("sizes,batch,init", [([12, 9, 7, 5, 10], 7, "large"),
                                                ([12, 10], 10, None),
                                                ([12, 40, 10], 1, None)])
-@pytest.mark.purepython
 def test_deeper_and_odd_sizes_match_reference(cost, sizes, batch, init):
     # 103 examples: the last mini-batch is short for every batch size but 1.
     training = synthetic(103, sizes[0], sizes[-1], seed=len(sizes) + batch)
@@ -122,7 +125,6 @@ def test_extras_match_reference(mnist_wrapped, cost, extra):
     assert_same_run(ours, theirs)
 
 
-@pytest.mark.purepython
 def test_momentum_state_kept_like_reference():
     training = synthetic(40, 6, 3, seed=5)
     ours, theirs = run_both([6, 5, 3], network2.CrossEntropyCost, training, (2, 8, 0.5),
@@ -143,7 +145,6 @@ def _plateau_data():
     return training, evaluation
 
 
-@pytest.mark.purepython
 def test_early_stopping_matches_reference():
     training, evaluation = _plateau_data()
     ours, theirs = run_both([5, 4, 3], network2.CrossEntropyCost, training, (60, 5, 2.0),
@@ -260,7 +261,6 @@ def test_initial_values_match_the_book():
     assert a.num_layers == 3 and a.sizes == [7, 5, 2] and a.cost is network2.CrossEntropyCost
 
 
-@pytest.mark.purepython
 def test_module_api():
     for name in ("Network", "QuadraticCost", "CrossEntropyCost", "LogLikelihoodCost", "load",
                  "vectorized_result", "sigmoid", "sigmoid_prime"):
@@ -276,7 +276,6 @@ def test_module_api():
     np.testing.assert_allclose(network2.CrossEntropyCost.delta(None, a, y), a - y)
 
 
-@pytest.mark.purepython
 def test_cost_instance_works(small_training, small_test):
     np.random.seed(1)
     random.seed(1)

@@ -11,6 +11,10 @@ from nndl_fast import network3 as n3
 from nndl_fast.reference import network2 as ref
 from nndl_fast.reference.activations import ACTIVATION_TABLE
 
+# Every test here runs twice: compiled in the main suite, and on the reference
+# classes in pure-Python mode (test_fallback.test_purepython_subset).
+pytestmark = pytest.mark.purepython
+
 ACTIVATIONS = [entry.name for entry in ACTIVATION_TABLE]
 COSTS = [network2.CrossEntropyCost, network2.QuadraticCost, network2.LogLikelihoodCost]
 
@@ -46,7 +50,6 @@ def test_same_weights_as_reference(mnist_wrapped, activation, cost, capsys):
     assert np.allclose(f.feedforward(x), r.feedforward(x), rtol=0, atol=1e-12)
 
 
-@pytest.mark.purepython
 @pytest.mark.parametrize("activation", ["tanh", "ReLU"])
 def test_momentum_l1_and_monitors_match_reference(mnist_wrapped, activation, capsys):
     data, evaluation = mnist_wrapped[0][:600], mnist_wrapped[1][:200]
@@ -63,7 +66,6 @@ def test_momentum_l1_and_monitors_match_reference(mnist_wrapped, activation, cap
             assert a == b
 
 
-@pytest.mark.purepython
 @pytest.mark.parametrize("activation", ["tanh", "ReLU", "linear"])
 def test_float32_close_to_reference(mnist_wrapped, activation):
     data = mnist_wrapped[0][:500]

@@ -13,6 +13,10 @@ from nndl_fast import network3 as N
 from nndl_fast.reference import network3 as R
 from nndl_fast.gradient_check import central_differences
 
+# Every test here runs twice: compiled in the main suite, and on the reference
+# classes in pure-Python mode (test_fallback.test_purepython_subset).
+pytestmark = pytest.mark.purepython
+
 ACTS = ["sigmoid", "tanh", "ReLU", "linear"]
 
 

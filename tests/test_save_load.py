@@ -10,9 +10,12 @@ import pytest
 from nndl_fast import network, network2
 from nndl_fast.reference import network2 as ref2
 
+# Every test here runs twice: compiled in the main suite, and on the reference
+# classes in pure-Python mode (test_fallback.test_purepython_subset).
+pytestmark = pytest.mark.purepython
+
 
 # ------------------------------------------------------------- network.py
-@pytest.mark.purepython
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_network_roundtrip_and_the_books_loader_reads_it(tmp_path, dtype):
     np.random.seed(1)
