@@ -47,7 +47,18 @@ def test_kernel_check_arm64():
     assert "== arm64-gcc, generic path" in out, out
     assert "kernel_check generic: all checks passed" in out, out
     # the ARM64 run prints each kernel's line
-    for kernel in ("fwd_d", "upd_idx_s", "sigmoid_block_d", "bwd_s", "csr_first_d",
-                   "convert_f2d"):
+    for kernel in ("fwd_d", "upd_idx_s", "sigmoid_block_d", "act_block_s", "bwd_s",
+                   "csr_first_d", "convert_f2d"):
         assert "PASS " + kernel in out, out
     assert "FAIL" not in out
+
+
+@pytest.mark.skipif(shutil.which("clang") is None, reason="needs clang")
+def test_msvc_branch_of_the_runtime_compiles():
+    proc = subprocess.run(["bash", os.path.join(REPO, "tools", "msvc_check.sh")],
+                          capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    if "skipped:" in out:
+        pytest.skip(out.strip().splitlines()[-1])
+    assert "x86_64-pc-windows-msvc: compiled" in out and "msvc_check: OK" in out, out
