@@ -29,7 +29,7 @@ import numpy as np
 
 from ._dense_common import DenseParamsMixin, softmax_rows
 from ._validation import pack_training
-from .reference.activations import ACTIVATION_TABLE
+from .reference.activations import ACTIVATION_TABLE, sigmoid as _sigmoid
 
 __all__ = ["CostKind", "Regularization", "ReferenceDenseMixin",
            "forward", "train_epoch", "ACT_CODES", "SIGMOID"]
@@ -51,10 +51,6 @@ class Regularization(enum.IntEnum):
     """Same names and values as ``_dense.Regularization``."""
     L2 = 0
     L1 = 1
-
-
-def _sigmoid(z):
-    return _BY_CODE[SIGMOID].fn(z)
 
 
 def forward(X, weights, biases, softmax=False, num_threads=1, chunk=256, X_sparse=None,
