@@ -46,7 +46,7 @@ from ._validation import (check_dtype, check_int, check_real, check_sizes, descr
                           pack_training)
 from .mnist_loader import vectorized_result
 from .reference import network2 as _reference
-from .reference.activations import ACTIVATION_TABLE, activation_named, resolve_activation
+from .reference.activations import resolve_activation
 from .reference.network2 import (CrossEntropyCost, LogLikelihoodCost, QuadraticCost,
                                  cost_class, sigmoid, sigmoid_prime, softmax)
 from .reference.activations import ReLU, linear, tanh
@@ -634,9 +634,10 @@ def _parse_document(data):
         raise NetworkFileError("cost must be one of %s, got %r"
                                % (", ".join(sorted(COSTS_BY_NAME)), cost_name))
     activation = data.get("activation", "sigmoid")
-    if not isinstance(activation, str) or activation_named(activation) is None:
-        raise NetworkFileError("activation must be one of %s, got %r"
-                               % (", ".join(e.name for e in ACTIVATION_TABLE), activation))
+    try:
+        activation = resolve_activation(activation).name
+    except ValueError as exc:
+        raise NetworkFileError(str(exc)) from None
     n_layers = len(sizes) - 1
     for key in ("weights", "biases"):
         if not isinstance(data[key], list) or len(data[key]) != n_layers:
