@@ -23,6 +23,7 @@ the list being all the rows of that array): that array itself is the packed
 input matrix, read-only, and nothing is copied (``_validation._pack_pairs``);
 the fingerprint reads it on every call like any other item's bytes.
 """
+import mmap
 import threading
 from collections import OrderedDict
 
@@ -58,6 +59,38 @@ class Packed(object):
         except KeyError:
             value = self.derived[name] = make()
             return value
+
+
+#: Arrays of at least this many bytes get memory of their own (:func:`fresh_zeros`).
+FRESH_MIN_BYTES = 1 << 20
+
+
+def fresh_zeros(shape, dtype):
+    """A zero-filled array for packed data, its pages all mapped before it returns.
+
+    Packing writes such an array once and all of it. Large ones are given a
+    mapping of their own, filled in by the system in one call where it offers
+    ``MAP_POPULATE`` (Linux): far cheaper than a page fault per page on first
+    touch, and than NumPy's transparent huge pages, each of which the system must
+    find and clear when first touched (slowest on virtual machines that hand
+    unused memory back to their host; docs/how-it-is-built.md). Smaller arrays
+    come from NumPy as usual.
+    """
+    dtype = np.dtype(dtype)
+    shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
+    count = int(np.prod(shape, dtype=np.int64))
+    nbytes = count * dtype.itemsize
+    if nbytes < FRESH_MIN_BYTES:
+        return np.zeros(shape, dtype)
+    populate = getattr(mmap, "MAP_POPULATE", 0)
+    try:
+        if populate:
+            buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | populate)
+        else:
+            buf = mmap.mmap(-1, nbytes)
+    except (OSError, ValueError):
+        return np.zeros(shape, dtype)
+    return np.frombuffer(buf, dtype, count=count).reshape(shape)
 
 
 def _fingerprint(data, rows, known=None):

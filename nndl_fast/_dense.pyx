@@ -92,6 +92,10 @@ cdef extern from "dense.h" nogil:
     void nf_csr_scatter_f(int i0, int i1, const nndl_csr *X, const int64_t *rows,
                           int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
                           float *Xc)
+    int nf_csr_fill_row_d(const double *x, int64_t n_cols, const uint64_t *bits, int nw,
+                          int64_t q, int64_t end, int32_t *idx, double *val)
+    int nf_csr_fill_row_f(const float *x, int64_t n_cols, const uint64_t *bits, int nw,
+                          int64_t q, int64_t end, int32_t *idx, float *val)
     void nf_csr_first_d(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
                         const double *W, double *out, int ldo)
     void nf_csr_first_f(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
@@ -835,26 +839,6 @@ cdef inline uint64_t _word_mask(Py_ssize_t w, Py_ssize_t n_cols) noexcept nogil:
     return ((<uint64_t> 1) << left) - 1
 
 
-cdef int _fill_row(const floating *x, Py_ssize_t n_cols, const uint64_t *bits,
-                   Py_ssize_t n_words, int64_t q, int64_t end, int32_t *idx,
-                   floating *val) noexcept nogil:
-    """The nonzeros of row x (its set ``bits``, columns ascending) into idx/val at
-    q..end - 1; nothing outside that range is written, so rows can be filled
-    in parallel. Returns 1 when the row's bits do not fill the range exactly."""
-    cdef Py_ssize_t w, j
-    cdef uint64_t m
-    for w in range(n_words):
-        m = bits[w] & _word_mask(w, n_cols)
-        while m:
-            j = 64 * w + nf_ctz64(m)
-            m &= m - 1
-            if q < end:
-                idx[q] = <int32_t> j
-                val[q] = x[j]
-            q += 1
-    return q != end
-
-
 cdef int _sparse_fill(const floating[:, ::1] X, const uint64_t[:, ::1] bits,
                       const int64_t[::1] ptr, int32_t[::1] idx, floating[::1] val,
                       int num_threads) noexcept nogil:
@@ -862,8 +846,12 @@ cdef int _sparse_fill(const floating[:, ::1] X, const uint64_t[:, ::1] bits,
     cdef Py_ssize_t i
     cdef int wrong = 0
     for i in prange(X.shape[0], schedule="static", num_threads=num_threads):
-        wrong |= _fill_row(&X[i, 0], X.shape[1], &bits[i, 0], bits.shape[1],
-                           ptr[i], ptr[i + 1], &idx[0], &val[0])
+        if floating is float:
+            wrong |= nf_csr_fill_row_f(&X[i, 0], X.shape[1], &bits[i, 0], <int> bits.shape[1],
+                                       ptr[i], ptr[i + 1], &idx[0], &val[0])
+        else:
+            wrong |= nf_csr_fill_row_d(&X[i, 0], X.shape[1], &bits[i, 0], <int> bits.shape[1],
+                                       ptr[i], ptr[i + 1], &idx[0], &val[0])
     return wrong
 
 
@@ -887,6 +875,7 @@ def sparse_rows(X, max_density=None, row_bits=None, int num_threads=1):
     ``bits``). X is read on ``num_threads`` threads.
     """
     from nndl_fast import _packing
+    from nndl_fast._datacache import fresh_zeros
     if not isinstance(X, np.ndarray) or X.ndim != 2 or X.dtype not in (np.float32, np.float64):
         raise ValueError("X: expected a 2-D float32/float64 array, got %s %s"
                          % (getattr(X, "dtype", type(X).__name__), getattr(X, "shape", "")))
@@ -923,8 +912,8 @@ def sparse_rows(X, max_density=None, row_bits=None, int num_threads=1):
     if max_density is not None and nnz > max_density * X.size:
         return None
     # 16 zeros after the values let kernels load whole vectors past a row's end.
-    idx = np.zeros(nnz + 16, np.int32)
-    val = np.zeros(nnz + 16, X.dtype)
+    idx = fresh_zeros(nnz + 16, np.int32)
+    val = fresh_zeros(nnz + 16, X.dtype)
     cdef int wrong = 0
     if n and X.shape[1]:
         if X.dtype == np.float32:

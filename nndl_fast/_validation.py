@@ -7,6 +7,8 @@ import numbers
 
 import numpy as np
 
+from ._datacache import fresh_zeros
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -209,10 +211,10 @@ def _pack_pairs(data, which, n_rows, what, pair_what, dtype=None, shared=False):
     if auto:
         first = _first_dtype(data, which)
         dtype = np.float32 if first == np.float32 else np.float64
-    M = np.empty((n, n_rows), dtype=dtype)
+    M = fresh_zeros((n, n_rows), dtype)
     all_f32 = _packing.pack_columns(data, which, n_rows, M, what, pair_what)
     if auto and M.dtype == np.float32 and not all_f32:
-        M = np.empty((n, n_rows), dtype=np.float64)
+        M = fresh_zeros((n, n_rows), np.float64)
         _packing.pack_columns(data, which, n_rows, M, what, pair_what)
     found = _finite_or_raise(M, what)
     if found is not None:

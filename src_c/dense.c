@@ -332,6 +332,72 @@ void nf_csr_scatter_##SUF(int i0, int i1, const nndl_csr *X, const int64_t *rows
 DEFINE_CSR_SCATTER(double, d)
 DEFINE_CSR_SCATTER(float, f)
 
+/* ---------------------------------------------------------------- making sparse rows */
+
+/* The bits of word w that stand for one of the n_cols columns. */
+static inline uint64_t word_mask(int w, int64_t n_cols)
+{
+    const int64_t left = n_cols - 64 * (int64_t)w;
+    return left >= 64 ? ~(uint64_t)0 : left <= 0 ? 0 : ((uint64_t)1 << left) - 1;
+}
+
+#if NF_MULTI_PATH
+/* A row's nonzeros on the AVX-512 path: per 8 or 16 columns, the values and
+ * column numbers of the set bits compressed into consecutive lanes. */
+#define DEFINE_FILL_COMPRESS(T, SUF, LANES, LOADZ, COMPRESS, STORE)                    \
+static EXPAND_TARGET int fill_compress_##SUF(const T *x, int64_t n_cols,              \
+                                             const uint64_t *bits, int nw, int64_t q,  \
+                                             int64_t end, int32_t *idx, T *val)        \
+{                                                                                     \
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7,                    \
+                                           8, 9, 10, 11, 12, 13, 14, 15);             \
+    for (int w = 0; w < nw; w++) {                                                    \
+        const uint64_t m = bits[w] & word_mask(w, n_cols);                            \
+        for (int h = 0; h < 64 && (m >> h); h += LANES) {                             \
+            const unsigned mk = (unsigned)(m >> h) & ((1u << LANES) - 1u);            \
+            if (!mk) continue;                                                        \
+            const int c = (int)_mm_popcnt_u32(mk), col = 64 * w + h;                  \
+            if (q + c > end) return 1;                                                \
+            STORE(val + q, (1u << c) - 1u, COMPRESS(mk, LOADZ(mk, x + col)));         \
+            _mm512_mask_storeu_epi32(idx + q, (__mmask16)((1u << c) - 1u),            \
+                                     _mm512_maskz_compress_epi32((__mmask16)mk,       \
+                                         _mm512_add_epi32(iota, _mm512_set1_epi32(col)))); \
+            q += c;                                                                   \
+        }                                                                             \
+    }                                                                                 \
+    return q != end;                                                                  \
+}
+#define FILL_LOADZ_f(mk, p) _mm512_maskz_loadu_ps((__mmask16)(mk), (p))
+#define FILL_LOADZ_d(mk, p) _mm512_maskz_loadu_pd((__mmask8)(mk), (p))
+#define FILL_COMPRESS_f(mk, v) _mm512_maskz_compress_ps((__mmask16)(mk), (v))
+#define FILL_COMPRESS_d(mk, v) _mm512_maskz_compress_pd((__mmask8)(mk), (v))
+#define FILL_STORE_f(p, mk, v) _mm512_mask_storeu_ps((p), (__mmask16)(mk), (v))
+#define FILL_STORE_d(p, mk, v) _mm512_mask_storeu_pd((p), (__mmask8)(mk), (v))
+DEFINE_FILL_COMPRESS(float, f, 16, FILL_LOADZ_f, FILL_COMPRESS_f, FILL_STORE_f)
+DEFINE_FILL_COMPRESS(double, d, 8, FILL_LOADZ_d, FILL_COMPRESS_d, FILL_STORE_d)
+#define FILL_COMPRESS(SUF)                                                            \
+    if (nf_path == NF_PATH_AVX512) return fill_compress_##SUF(x, n_cols, bits, nw, q, end, idx, val);
+#else
+#define FILL_COMPRESS(SUF)
+#endif
+
+#define DEFINE_CSR_FILL_ROW(T, SUF)                                                   \
+int nf_csr_fill_row_##SUF(const T *x, int64_t n_cols, const uint64_t *bits, int nw,   \
+                          int64_t q, int64_t end, int32_t *idx, T *val)               \
+{                                                                                     \
+    FILL_COMPRESS(SUF)                                                                \
+    for (int w = 0; w < nw; w++)                                                      \
+        for (uint64_t m = bits[w] & word_mask(w, n_cols); m; m &= m - 1) {            \
+            const int j = 64 * w + nf_ctz64(m);                                       \
+            if (q >= end) return 1;                                                   \
+            idx[q] = j;                                                               \
+            val[q++] = x[j];                                                          \
+        }                                                                             \
+    return q != end;                                                                  \
+}
+DEFINE_CSR_FILL_ROW(double, d)
+DEFINE_CSR_FILL_ROW(float, f)
+
 /* ---------------------------------------------------------------- the epoch's helpers */
 
 unsigned int nf_flush_denormals_begin(void)

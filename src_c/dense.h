@@ -74,6 +74,15 @@ void nf_csr_scatter_f(int i0, int i1, const nndl_csr *X, const int64_t *rows,
                       int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
                       float *Xc);
 
+/* The nonzeros of row x (its n_cols values; the set bits of bits[0..nw), columns
+ * ascending) into idx/val at q .. end-1, writing nothing outside that range (so
+ * rows can be filled in parallel). Returns 1 when the bits do not fill the
+ * range exactly. */
+int nf_csr_fill_row_d(const double *x, int64_t n_cols, const uint64_t *bits, int nw,
+                      int64_t q, int64_t end, int32_t *idx, double *val);
+int nf_csr_fill_row_f(const float *x, int64_t n_cols, const uint64_t *bits, int nw,
+                      int64_t q, int64_t end, int32_t *idx, float *val);
+
 /* Layer 1's pre-activations (no bias) of csr rows first..first+m-1 through the
  * n_blocks 16-unit blocks of W (block b: n_in x 16 at W + b·n_in·16) into out
  * (m x 16·n_blocks, leading dimension ldo): batched inference. */

@@ -55,6 +55,57 @@ def test_sparse_rows_layout():
     assert _dense.sparse_rows(X, max_density=xs.density * 0.99) is None
 
 
+def _numpy_sparse_rows(X):
+    """ptr, idx, val of X's nonzeros by NumPy (the layout sparse_rows promises)."""
+    rows, cols = np.nonzero(X)
+    ptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=X.shape[0]))])
+    return ptr, cols, X[rows, cols]
+
+
+def _assert_sparse_rows_are(xs, X):
+    ptr, idx, val = _numpy_sparse_rows(X)
+    np.testing.assert_array_equal(xs.ptr, ptr)
+    np.testing.assert_array_equal(xs.idx, idx)
+    np.testing.assert_array_equal(xs.val[:xs.nnz], val)
+    assert xs.val.dtype == X.dtype and len(xs.val) == xs.nnz + 16
+    assert (xs.val[xs.nnz:] == 0).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 12), n_in=st.integers(1, 200), density=st.floats(0, 1),
+       f32=st.booleans(), seed=st.integers(0, 2 ** 31 - 1), threads=st.integers(1, 3))
+def test_sparse_rows_are_numpys_nonzeros(n, n_in, density, f32, seed, threads):
+    # Every column count (whole and partial vectors and words), empty and full rows.
+    rng = np.random.RandomState(seed)
+    X = _sparse_matrix(rng, n, n_in, density, np.float32 if f32 else np.float64)
+    X[rng.rand(n) < 0.2] = 0
+    X[rng.rand(n) < 0.1] = -2.5
+    _assert_sparse_rows_are(_dense.sparse_rows(X, num_threads=threads), X)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sparse_rows_of_a_large_matrix(dtype):
+    # Large enough for the values and columns to get memory of their own.
+    from nndl_fast import _datacache
+    rng = np.random.RandomState(2)
+    X = _sparse_matrix(rng, 3000, 785, 0.2, dtype)
+    xs = _dense.sparse_rows(X, num_threads=2)
+    assert xs.val.nbytes >= _datacache.FRESH_MIN_BYTES
+    _assert_sparse_rows_are(xs, X)
+
+
+def test_fresh_zeros():
+    from nndl_fast import _datacache
+    for shape, dtype in (((1000, 785), np.float32), (300001, np.int32), ((3, 5), np.float64),
+                         (0, np.float64), ((0, 784), np.float32)):
+        a = _datacache.fresh_zeros(shape, dtype)
+        assert a.shape == ((shape,) if np.ndim(shape) == 0 else shape)
+        assert a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+        assert not a.any()
+        a[...] = 7
+        assert (a == 7).all()
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("sizes", [[100, 30, 10], [100, 40, 20, 10], [70, 17, 3]])
 @pytest.mark.parametrize("options", [
