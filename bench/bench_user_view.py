@@ -13,7 +13,11 @@
    with the ratios repeated / epoch and first / epoch, and for ``network`` and
    ``network2`` the book's algorithm (``nndl_fast.reference``) making the same
    one-epoch call.
-2. The main job, start of process to last line: ``python -m nndl_fast train``
+2. What monitoring costs, as a share of one 50,000-image training epoch:
+   ``network2``'s four monitors (each alone, in a 4-epoch call; the median of
+   the last three epochs) and ``network3``'s per-epoch validation and test
+   accuracy (10,000 images each) on the first conv net.
+3. The main job, start of process to last line: ``python -m nndl_fast train``
    (the book's [784, 30, 10] run, per-epoch test evaluation) against the book's
    algorithm running the same loop (``nndl_fast.reference.network``), each in a
    fresh interpreter.
@@ -105,6 +109,43 @@ def user_calls(args):
     return rows
 
 
+def monitor_shares(args):
+    """Each monitor's seconds over the same epoch's training seconds."""
+    from nndl_fast import mnist_loader, network2, network3
+    training, validation, test = mnist_loader.load_data_wrapper()
+    shares = []
+    for name in ("monitor_training_cost", "monitor_training_accuracy",
+                 "monitor_evaluation_cost", "monitor_evaluation_accuracy"):
+        np.random.seed(0)
+        random.seed(0)
+        net = network2.Network([784, 30, 10])
+        _timed(lambda: net.SGD(list(training), 4, 10, 0.5, lmbda=5.0,
+                               evaluation_data=validation, **{name: True}))
+        per_epoch = [(t - s) / s for s, t in net._epoch_seconds[1:]]
+        shares.append({"net": "network2 [784,30,10], " + name,
+                       "share": float(np.median(per_epoch)),
+                       "epoch_s": float(np.median([s for s, _ in net._epoch_seconds[1:]]))})
+    from ch6_table import layers_for
+    tr3, va3, te3 = network3.load_data_shared()
+    np.random.seed(0)
+    net = network3.Network(layers_for("conv1", network3), 10)
+    n = args.n3_train
+    x, y = tr3[0].get_value()[:n], tr3[1].get_value()[:n]
+    from nndl_fast.reference.network3 import SharedArray
+    part = (SharedArray(x), SharedArray(y))
+    _timed(lambda: net.SGD(part, 1, 10, 0.1, None, None))
+    epoch = min(_timed(lambda: net.SGD(part, 1, 10, 0.1, None, None))
+                for _ in range(2)) * 50000 / n
+    for label, data in (("validation", va3), ("test", te3)):
+        # What SGD runs per epoch: the accuracy of data checked once per call.
+        xs, ys = net._checked_data(data, label)
+        seconds = min(_timed(lambda: net._accuracy(xs, ys, net.mini_batch_size))
+                      for _ in range(3))
+        shares.append({"net": "network3 first conv net, %s accuracy" % label,
+                       "share": seconds / epoch, "epoch_s": epoch})
+    return shares
+
+
 def main_job(args):
     """Wall seconds of the main job, compiled and the book's algorithm."""
     compiled = [sys.executable, "-m", "nndl_fast", "train", "--epochs", str(args.main_epochs),
@@ -154,6 +195,11 @@ def main(argv=None):
             r["first_ratio"],
             "%.2f" % r["reference_call_s"] if "reference_call_s" in r else "-",
             "%.1fx" % r["speedup_vs_reference"] if "speedup_vs_reference" in r else "-"))
+    results["monitors"] = monitor_shares(args)
+    print()
+    print("Monitoring, as a share of one 50,000-image training epoch")
+    for r in results["monitors"]:
+        print("%-56s %5.1f%%  (epoch %.3f s)" % (r["net"], 100 * r["share"], r["epoch_s"]))
     if args.main_epochs:
         job = results["main_job"] = main_job(args)
         print()
