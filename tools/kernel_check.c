@@ -761,12 +761,57 @@ static void csr_first_case(check_t *c, const prec_t *P, const sparse_t *s, int64
     free(W); free(O); free(Wt); free(Ot); free(Ft); free(Xd); free(Xt);
 }
 
+/* A row's nonzeros from its dense values and bits (nf_csr_fill_row), written at
+ * an offset into guard-filled arrays: the row's columns and values exactly,
+ * nothing outside its range; a range one short is refused, written no further. */
+static void csr_fill_case(check_t *c, const prec_t *P, const sparse_t *s)
+{
+    void *X = typed(P, s->dense, (size_t)s->n_rows * s->n_cols);
+    const int64_t off = 3, nnz = s->ptr[s->n_rows], len = nnz + off + 24;
+    int32_t *idx = xmalloc((size_t)len * sizeof(int32_t));
+    double *g = filled((size_t)len, GUARD);
+    void *val = typed(P, g, (size_t)len);
+    for (int64_t q = 0; q < len; q++) idx[q] = -1;
+    for (int r = 0; r < s->n_rows; r++) {
+        const int64_t q0 = s->ptr[r] + off, q1 = s->ptr[r + 1] + off;
+        const uint64_t *bits = s->bits + (size_t)r * s->n_words;
+        const int wrong = P->f32
+            ? nf_csr_fill_row_f((const float *)X + (size_t)r * s->n_cols, s->n_cols, bits,
+                                s->n_words, q0, q1, idx, val)
+            : nf_csr_fill_row_d((const double *)X + (size_t)r * s->n_cols, s->n_cols, bits,
+                                s->n_words, q0, q1, idx, val);
+        expect_true(c, wrong == 0, "row %d of %d columns: refused", r, s->n_cols);
+    }
+    for (int64_t q = 0; q < len; q++) {
+        const int in = q >= off && q < nnz + off;
+        const double want = in ? tget(P, s->val, (size_t)(q - off)) : GUARD;
+        expect_exact(c, tget(P, val, (size_t)q), want, "%d columns: value %lld",
+                     s->n_cols, (long long)q);
+        expect_true(c, idx[q] == (in ? s->idx[q - off] : -1), "%d columns: column %lld is %d",
+                    s->n_cols, (long long)q, idx[q]);
+    }
+    /* the full row (row 1) given a range one short */
+    const int64_t q0 = s->ptr[1] + off, q1 = s->ptr[2] + off - 1;
+    for (int64_t q = 0; q < len; q++) idx[q] = -1;
+    const int wrong = P->f32
+        ? nf_csr_fill_row_f((const float *)X + s->n_cols, s->n_cols, s->bits + s->n_words,
+                            s->n_words, q0, q1, idx, val)
+        : nf_csr_fill_row_d((const double *)X + s->n_cols, s->n_cols, s->bits + s->n_words,
+                            s->n_words, q0, q1, idx, val);
+    expect_true(c, wrong == 1, "%d columns: a range one short was not refused", s->n_cols);
+    for (int64_t q = q1; q < len; q++)
+        expect_true(c, idx[q] == -1, "%d columns: column %lld written past the range",
+                    s->n_cols, (long long)q);
+    free(X); free(idx); free(g); free(val);
+}
+
 static void check_sparse(const prec_t *P)
 {
-    check_t cu, cs, cf;
+    check_t cu, cs, cf, cl;
     check_begin(&cu, "csr_union", P->suffix);
     check_begin(&cs, "csr_scatter", P->suffix);
     check_begin(&cf, "csr_first", P->suffix);
+    check_begin(&cl, "csr_fill_row", P->suffix);
     static const int widths[] = {150, 64, 13};
     for (size_t w = 0; w < sizeof(widths) / sizeof(widths[0]); w++)
         for (int vf = 0; vf < 2; vf++) {   /* values stored as double, then as float */
@@ -780,11 +825,14 @@ static void check_sparse(const prec_t *P)
             for (int m = 1; m <= 5; m++)
                 for (int nb = 1; nb <= 5; nb++)
                     csr_first_case(&cf, P, &s, m % 3, m, nb);
+            if (vf == P->f32)     /* values of the dtype the rows are made from */
+                csr_fill_case(&cl, P, &s);
             sparse_free(&s);
         }
     check_end(&cu);
     check_end(&cs);
     check_end(&cf);
+    check_end(&cl);
 }
 
 /* ------------------------------------------------------------ scale, convert */
