@@ -66,9 +66,10 @@ FRESH_MIN_BYTES = 1 << 20
 
 
 def fresh_zeros(shape, dtype):
-    """A zero-filled array for packed data, its pages all mapped before it returns.
+    """A zero-filled array for loaded or packed data, its pages all mapped before
+    it returns.
 
-    Packing writes such an array once and all of it. Large ones are given a
+    The loader and the packer write such an array once and all of it. Large ones are given a
     mapping of their own, filled in by the system in one call where it offers
     ``MAP_POPULATE`` (Linux): far cheaper than a page fault per page on first
     touch, and than NumPy's transparent huge pages, each of which the system must
@@ -90,7 +91,9 @@ def fresh_zeros(shape, dtype):
             buf = mmap.mmap(-1, nbytes)
     except (OSError, ValueError):
         return np.zeros(shape, dtype)
-    return np.frombuffer(buf, dtype, count=count).reshape(shape)
+    # The array itself wraps the mapping, so that views of it (the rows the
+    # loader hands out) have it as their base.
+    return np.ndarray(shape, dtype=dtype, buffer=buf)
 
 
 def _fingerprint(data, rows, known=None):

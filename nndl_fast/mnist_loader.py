@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from . import datasets
+from ._datacache import fresh_zeros
 
 __all__ = ["load_data", "load_data_wrapper", "vectorized_result"]
 
@@ -28,6 +29,9 @@ N_TRAIN = 50000
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(path):
+    """The three (x, y) splits as read, kept for later calls: uint8 IDX images
+    stay uint8 (a quarter of float32's memory; ``load_data`` converts them),
+    the book's pickle as it is."""
     if path is not None and os.path.isfile(path):
         return datasets.load_pickle(path)
     tr_x, tr_y, te_x, te_y = datasets.load_idx_dataset(path)
@@ -37,8 +41,10 @@ def _load_cached(path):
             % (N_TRAIN, tr_x.shape[0]))
 
     def flat(images):
-        x = images.reshape(images.shape[0], -1).astype(np.float32)
-        x /= np.float32(datasets.PIXEL_SCALE)
+        x = images.reshape(images.shape[0], -1)
+        if x.dtype != np.uint8:      # IDX files of other types: pixels now
+            x = x.astype(np.float32)
+            x /= np.float32(datasets.PIXEL_SCALE)
         return x
 
     tr_x, te_x = flat(tr_x), flat(te_x)
@@ -46,6 +52,19 @@ def _load_cached(path):
     return ((tr_x[:N_TRAIN], tr_y[:N_TRAIN]),
             (tr_x[N_TRAIN:], tr_y[N_TRAIN:]),
             (te_x, te_y))
+
+
+def _pixels(x):
+    """A new array of the images ``x``: uint8 ones as float32 pixel / PIXEL_SCALE,
+    others copied. Each is an array of its own, so that its rows (the loader's
+    (784, 1) columns) are views of it."""
+    if x.dtype == np.uint8:
+        out = fresh_zeros(x.shape, np.float32)
+        np.divide(x, np.float32(datasets.PIXEL_SCALE), out=out)
+        return out
+    out = fresh_zeros(x.shape, x.dtype)
+    np.copyto(out, x)
+    return out
 
 
 def load_data(path=None):
@@ -56,20 +75,21 @@ def load_data(path=None):
             raise FileNotFoundError("no MNIST data at %r (expected a directory of IDX files "
                                     "or the book's mnist.pkl.gz)" % path)
     # Fresh arrays on each call: callers may modify them in place.
-    return tuple((x.copy(), y.copy()) for x, y in _load_cached(path))
+    return tuple((_pixels(x), y.copy()) for x, y in _load_cached(path))
 
 
 def load_data_wrapper(path=None):
     """MNIST as three lists of ``(x, y)`` tuples, the layout the networks train on."""
     tr_d, va_d, te_d = load_data(path)
     n_in = tr_d[0].shape[1]
-    training_inputs = [np.reshape(x, (n_in, 1)) for x in tr_d[0]]
-    training_results = [np.reshape(e, (10, 1)) for e in _one_hot_rows(tr_d[1])]
-    training_data = list(zip(training_inputs, training_results))
-    validation_data = list(zip([np.reshape(x, (n_in, 1)) for x in va_d[0]],
-                               [int(y) for y in va_d[1]]))
-    test_data = list(zip([np.reshape(x, (n_in, 1)) for x in te_d[0]],
-                         [int(y) for y in te_d[1]]))
+
+    def columns(x):
+        # Iterating an (n, n_in, 1) view yields the (n_in, 1) columns, views of x's rows.
+        return list(x.reshape(x.shape[0], n_in, 1))
+    training_data = list(zip(columns(tr_d[0]),
+                             list(_one_hot_rows(tr_d[1]).reshape(-1, 10, 1))))
+    validation_data = list(zip(columns(va_d[0]), va_d[1].tolist()))
+    test_data = list(zip(columns(te_d[0]), te_d[1].tolist()))
     return training_data, validation_data, test_data
 
 

@@ -74,6 +74,55 @@ def test_load_data_wrapper_lists(mnist_wrapped):
     assert len(tr[:1000]) == 1000  # slicing works (the Python 3 zip complaint)
 
 
+def test_load_data_gives_fresh_arrays_of_exact_pixels(tmp_path):
+    d = _fake_mnist_dir(tmp_path, n_train=50005, n_test=7)
+    raw = datasets.load_idx_dataset(str(d))
+    first = mnist_loader.load_data(d)
+    # Each pixel is its byte over PIXEL_SCALE, in float32, exactly.
+    want = raw[0].reshape(-1, 784).astype(np.float32) / np.float32(datasets.PIXEL_SCALE)
+    np.testing.assert_array_equal(np.concatenate([first[0][0], first[1][0]]), want)
+    assert first[0][0].dtype == np.float32 and first[0][0].flags.c_contiguous
+    # A caller's changes reach neither the next call nor the other splits.
+    first[0][0][...] = -1
+    first[0][1][...] = -1
+    again = mnist_loader.load_data(d)
+    np.testing.assert_array_equal(again[0][0], want[:50000])
+    np.testing.assert_array_equal(again[0][1], raw[1][:50000])
+    np.testing.assert_array_equal(again[1][0], want[50000:])
+
+
+def test_wrapper_columns_are_rows_of_one_array(mnist_wrapped):
+    # The layout SGD takes without copying (_packing.shared_rows).
+    from nndl_fast import _config
+    tr, va, te = mnist_wrapped
+    for data in (tr, va, te):
+        base = data[0][0].base
+        assert base.shape == (len(data), 784)
+        for p in (0, 1, len(data) - 1):
+            x = data[p][0]
+            assert x.base is base and x.shape == (784, 1) and x.flags.c_contiguous
+            np.testing.assert_array_equal(x[:, 0], base[p])
+    assert tr[7][1].base is tr[0][1].base
+    assert all(type(y) is int for _, y in va[:5] + te[-5:])
+    if _config.use_compiled("_packing"):
+        from nndl_fast import _packing
+        assert _packing.shared_rows(tr, 0, 784) is not None
+        assert _packing.shared_rows(tr, 1, 10) is not None
+        assert _packing.shared_rows(te, 0, 784) is not None
+
+
+def test_idx_images_of_another_type_are_scaled(tmp_path):
+    # IDX images stored as int16 (type code 0x0B) load as uint8 ones do.
+    d = _fake_mnist_dir(tmp_path, n_train=50003, n_test=4)
+    images = datasets.load_idx_dataset(str(d))[0].astype(">i2")
+    header = bytes([0, 0, 0x0B, 3]) + b"".join(int(n).to_bytes(4, "big") for n in images.shape)
+    with gzip.open(d / "train-images-idx3-ubyte.gz", "wb") as f:
+        f.write(header + images.tobytes())
+    tr, va, te = mnist_loader.load_data(d)
+    want = images.reshape(-1, 784).astype(np.float32) / np.float32(datasets.PIXEL_SCALE)
+    np.testing.assert_array_equal(np.concatenate([tr[0], va[0]]), want)
+
+
 def test_vectorized_result():
     e = mnist_loader.vectorized_result(3)
     assert e.shape == (10, 1) and e.dtype == np.float64 and e[3, 0] == 1.0 and e.sum() == 1
