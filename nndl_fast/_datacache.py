@@ -69,13 +69,13 @@ def fresh_zeros(shape, dtype):
     """A zero-filled array for loaded or packed data, its pages all mapped before
     it returns.
 
-    The loader and the packer write such an array once and all of it. Large ones are given a
-    mapping of their own, filled in by the system in one call where it offers
-    ``MAP_POPULATE`` (Linux): far cheaper than a page fault per page on first
-    touch, and than NumPy's transparent huge pages, each of which the system must
-    find and clear when first touched (slowest on virtual machines that hand
-    unused memory back to their host; docs/how-it-is-built.md). Smaller arrays
-    come from NumPy as usual.
+    The loader and the packer write such an array once and all of it. Large
+    ones are given a mapping of their own, filled in by the system in one call
+    where it offers ``MAP_POPULATE`` (Linux): far cheaper than a page fault per
+    page on first touch, and than NumPy's transparent huge pages, each of which
+    the system must find and clear when first touched (slowest on virtual
+    machines that hand unused memory back to their host;
+    docs/how-it-is-built.md). Smaller arrays come from NumPy as usual.
     """
     dtype = np.dtype(dtype)
     shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
@@ -83,12 +83,14 @@ def fresh_zeros(shape, dtype):
     nbytes = count * dtype.itemsize
     if nbytes < FRESH_MIN_BYTES:
         return np.zeros(shape, dtype)
-    populate = getattr(mmap, "MAP_POPULATE", 0)
     try:
-        if populate:
-            buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | populate)
+        if hasattr(mmap, "MAP_PRIVATE"):
+            # Private (a forked process gets a copy, as with any other memory),
+            # filled in at once where the system can.
+            buf = mmap.mmap(-1, nbytes,
+                            flags=mmap.MAP_PRIVATE | getattr(mmap, "MAP_POPULATE", 0))
         else:
-            buf = mmap.mmap(-1, nbytes)
+            buf = mmap.mmap(-1, nbytes)      # Windows: the process's own memory
     except (OSError, ValueError):
         return np.zeros(shape, dtype)
     # The array itself wraps the mapping, so that views of it (the rows the

@@ -5,6 +5,7 @@ Every test trains twice from the same seeds: once with the kept packing, once
 with the kept packing dropped before each call; the weights must be bitwise
 equal, so a stale packing (which would train on the old data) cannot pass.
 """
+import os
 import random
 
 import numpy as np
@@ -195,3 +196,27 @@ def test_cache_is_bounded_and_clearable(mnist_wrapped, quiet, count_packs):
     import nndl_fast
     nndl_fast.clear_cache()
     assert len(_datacache._entries) == 0
+
+
+def test_fresh_zeros():
+    for shape, dtype in (((1000, 785), np.float32), (300001, np.int32), ((3, 5), np.float64),
+                         (0, np.float64), ((0, 784), np.float32)):
+        a = _datacache.fresh_zeros(shape, dtype)
+        assert a.shape == ((shape,) if np.ndim(shape) == 0 else shape)
+        assert a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+        assert not a.any()
+        a[...] = 7
+        assert (a == 7).all()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_fresh_zeros_are_private_to_a_process():
+    # A forked process's writes stay in its own copy, as with NumPy's memory.
+    a = _datacache.fresh_zeros((1000, 785), np.float32)
+    assert a.nbytes >= _datacache.FRESH_MIN_BYTES
+    pid = os.fork()
+    if pid == 0:
+        a[...] = 1
+        os._exit(0 if (a == 1).all() else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert not a.any()

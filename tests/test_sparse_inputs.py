@@ -94,18 +94,6 @@ def test_sparse_rows_of_a_large_matrix(dtype):
     _assert_sparse_rows_are(xs, X)
 
 
-def test_fresh_zeros():
-    from nndl_fast import _datacache
-    for shape, dtype in (((1000, 785), np.float32), (300001, np.int32), ((3, 5), np.float64),
-                         (0, np.float64), ((0, 784), np.float32)):
-        a = _datacache.fresh_zeros(shape, dtype)
-        assert a.shape == ((shape,) if np.ndim(shape) == 0 else shape)
-        assert a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
-        assert not a.any()
-        a[...] = 7
-        assert (a == 7).all()
-
-
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("sizes", [[100, 30, 10], [100, 40, 20, 10], [70, 17, 3]])
 @pytest.mark.parametrize("options", [
