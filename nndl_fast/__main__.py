@@ -176,9 +176,24 @@ def _training_block(args, epochs):
     return epoch_progress(epochs)
 
 
+def _start_reading(args):
+    """Read the data files in a thread while the training modules import."""
+    import threading
+    from nndl_fast import mnist_loader
+    args.reading = threading.Thread(target=mnist_loader.read_ahead, args=(args.data,),
+                                    daemon=True)
+    args.reading.start()
+
+
+def _finish_reading(args):
+    if getattr(args, "reading", None) is not None:
+        args.reading.join()
+
+
 def _load_lists(args):
     from nndl_fast import mnist_loader
     t0 = time.perf_counter()
+    _finish_reading(args)
     training_data, validation_data, test_data = mnist_loader.load_data_wrapper(args.data)
     if args.train_size is not None:
         training_data = training_data[:args.train_size]
@@ -261,6 +276,7 @@ def _train_network3(args):
         print("nndl_fast.network3 is not present in this installation: chapter-6 "
               "training is not available", file=sys.stderr)
         return 2
+    _finish_reading(args)
     tr, va, te = mnist_loader.load_data(args.data)
     if args.train_size is not None:
         tr = (tr[0][:args.train_size], tr[1][:args.train_size])
@@ -319,6 +335,7 @@ def _cmd_train(args):
     if args.seed is not None:
         np.random.seed(args.seed)
         random.seed(args.seed)
+    _start_reading(args)
     if args.net == "network3":
         return _train_network3(args)
     sizes = args.sizes if isinstance(args.sizes, list) else _layer_sizes(args.sizes)

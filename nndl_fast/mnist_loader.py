@@ -67,6 +67,17 @@ def _pixels(x):
     return out
 
 
+def read_ahead(path=None):
+    """Read and unpack the data files of ``path`` into the cache ``load_data``
+    reads from, so that its first call finds them there. Meant for a thread
+    started while other modules import (unpacking and hashing release the GIL);
+    errors are left for ``load_data`` to raise."""
+    try:
+        _load_cached(None if path is None else os.path.abspath(os.fspath(path)))
+    except Exception:
+        pass
+
+
 def load_data(path=None):
     """MNIST as ``(training_data, validation_data, test_data)`` of ``(x, y)`` arrays."""
     if path is not None:

@@ -123,6 +123,19 @@ def test_idx_images_of_another_type_are_scaled(tmp_path):
     np.testing.assert_array_equal(np.concatenate([tr[0], va[0]]), want)
 
 
+def test_read_ahead_fills_the_cache_load_data_reads(tmp_path):
+    d = _fake_mnist_dir(tmp_path, n_train=50002, n_test=3)
+    mnist_loader.read_ahead(d)                  # a path-like, as load_data takes
+    misses = mnist_loader._load_cached.cache_info().misses
+    tr, va, te = mnist_loader.load_data(str(d))
+    assert mnist_loader._load_cached.cache_info().misses == misses
+    assert tr[0].shape == (50000, 784) and te[0].shape == (3, 784)
+    # Errors are load_data's to raise.
+    mnist_loader.read_ahead(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError):
+        mnist_loader.load_data(tmp_path / "missing")
+
+
 def test_vectorized_result():
     e = mnist_loader.vectorized_result(3)
     assert e.shape == (10, 1) and e.dtype == np.float64 and e[3, 0] == 1.0 and e.sum() == 1
