@@ -1,6 +1,7 @@
 """What a user sees: SGD called one epoch at a time, and the main job's whole run.
 
-    python bench/bench_user_view.py [--main-epochs 30] [--n3-train 10000] [--json PATH]
+    python bench/bench_user_view.py [--main-epochs 30] [--n3-train 10000] [--first-runs 5]
+                                    [--json PATH]
 
 1. One-epoch calls, as the book's scripts and notebooks make them (chapter 5's
    script calls ``net.SGD(training_data, 1, ...)`` 500 times): for ``network``
@@ -13,6 +14,9 @@
    with the ratios repeated / epoch and first / epoch, and for ``network`` and
    ``network2`` the book's algorithm (``nndl_fast.reference``) making the same
    one-epoch call.
+   The first call of a fresh process is also timed in ``--first-runs`` separate
+   processes (one sample each: it is the process's first), with the median and
+   range of its ratio to an epoch.
 2. What monitoring costs, as a share of one 50,000-image training epoch:
    ``network2``'s four monitors (each alone, in a 4-epoch call; the median of
    the last three epochs) and ``network3``'s per-epoch validation and test
@@ -109,6 +113,46 @@ def user_calls(args):
     return rows
 
 
+FIRST_CALL = """
+import contextlib, io, json, random, sys, time
+import numpy as np
+from nndl_fast import mnist_loader, {module}
+training, validation, test = mnist_loader.load_data_wrapper()
+np.random.seed(0); random.seed(0)
+net = {module}.Network([784, 30, 10])
+def call(epochs):
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        net.SGD(training, epochs, 10, {eta}, {extra})
+    return time.perf_counter() - t0
+first = call(1)
+epoch = call(6) / 6
+print(json.dumps([first, epoch]))
+"""
+
+
+def first_calls_in_fresh_processes(runs):
+    """Per net, the first call's ratio to an epoch, each in a process of its own."""
+    cases = [("network [784,30,10], test_data", "network", 3.0, "test_data=test"),
+             ("network2 [784,30,10], lmbda, 4 monitors", "network2", 0.5,
+              "lmbda=5.0, evaluation_data=validation, monitor_evaluation_cost=True, "
+              "monitor_evaluation_accuracy=True, monitor_training_cost=True, "
+              "monitor_training_accuracy=True")]
+    out = []
+    for name, module, eta, extra in cases:
+        ratios = []
+        for _ in range(runs):
+            ran = subprocess.run([sys.executable, "-c", FIRST_CALL.format(
+                module=module, eta=eta, extra=extra)], capture_output=True, text=True)
+            if ran.returncode != 0:
+                raise SystemExit("first call of %s failed:\n%s" % (module, ran.stderr))
+            first, epoch = json.loads(ran.stdout.strip().splitlines()[-1])
+            ratios.append(first / epoch)
+        out.append({"net": name, "runs": runs, "median_ratio": float(np.median(ratios)),
+                    "ratios": ratios})
+    return out
+
+
 def monitor_shares(args):
     """Each monitor's seconds over the same epoch's training seconds."""
     from nndl_fast import mnist_loader, network2, network3
@@ -176,6 +220,8 @@ def main(argv=None):
                         help="epochs of the main job (the book's: 30; 0 skips it)")
     parser.add_argument("--n3-train", type=int, default=10000,
                         help="training images for the network3 calls")
+    parser.add_argument("--first-runs", type=int, default=5,
+                        help="fresh processes timing the first call (0 skips them)")
     parser.add_argument("--cwd", default=os.getcwd(), help="where the main job runs")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -195,6 +241,14 @@ def main(argv=None):
             r["first_ratio"],
             "%.2f" % r["reference_call_s"] if "reference_call_s" in r else "-",
             "%.1fx" % r["speedup_vs_reference"] if "speedup_vs_reference" in r else "-"))
+    if args.first_runs:
+        results["first_calls"] = first_calls_in_fresh_processes(args.first_runs)
+        print()
+        print("The first call of a fresh process over one epoch of a 6-epoch call "
+              "(%d processes)" % args.first_runs)
+        for r in results["first_calls"]:
+            print("%-48s median %.2fx  (%s)" % (r["net"], r["median_ratio"], ", ".join(
+                "%.2f" % x for x in sorted(r["ratios"]))))
     results["monitors"] = monitor_shares(args)
     print()
     print("Monitoring, as a share of one 50,000-image training epoch")
