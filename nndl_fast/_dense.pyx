@@ -92,6 +92,7 @@ cdef extern from "dense.h" nogil:
     void nf_csr_scatter_f(int i0, int i1, const nndl_csr *X, const int64_t *rows,
                           int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
                           float *Xc)
+    int64_t nf_csr_count_row(int64_t n_cols, const uint64_t *bits, int nw)
     int nf_csr_fill_row_d(const double *x, int64_t n_cols, const uint64_t *bits, int nw,
                           int64_t q, int64_t end, int32_t *idx, double *val)
     int nf_csr_fill_row_f(const float *x, int64_t n_cols, const uint64_t *bits, int nw,
@@ -803,42 +804,6 @@ cdef class SparseRows:
                                                           self.val.dtype, self.density)
 
 
-cdef extern from *:
-    """
-    static inline int nf_ctz64(uint64_t m) {      /* m != 0 */
-    #if defined(__GNUC__) || defined(__clang__)
-        return __builtin_ctzll(m);
-    #else
-        int k = 0;
-        while (!(m & 1)) { m >>= 1; k++; }
-        return k;
-    #endif
-    }
-    static inline int64_t nf_popcount64(uint64_t m) {
-    #if defined(__GNUC__) || defined(__clang__)
-        return __builtin_popcountll(m);
-    #else
-        m = m - ((m >> 1) & 0x5555555555555555ULL);
-        m = (m & 0x3333333333333333ULL) + ((m >> 2) & 0x3333333333333333ULL);
-        m = (m + (m >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
-        return (int64_t) ((m * 0x0101010101010101ULL) >> 56);
-    #endif
-    }
-    """
-    int nf_ctz64(uint64_t m) noexcept nogil
-    int64_t nf_popcount64(uint64_t m) noexcept nogil
-
-
-cdef inline uint64_t _word_mask(Py_ssize_t w, Py_ssize_t n_cols) noexcept nogil:
-    """The bits of word w that stand for one of the n_cols columns."""
-    cdef Py_ssize_t left = n_cols - 64 * w
-    if left >= 64:
-        return ~(<uint64_t> 0)
-    if left <= 0:
-        return 0
-    return ((<uint64_t> 1) << left) - 1
-
-
 cdef int _sparse_fill(const floating[:, ::1] X, const uint64_t[:, ::1] bits,
                       const int64_t[::1] ptr, int32_t[::1] idx, floating[::1] val,
                       int num_threads) noexcept nogil:
@@ -857,13 +822,9 @@ cdef int _sparse_fill(const floating[:, ::1] X, const uint64_t[:, ::1] bits,
 
 cdef void _count_bits(const uint64_t[:, ::1] bits, Py_ssize_t n_cols,
                       int64_t[::1] counts) noexcept nogil:
-    cdef Py_ssize_t i, w
-    cdef int64_t q
+    cdef Py_ssize_t i
     for i in range(bits.shape[0]):
-        q = 0
-        for w in range(bits.shape[1]):
-            q += nf_popcount64(bits[i, w] & _word_mask(w, n_cols))
-        counts[i] = q
+        counts[i] = nf_csr_count_row(n_cols, &bits[i, 0], <int> bits.shape[1])
 
 
 def sparse_rows(X, max_density=None, row_bits=None, int num_threads=1):

@@ -381,6 +381,25 @@ DEFINE_FILL_COMPRESS(double, d, 8, FILL_LOADZ_d, FILL_COMPRESS_d, FILL_STORE_d)
 #define FILL_COMPRESS(SUF)
 #endif
 
+static inline int64_t nf_popcount64(uint64_t m)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_popcountll(m);
+#else
+    m = m - ((m >> 1) & 0x5555555555555555ULL);
+    m = (m & 0x3333333333333333ULL) + ((m >> 2) & 0x3333333333333333ULL);
+    m = (m + (m >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+    return (int64_t)((m * 0x0101010101010101ULL) >> 56);
+#endif
+}
+
+int64_t nf_csr_count_row(int64_t n_cols, const uint64_t *bits, int nw)
+{
+    int64_t q = 0;
+    for (int w = 0; w < nw; w++) q += nf_popcount64(bits[w] & word_mask(w, n_cols));
+    return q;
+}
+
 #define DEFINE_CSR_FILL_ROW(T, SUF)                                                   \
 int nf_csr_fill_row_##SUF(const T *x, int64_t n_cols, const uint64_t *bits, int nw,   \
                           int64_t q, int64_t end, int32_t *idx, T *val)               \

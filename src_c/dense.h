@@ -74,6 +74,8 @@ void nf_csr_scatter_f(int i0, int i1, const nndl_csr *X, const int64_t *rows,
                       int64_t first, int U, const int32_t *pos, const uint64_t *ubits,
                       float *Xc);
 
+/* How many of a row's n_cols columns are set in its bits[0..nw). */
+int64_t nf_csr_count_row(int64_t n_cols, const uint64_t *bits, int nw);
 /* The nonzeros of row x (its n_cols values; the set bits of bits[0..nw), columns
  * ascending) into idx/val at q .. end-1, writing nothing outside that range (so
  * rows can be filled in parallel). Returns 1 when the bits do not fill the
