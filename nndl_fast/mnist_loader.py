@@ -73,15 +73,19 @@ def read_ahead(path=None):
     started while other modules import (unpacking and hashing release the GIL);
     errors are left for ``load_data`` to raise."""
     try:
-        _load_cached(None if path is None else os.path.abspath(os.fspath(path)))
+        _load_cached(_cache_key(path))
     except Exception:
         pass
 
 
+def _cache_key(path):
+    return None if path is None else os.path.abspath(os.fspath(path))
+
+
 def load_data(path=None):
     """MNIST as ``(training_data, validation_data, test_data)`` of ``(x, y)`` arrays."""
+    path = _cache_key(path)
     if path is not None:
-        path = os.path.abspath(os.fspath(path))
         if not os.path.exists(path):
             raise FileNotFoundError("no MNIST data at %r (expected a directory of IDX files "
                                     "or the book's mnist.pkl.gz)" % path)
