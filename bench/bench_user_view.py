@@ -76,28 +76,36 @@ def one_epoch_calls(name, make_net, train_call, training, reference=None):
     return row
 
 
+DENSE_CALLS = ("network", "network2")
+
+
+def dense_call(module, validation, test):
+    """``(name, call)`` of the one-epoch SGD call timed for ``network`` or
+    ``network2``: call(net, data, epochs) trains net as the book's scripts do."""
+    if module == "network":
+        def call(net, data, epochs):
+            net.SGD(data, epochs, 10, 3.0, test_data=test)
+        return "network [784,30,10], test_data", call
+
+    def call(net, data, epochs):
+        net.SGD(data, epochs, 10, 0.5, lmbda=5.0, evaluation_data=validation,
+                monitor_evaluation_cost=True, monitor_evaluation_accuracy=True,
+                monitor_training_cost=True, monitor_training_accuracy=True)
+    return "network2 [784,30,10], lmbda, 4 monitors", call
+
+
 def user_calls(args):
-    from nndl_fast import mnist_loader, network, network2, network3
-    from nndl_fast.reference import network as ref1, network2 as ref2
+    import importlib
+    from nndl_fast import mnist_loader, network3
     training, validation, test = mnist_loader.load_data_wrapper()
     rows = []
-
-    def n1_call(net, data, epochs):
-        net.SGD(data, epochs, 10, 3.0, test_data=test)
-    rows.append(one_epoch_calls(
-        "network [784,30,10], test_data", lambda: network.Network([784, 30, 10]), n1_call,
-        training, reference=(lambda: ref1.Network([784, 30, 10]), n1_call)))
-
-    monitors = dict(lmbda=5.0, evaluation_data=validation, monitor_evaluation_cost=True,
-                    monitor_evaluation_accuracy=True, monitor_training_cost=True,
-                    monitor_training_accuracy=True)
-
-    def n2_call(net, data, epochs):
-        net.SGD(data, epochs, 10, 0.5, **monitors)
-    rows.append(one_epoch_calls(
-        "network2 [784,30,10], lmbda, 4 monitors",
-        lambda: network2.Network([784, 30, 10]), n2_call, training,
-        reference=(lambda: ref2.Network([784, 30, 10]), n2_call)))
+    for module in DENSE_CALLS:
+        compiled = importlib.import_module("nndl_fast." + module)
+        reference = importlib.import_module("nndl_fast.reference." + module)
+        name, call = dense_call(module, validation, test)
+        rows.append(one_epoch_calls(
+            name, lambda: compiled.Network([784, 30, 10]), call, training,
+            reference=(lambda: reference.Network([784, 30, 10]), call)))
 
     from ch6_table import layers_for
     tr3, va3, te3 = network3.load_data_shared()
@@ -114,42 +122,35 @@ def user_calls(args):
 
 
 FIRST_CALL = """
-import contextlib, io, json, random, sys, time
+import json, random, sys
 import numpy as np
+sys.path.insert(0, {here!r})
+import bench_user_view as bench
 from nndl_fast import mnist_loader, {module}
 training, validation, test = mnist_loader.load_data_wrapper()
 np.random.seed(0); random.seed(0)
 net = {module}.Network([784, 30, 10])
-def call(epochs):
-    t0 = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):
-        net.SGD(training, epochs, 10, {eta}, {extra})
-    return time.perf_counter() - t0
-first = call(1)
-epoch = call(6) / 6
+call = bench.dense_call({module!r}, validation, test)[1]
+first = bench._timed(lambda: call(net, training, 1))
+epoch = bench._timed(lambda: call(net, training, 6)) / 6
 print(json.dumps([first, epoch]))
 """
 
 
 def first_calls_in_fresh_processes(runs):
     """Per net, the first call's ratio to an epoch, each in a process of its own."""
-    cases = [("network [784,30,10], test_data", "network", 3.0, "test_data=test"),
-             ("network2 [784,30,10], lmbda, 4 monitors", "network2", 0.5,
-              "lmbda=5.0, evaluation_data=validation, monitor_evaluation_cost=True, "
-              "monitor_evaluation_accuracy=True, monitor_training_cost=True, "
-              "monitor_training_accuracy=True")]
     out = []
-    for name, module, eta, extra in cases:
+    for module in DENSE_CALLS:
         ratios = []
         for _ in range(runs):
             ran = subprocess.run([sys.executable, "-c", FIRST_CALL.format(
-                module=module, eta=eta, extra=extra)], capture_output=True, text=True)
+                here=HERE, module=module)], capture_output=True, text=True)
             if ran.returncode != 0:
                 raise SystemExit("first call of %s failed:\n%s" % (module, ran.stderr))
             first, epoch = json.loads(ran.stdout.strip().splitlines()[-1])
             ratios.append(first / epoch)
-        out.append({"net": name, "runs": runs, "median_ratio": float(np.median(ratios)),
-                    "ratios": ratios})
+        out.append({"net": dense_call(module, None, None)[0], "runs": runs,
+                    "median_ratio": float(np.median(ratios)), "ratios": ratios})
     return out
 
 
