@@ -97,10 +97,15 @@ cdef extern from "dense.h" nogil:
                           int64_t q, int64_t end, int32_t *idx, double *val)
     int nf_csr_fill_row_f(const float *x, int64_t n_cols, const uint64_t *bits, int nw,
                           int64_t q, int64_t end, int32_t *idx, float *val)
-    void nf_csr_first_d(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
-                        const double *W, double *out, int ldo)
-    void nf_csr_first_f(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
-                        const float *W, float *out, int ldo)
+    void nf_csr_first_d(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
+                        int n_in, int n_blocks, const double *W, double *out, int ldo)
+    void nf_csr_first_f(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
+                        int n_in, int n_blocks, const float *W, float *out, int ldo)
+    void nf_csr_upd_d(int m, const nndl_csr *X, const int64_t *rows, const double *D,
+                      int ldd, double *W, const int32_t *cols, int K, double alpha,
+                      double *acc)
+    void nf_csr_upd_f(int m, const nndl_csr *X, const int64_t *rows, const float *D,
+                      int ldd, float *W, const int32_t *cols, int K, float alpha, float *acc)
     void nf_fwd_idx_d(int m, int K, const double *X, int ldx, const double *W,
                       const int32_t *cols, double *out, int ldo)
     void nf_fwd_idx_f(int m, int K, const float *X, int ldx, const float *W,
@@ -120,6 +125,7 @@ cdef extern from "dense.h" nogil:
     const char *nf_dense_isa()
     int nf_dense_path_runs(const char *name)
     int nf_dense_select(const char *name)
+    int nf_dense_csr_step(int f32)
 
 cdef extern from "nf_runtime.h" nogil:
     enum: NF_LINEAR, NF_SIGMOID, NF_TANH, NF_RELU
@@ -226,6 +232,8 @@ cdef struct Plan:
     nndl_csr csr                      # x as compressed sparse rows (sparse)
     bint lazy_decay                   # L2 decay of W^1 kept as a factor per block
     double *w1_scale                  # W^1 block b = w1_scale[8b] * stored (lazy_decay)
+    bint csr_step                     # layer 1 steps straight from csr (nf_dense_csr_step)
+    void *sp_acc                      # csr_step: W^1's gradient sums, a block's per block
     int32_t *sp_cols                  # the sparse gather's scratch: _sparse_scratch
     int32_t *sp_pos
     uint64_t *sp_ubits
@@ -300,16 +308,23 @@ cdef inline void _scale(Py_ssize_t n, floating *x, double beta) noexcept nogil:
 
 cdef inline void _upd_first(int rows, int m, const floating *X, int ldx, const floating *D,
                             int ldd, floating *W, floating alpha, floating beta,
-                            const int32_t *cols, int K) noexcept nogil:
+                            const int32_t *cols, int K, const Plan *p=NULL,
+                            const int64_t *csr_rows=NULL, floating *acc=NULL) noexcept nogil:
     """_upd over all ``rows`` rows, or, with ``cols``, where input k of X (K
     columns) is row cols[k]: the other rows get only the β scaling (their
-    gradient is exactly zero)."""
+    gradient is exactly zero). With ``csr_rows`` the inputs are those rows of
+    p.csr instead of X (``acc``: the block's scratch)."""
     if cols == NULL:
         _upd(rows, m, X, ldx, D, ldd, W, alpha, beta)
         return
     if beta != 1:
         _scale(<Py_ssize_t> rows * BW, W, beta)
-    if floating is float:
+    if csr_rows != NULL:
+        if floating is float:
+            nf_csr_upd_f(m, &p.csr, csr_rows, D, ldd, W, cols, K, alpha, acc)
+        else:
+            nf_csr_upd_d(m, &p.csr, csr_rows, D, ldd, W, cols, K, alpha, acc)
+    elif floating is float:
         nf_upd_idx_f(K, m, X, ldx, D, ldd, W, cols, alpha)
     else:
         nf_upd_idx_d(K, m, X, ldx, D, ldd, W, cols, alpha)
@@ -317,9 +332,11 @@ cdef inline void _upd_first(int rows, int m, const floating *X, int ldx, const f
 
 cdef void _update_rows(const Plan *p, floating *w, floating *v, int rows,
                        const floating *act, int ld_act, const floating *delta, int ld_delta,
-                       int m, const int32_t *cols=NULL, int K=0) noexcept nogil:
+                       int m, const int32_t *cols=NULL, int K=0,
+                       const int64_t *csr_rows=NULL, floating *acc=NULL) noexcept nogil:
     """Update ``rows`` packed rows (16 weights each) with gradient Σ_i act_i δ_i^T
-    (with ``cols``: act has K columns, column k standing for row cols[k])."""
+    (with ``cols``: act has K columns, column k standing for row cols[k]; with
+    ``csr_rows`` too, act is those rows of p.csr, see _upd_first)."""
     cdef floating alpha = <floating> (-p.eta / m)
     cdef floating step = <floating> p.reg_step
     cdef floating mu = <floating> p.momentum
@@ -331,10 +348,11 @@ cdef void _update_rows(const Plan *p, floating *w, floating *v, int rows,
                     w[r] = w[r] - step
                 elif w[r] < 0:
                     w[r] = w[r] + step
-            _upd_first(rows, m, act, ld_act, delta, ld_delta, w, alpha, <floating> 1.0, cols, K)
+            _upd_first(rows, m, act, ld_act, delta, ld_delta, w, alpha, <floating> 1.0, cols, K,
+                       p, csr_rows, acc)
         else:
             _upd_first(rows, m, act, ld_act, delta, ld_delta, w, alpha, <floating> p.decay,
-                       cols, K)
+                       cols, K, p, csr_rows, acc)
         return
     # Momentum: v ← μv − step·reg'(w) − (η/m)∇w ; w ← w + v.
     for r in range(n):
@@ -342,7 +360,8 @@ cdef void _update_rows(const Plan *p, floating *w, floating *v, int rows,
             v[r] = mu * v[r] - (step if w[r] > 0 else (-step if w[r] < 0 else 0))
         else:
             v[r] = mu * v[r] - step * w[r]
-    _upd_first(rows, m, act, ld_act, delta, ld_delta, v, alpha, <floating> 1.0, cols, K)
+    _upd_first(rows, m, act, ld_act, delta, ld_delta, v, alpha, <floating> 1.0, cols, K,
+               p, csr_rows, acc)
     for r in range(n):
         w[r] = w[r] + v[r]
 
@@ -403,7 +422,8 @@ cdef int _gather(const Plan *p, int64_t start, int m, floating *xb, int32_t *col
     """Rows ``order[start:start + m]`` of x into ``xb`` (m x K, row-major, this
     thread's own copy: copying is cheaper than moving rows between cores);
     returns K. Dense: K = n_in. Sparse: only the K columns where one of the
-    rows is nonzero, their weight rows listed in ``cols``."""
+    rows is nonzero, their weight rows listed in ``cols`` (with ``csr_step``
+    only those: the kernels read the csr rows)."""
     cdef int i, j, K
     cdef int n_in = p.sizes[0]
     cdef const float *xs
@@ -415,6 +435,8 @@ cdef int _gather(const Plan *p, int64_t start, int m, floating *xb, int32_t *col
         pos = _sp_pos(p, tid)
         ubits = _sp_ubits(p, tid)
         K = nf_csr_union(m, &p.csr, p.order + start, 0, cols, pos, ubits)
+        if p.csr_step:
+            return K    # the kernels read the rows themselves
         if floating is float:
             nf_csr_scatter_f(0, m, &p.csr, p.order + start, 0, K, pos, ubits, xb)
         else:
@@ -472,11 +494,18 @@ cdef void _backward_block(const Plan *p, int l, int blk, floating **W, floating 
                      c1 - c0, A[l - 1] + c0, ld_prev, d_next + bl * BW, ld_next, m)
 
 
-cdef inline void _fwd_first(int m, int K, const int32_t *cols, const floating *X,
-                            const floating *w, floating *out, int ldo) noexcept nogil:
+cdef inline void _fwd_first(const Plan *p, int m, int K, const int32_t *cols,
+                            const floating *X, const int64_t *csr_rows, const floating *w,
+                            floating *out, int ldo) noexcept nogil:
     """Pre-activations of one block of layer 1 from gathered inputs X (K columns,
-    column k standing for weight row cols[k] when cols is given)."""
-    if cols == NULL:
+    column k standing for weight row cols[k] when cols is given), or from the
+    rows ``csr_rows`` of p.csr."""
+    if csr_rows != NULL:
+        if floating is float:
+            nf_csr_first_f(m, &p.csr, csr_rows, 0, p.sizes[0], 1, w, out, ldo)
+        else:
+            nf_csr_first_d(m, &p.csr, csr_rows, 0, p.sizes[0], 1, w, out, ldo)
+    elif cols == NULL:
         _fwd(m, K, X, K, w, out, ldo)
     elif floating is float:
         nf_fwd_idx_f(m, K, X, K, w, cols, out, ldo)
@@ -488,7 +517,8 @@ cdef void _first_layer_step(const Plan *p, int blk, floating **W, floating **VW,
                             floating **B, floating **VB, const floating *xb, int K,
                             const int32_t *cols, const floating *delta, int m,
                             const floating *x_next, int K_next, const int32_t *cols_next,
-                            int m_next, floating *z_next) noexcept nogil:
+                            int m_next, floating *z_next, const int64_t *rows,
+                            const int64_t *rows_next) noexcept nogil:
     """Update block ``blk`` of W^1 and b^1 with this batch, then (m_next > 0) compute
     the next batch's pre-activations of the block through the new weights.
 
@@ -498,12 +528,20 @@ cdef void _first_layer_step(const Plan *p, int blk, floating **W, floating **VW,
     only the rows it changes, and the pre-activations are s·(V x). V takes s
     in whenever s leaves [1e-3, 1e3], and at the end of the epoch.
 
+    With ``csr_step`` the inputs are the csr rows ``rows`` and ``rows_next``
+    (p.order's), not the gathered batches.
+
     (The two sweeps over the block stay two: one fused loop needs more registers
     than AVX-512 has, and spills.)"""
     cdef int n_in = p.sizes[0], ld1 = p.padded[1]
     cdef floating *w = W[1] + <Py_ssize_t> blk * n_in * BW
+    cdef floating *acc = NULL
     cdef double scale = 1.0
     cdef int i
+    if p.csr_step:
+        acc = <floating *> p.sp_acc + <Py_ssize_t> blk * n_in * BW
+    else:
+        rows = rows_next = NULL
     if p.lazy_decay:
         scale = p.w1_scale[8 * blk] * p.decay
         if not (1e-3 <= scale <= 1e3):
@@ -511,12 +549,12 @@ cdef void _first_layer_step(const Plan *p, int blk, floating **W, floating **VW,
             scale = 1.0
         p.w1_scale[8 * blk] = scale
         _upd_first(n_in, m, xb, K, delta + blk * BW, ld1, w, <floating> (-p.eta / m / scale),
-                   <floating> 1.0, cols, K)
+                   <floating> 1.0, cols, K, p, rows, acc)
     else:
         _update_rows(p, w, VW[1] + <Py_ssize_t> blk * n_in * BW if p.use_momentum else NULL,
-                     n_in, xb, K, delta + blk * BW, ld1, m, cols, K)
+                     n_in, xb, K, delta + blk * BW, ld1, m, cols, K, rows, acc)
     if m_next > 0:
-        _fwd_first(m_next, K_next, cols_next, x_next, w, z_next + blk * BW, ld1)
+        _fwd_first(p, m_next, K_next, cols_next, x_next, rows_next, w, z_next + blk * BW, ld1)
         if p.lazy_decay and scale != 1.0:
             for i in range(m_next):
                 _scale(BW, z_next + <Py_ssize_t> i * ld1 + blk * BW, scale)
@@ -544,7 +582,7 @@ cdef void _prologue(const Plan *p, Step *s, floating **W, floating **A,
     s.K[0] = _gather(p, 0, s.m, xbuf[0], s.cols[0], s.tid)
     if p.n_layers > 1:
         while blk < p.n_blocks[1]:
-            _fwd_first(s.m, s.K[0], s.cols[0], xbuf[0],
+            _fwd_first(p, s.m, s.K[0], s.cols[0], xbuf[0], p.order if p.csr_step else NULL,
                        W[1] + <Py_ssize_t> blk * p.sizes[0] * BW, A[1] + blk * BW, p.padded[1])
             blk += p.n_threads
 
@@ -651,7 +689,8 @@ cdef void _first_layer_steps(const Plan *p, Step *s, floating **W, floating **VW
     cdef int blk = s.tid
     while blk < p.n_blocks[1]:
         _first_layer_step(p, blk, W, VW, B, VB, xbuf[s.cur], s.K[s.cur], s.cols[s.cur], D[1],
-                          s.m, xbuf[s.nxt], s.K[s.nxt], s.cols[s.nxt], s.m_next, a1[s.nxt])
+                          s.m, xbuf[s.nxt], s.K[s.nxt], s.cols[s.nxt], s.m_next, a1[s.nxt],
+                          p.order + s.start, p.order + s.start + p.mini_batch_size)
         blk += p.n_threads
 
 
@@ -1064,6 +1103,8 @@ def train_epoch(X, Y, order, list weights, list biases, int mini_batch_size, dou
         _check_sparse(X_sparse, X.shape[0], p.sizes[0])
         if L > 1:
             _set_sparse(&p, X_sparse)
+    p.csr_step = p.sparse and nf_dense_csr_step(dtype == np.float32) != 0
+    p.sp_acc = NULL
     if order.shape[0] == 0:
         return
     if L == 1:
@@ -1103,6 +1144,10 @@ def train_epoch(X, Y, order, list weights, list biases, int mini_batch_size, dou
     # the gather's scratch.
     x_bufs = [_aligned_zeros((mbs, p.sizes[0]), dtype) for _ in range(2 * num_threads)]
     sp_scratch = _sparse_scratch(&p, num_threads)
+    sp_acc = None
+    if p.csr_step:
+        sp_acc = _aligned_zeros((p.n_blocks[1], p.sizes[0], BW), dtype)
+        p.sp_acc = cnp.PyArray_DATA(sp_acc)
     # Plain L2 (no momentum): W^1's decay as a factor per block (8 doubles
     # apart: each on its owner's cache line).
     p.lazy_decay = L > 1 and not p.use_momentum and reg == L2 and p.decay != 1.0
@@ -1149,9 +1194,9 @@ cdef void _forward_chunk(const Plan *p, floating **W, floating **B, const floati
         if l == 1 and p.sparse:
             # (A sparse first layer is not softmax: forward() checks.)
             if floating is float:
-                nf_csr_first_f(m, &p.csr, first, p.sizes[0], p.n_blocks[1], W[1], cur, p.padded[1])
+                nf_csr_first_f(m, &p.csr, NULL, first, p.sizes[0], p.n_blocks[1], W[1], cur, p.padded[1])
             else:
-                nf_csr_first_d(m, &p.csr, first, p.sizes[0], p.n_blocks[1], W[1], cur, p.padded[1])
+                nf_csr_first_d(m, &p.csr, NULL, first, p.sizes[0], p.n_blocks[1], W[1], cur, p.padded[1])
         for blk in range(p.n_blocks[l]):
             if l == 1 and p.sparse:
                 _act_block(m, cur, p.padded[1], B[1], blk, p.sizes[1],
@@ -1273,6 +1318,7 @@ def forward(X, list weights, list biases, bint softmax=False, int num_threads=1,
     p.out_act = output_activation
     p.cost = LOG_LIKELIHOOD if softmax else CROSS_ENTROPY
     p.sparse = False
+    p.csr_step = False
     if X_sparse is not None:
         _check_sparse(X_sparse, X.shape[0], sizes[0])
         if L > 1 or not softmax:

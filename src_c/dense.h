@@ -85,13 +85,23 @@ int nf_csr_fill_row_d(const double *x, int64_t n_cols, const uint64_t *bits, int
 int nf_csr_fill_row_f(const float *x, int64_t n_cols, const uint64_t *bits, int nw,
                       int64_t q, int64_t end, int32_t *idx, float *val);
 
-/* Layer 1's pre-activations (no bias) of csr rows first..first+m-1 through the
- * n_blocks 16-unit blocks of W (block b: n_in x 16 at W + b·n_in·16) into out
- * (m x 16·n_blocks, leading dimension ldo): batched inference. */
-void nf_csr_first_d(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
-                    const double *W, double *out, int ldo);
-void nf_csr_first_f(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
-                    const float *W, float *out, int ldo);
+/* Layer 1's pre-activations (no bias) of csr rows rows[i] (first + i when rows
+ * is NULL), i < m, through the n_blocks 16-unit blocks of W (block b: n_in x 16
+ * at W + b·n_in·16) into out (m x 16·n_blocks, leading dimension ldo): batched
+ * inference, and the epoch's forward step where nf_dense_csr_step. */
+void nf_csr_first_d(int m, const nndl_csr *X, const int64_t *rows, int64_t first, int n_in,
+                    int n_blocks, const double *W, double *out, int ldo);
+void nf_csr_first_f(int m, const nndl_csr *X, const int64_t *rows, int64_t first, int n_in,
+                    int n_blocks, const float *W, float *out, int ldo);
+
+/* nf_upd_idx of one block straight from the csr rows rows[0..m) (no expanded
+ * batch): W[r][0:16] += alpha * sum_i x[rows[i]][r] * D[i][0:16] for the K rows
+ * r = cols[u], the union of the rows' columns (nf_csr_union); acc is an
+ * (n_in x 16) scratch. The same numbers as nf_upd_idx on the expanded rows. */
+void nf_csr_upd_d(int m, const nndl_csr *X, const int64_t *rows, const double *D, int ldd,
+                  double *W, const int32_t *cols, int K, double alpha, double *acc);
+void nf_csr_upd_f(int m, const nndl_csr *X, const int64_t *rows, const float *D, int ldd,
+                  float *W, const int32_t *cols, int K, float alpha, float *acc);
 
 /* nf_fwd and nf_upd (beta = 1) where input k of X is weight row cols[k]. */
 void nf_fwd_idx_d(int m, int K, const double *X, int ldx, const double *W,
@@ -114,6 +124,10 @@ void nf_scale_f(ptrdiff_t n, float *x, float beta);
 int nf_dense_path_runs(const char *name);
 int nf_dense_select(const char *name);
 const char *nf_dense_isa(void);
+/* 1 when the chosen path's epoch steps layer 1 straight from the csr rows
+ * (nf_csr_first, nf_csr_upd) rather than from a batch expanded on its union of
+ * columns (nf_fwd_idx, nf_upd_idx): f32 for the float kernels, else double. */
+int nf_dense_csr_step(int f32);
 /* dst[j] = src[j] for j < n, converting float to double. */
 void nf_convert_f2d(int n, const float *src, double *dst);
 

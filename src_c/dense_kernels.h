@@ -8,6 +8,13 @@
  *   NF_FWD_E    examples per sweep of the forward kernel (<= 12)
  *   NF_UPD_R    weight rows per sweep of the update kernel (8, 4, 2 or 1)
  *   NF_CSR_NB   16-unit blocks per sweep of the sparse first layer (<= 4)
+ *   NF_CSR_STEP 1 when the epoch's sparse first layer steps straight from the
+ *               csr rows (csr_first, csr_upd), 0 when from the batch expanded
+ *               on its union of columns (fwd, upd). The expansion lets a sweep
+ *               share each weight load among NF_FWD_E examples, but 60% of a
+ *               10-image MNIST batch's expanded entries are zeros, each a
+ *               multiply-add for nothing: only 32 AVX-512 registers share
+ *               enough to win (see docs/how-it-is-built.md)
  * chosen so that a sweep's accumulators and operands fit the path's vector
  * registers (32 AVX-512 or NEON registers, 16 AVX2 or SSE2).
  *
@@ -218,10 +225,10 @@ static void NF_FN(bwd)(int m, int rows, int nb, const NF_T *W, ptrdiff_t bstride
     }
 }
 
-/* Layer 1's pre-activations of csr rows first .. first+m-1 through NB blocks:
- * per nonzero input, a broadcast times NB weight rows, each sum adding the
- * row's nonzero inputs in ascending column order (as the dense kernels add
- * them: the zeros they add change no sum). */
+/* Layer 1's pre-activations of csr rows (rows[i], or first + i without rows)
+ * through NB blocks: per nonzero input, a broadcast times NB weight rows, each
+ * sum adding the row's nonzero inputs in ascending column order (as the dense
+ * kernels add them: the zeros they add change no sum). */
 NF_INLINE void NF_FN(csr_group)(const int NB, const nndl_csr *X, int64_t row, int n_in,
                                 const NF_T *W, NF_T *out)
 {
@@ -253,12 +260,13 @@ NF_INLINE void NF_FN(csr_group)(const int NB, const nndl_csr *X, int64_t row, in
 }
 
 #define NF_CSR_CASE(n) \
-    case n: NF_FN(csr_group)(n, X, first + i, n_in, wb, o); break;
+    case n: NF_FN(csr_group)(n, X, row, n_in, wb, o); break;
 
-static void NF_FN(csr_first)(int m, const nndl_csr *X, int64_t first, int n_in, int n_blocks,
-                             const NF_T *W, NF_T *out, int ldo)
+static void NF_FN(csr_first)(int m, const nndl_csr *X, const int64_t *rows, int64_t first,
+                             int n_in, int n_blocks, const NF_T *W, NF_T *out, int ldo)
 {
     for (int i = 0; i < m; i++) {
+        const int64_t row = rows ? rows[i] : first + i;
         for (int b = 0; b < n_blocks; b += NF_CSR_NB) {
             const NF_T *wb = W + (ptrdiff_t)b * n_in * 16;
             NF_T *o = out + (ptrdiff_t)i * ldo + b * 16;
@@ -269,6 +277,67 @@ static void NF_FN(csr_first)(int m, const nndl_csr *X, int64_t first, int n_in, 
     }
 }
 #undef NF_CSR_CASE
+
+/* acc[idx[e]][0:16] += x_e D_i[0:16] over one row's nonzeros e0 .. e1-1 (values
+ * float when f32, else double): the row's part of csr_upd's sums. */
+NF_INLINE void NF_FN(csr_upd_row)(const int f32, const void *val, const int32_t *idx,
+                                  int64_t e0, int64_t e1, const NF_V *dv, NF_T *acc)
+{
+    for (int64_t e = e0; e < e1; e++) {
+        const NF_T x = f32 ? (NF_T)((const float *)val)[e] : (NF_T)((const double *)val)[e];
+        NF_T *a = acc + (ptrdiff_t)idx[e] * 16;
+        NF_UNROLL
+        for (int v = 0; v < NF_NV; v++) {
+            NF_V av;
+            NF_VLOAD(av, a + v * NF_VL);
+            NF_VFMA(av, x, dv[v]);
+            NF_VSTORE(a + v * NF_VL, av);
+        }
+    }
+}
+
+/* upd (beta 1) of one block straight from csr rows rows[0..m): the K weight
+ * rows cols[] where one of them is nonzero (their union) get
+ * W[q] += alpha sum_i x_iq D[i][0:16]. Each sum is gathered in acc (n_in x 16
+ * scratch) nonzero by nonzero, the examples in order: upd_group's sums less
+ * their zero terms, so the same numbers without the work on zeros. */
+static void NF_FN(csr_upd)(int m, const nndl_csr *X, const int64_t *rows, const NF_T *D,
+                           int ldd, NF_T *W, const int32_t *cols, int K, NF_T alpha, NF_T *acc)
+{
+    const int64_t *ptr = X->ptr;
+    const int32_t *idx = X->idx;
+    const void *val = X->val;
+    NF_V zero;
+    NF_VZERO(zero);
+    for (int u = 0; u < K; u++)
+        NF_UNROLL
+        for (int v = 0; v < NF_NV; v++) NF_VSTORE(acc + (ptrdiff_t)cols[u] * 16 + v * NF_VL, zero);
+    for (int i = 0; i < m; i++) {
+        NF_V dv[NF_NV];
+        NF_UNROLL
+        for (int v = 0; v < NF_NV; v++) NF_VLOAD(dv[v], D + (ptrdiff_t)i * ldd + v * NF_VL);
+        const int64_t e0 = ptr[rows[i]], e1 = ptr[rows[i] + 1];
+        if (X->val_f32)
+            NF_FN(csr_upd_row)(1, val, idx, e0, e1, dv, acc);
+        else
+            NF_FN(csr_upd_row)(0, val, idx, e0, e1, dv, acc);
+    }
+    for (int u = 0; u < K; u++) {
+        NF_T *w = W + (ptrdiff_t)cols[u] * 16;
+        const NF_T *a = acc + (ptrdiff_t)cols[u] * 16;
+        NF_UNROLL
+        for (int v = 0; v < NF_NV; v++) {
+            NF_V wv, av;
+            NF_VLOAD(wv, w + v * NF_VL);
+            NF_VLOAD(av, a + v * NF_VL);
+            NF_VFMA(wv, alpha, av);
+            NF_VSTORE(w + v * NF_VL, wv);
+        }
+    }
+}
+
+/* Whether this path's epoch takes the csr kernels (NF_CSR_STEP). */
+enum { NF_FN(csr_step) = NF_CSR_STEP };
 
 /* x[j] *= beta, j < n (loops the compiler vectorises) */
 static void NF_FN(scale)(ptrdiff_t n, NF_T *x, NF_T beta)
@@ -297,4 +366,5 @@ static void NF_FN(convert_f2d)(int n, const float *src, double *dst)
 #undef NF_FWD_E
 #undef NF_UPD_R
 #undef NF_CSR_NB
+#undef NF_CSR_STEP
 #undef NF_VBYTES

@@ -48,7 +48,7 @@ def test_kernel_check_arm64():
     assert "kernel_check generic: all checks passed" in out, out
     # the ARM64 run prints each kernel's line
     for kernel in ("fwd_d", "upd_idx_s", "sigmoid_block_d", "act_block_s", "bwd_s",
-                   "csr_first_d", "convert_f2d"):
+                   "csr_first_d", "csr_step_d", "csr_step_s", "convert_f2d"):
         assert "PASS " + kernel in out, out
     assert "FAIL" not in out
 

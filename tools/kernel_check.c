@@ -633,9 +633,11 @@ static void sparse_free(sparse_t *s)
 
 /* union and scatter of a batch of rows (listed, or first..first+m-1), then
  * the batch on the union's columns through fwd_idx, which must give exactly
- * what fwd gives on the dense rows (a zero input adds nothing). */
-static void union_case(check_t *cu, check_t *cs, const prec_t *P, const sparse_t *s,
-                       const int64_t *rows, int64_t first, int m)
+ * what fwd gives on the dense rows (a zero input adds nothing), as csr_first
+ * must from the rows themselves; and csr_upd exactly what upd_idx gives on the
+ * scattered batch, leaving the rows outside the union alone. */
+static void union_case(check_t *cu, check_t *cs, check_t *cp, const prec_t *P,
+                       const sparse_t *s, const int64_t *rows, int64_t first, int m)
 {
     const int n_cols = s->n_cols, nw = s->n_words, uw = (nw + 7) / 8 * 8;
     int32_t *cols = xmalloc((size_t)n_cols * sizeof(int32_t));
@@ -709,6 +711,29 @@ static void union_case(check_t *cu, check_t *cs, const prec_t *P, const sparse_t
         expect_exact(cs, tget(P, Oa, i), tget(P, Ob, i),
                      "m=%d: fwd_idx of the scattered rows differs from fwd of the dense rows "
                      "at [%d][%d]", m, i / 16, i % 16);
+    /* the csr step: csr_first and csr_upd from the rows, listed */
+    int64_t *list = xmalloc((size_t)m * sizeof(int64_t));
+    for (int i = 0; i < m; i++) list[i] = rows ? rows[i] : first + i;
+    void *Oc = typed(P, O, (size_t)m * 16);
+    if (P->f32) nf_csr_first_f(m, &s->csr, list, 0, n_cols, 1, Wt, Oc, 16);
+    else nf_csr_first_d(m, &s->csr, list, 0, n_cols, 1, Wt, Oc, 16);
+    for (int i = 0; i < m * 16; i++)
+        expect_exact(cp, tget(P, Oc, i), tget(P, Ob, i),
+                     "m=%d: csr_first of listed rows differs from fwd at [%d][%d]", m, i / 16,
+                     i % 16);
+    double *D = xmalloc((size_t)m * 20 * sizeof(double));
+    for (int i = 0; i < m * 20; i++) D[i] = uniform(P, -1, 1);
+    void *Dt = typed(P, D, (size_t)m * 20), *Wa = typed(P, W, (size_t)n_rows_w * 16);
+    void *Wb = typed(P, W, (size_t)n_rows_w * 16);
+    double *A = filled((size_t)n_rows_w * 16, GUARD);
+    void *acc = typed(P, A, (size_t)n_rows_w * 16);
+    run_upd(P, U, m, Xc, U, Dt, 20, Wa, cols, -0.37, 1);
+    if (P->f32) nf_csr_upd_f(m, &s->csr, list, Dt, 20, Wb, cols, U, -0.37f, acc);
+    else nf_csr_upd_d(m, &s->csr, list, Dt, 20, Wb, cols, U, -0.37, acc);
+    for (int i = 0; i < n_rows_w * 16; i++)
+        expect_exact(cp, tget(P, Wb, i), tget(P, Wa, i),
+                     "m=%d: csr_upd differs from upd_idx at W[%d][%d]", m, i / 16, i % 16);
+    free(list); free(Oc); free(D); free(Dt); free(Wa); free(Wb); free(A); free(acc);
     free(cols); free(pos); free(ubits); free(G); free(Xc); free(Xc2);
     free(W); free(Xd); free(O); free(Wt); free(Xdt); free(Oa); free(Ob);
 }
@@ -725,8 +750,8 @@ static void csr_first_case(check_t *c, const prec_t *P, const sparse_t *s, int64
     double *O = filled((size_t)m * ldo, GUARD);
     void *Wt = typed(P, W, nW), *Ot = typed(P, O, (size_t)m * ldo);
     void *Ft = typed(P, O, (size_t)m * 16);
-    if (P->f32) nf_csr_first_f(m, &s->csr, first, n_in, n_blocks, Wt, Ot, ldo);
-    else nf_csr_first_d(m, &s->csr, first, n_in, n_blocks, Wt, Ot, ldo);
+    if (P->f32) nf_csr_first_f(m, &s->csr, NULL, first, n_in, n_blocks, Wt, Ot, ldo);
+    else nf_csr_first_d(m, &s->csr, NULL, first, n_in, n_blocks, Wt, Ot, ldo);
     double *Xd = xmalloc((size_t)m * n_in * sizeof(double));
     for (int i = 0; i < m; i++)
         for (int k = 0; k < n_in; k++) {
@@ -807,8 +832,9 @@ static void csr_fill_case(check_t *c, const prec_t *P, const sparse_t *s)
 
 static void check_sparse(const prec_t *P)
 {
-    check_t cu, cs, cf, cl;
+    check_t cu, cs, cp, cf, cl;
     check_begin(&cu, "csr_union", P->suffix);
+    check_begin(&cp, "csr_step", P->suffix);
     check_begin(&cs, "csr_scatter", P->suffix);
     check_begin(&cf, "csr_first", P->suffix);
     check_begin(&cl, "csr_fill_row", P->suffix);
@@ -819,8 +845,8 @@ static void check_sparse(const prec_t *P)
             sparse_make(&s, &PRECISIONS[vf], 12, widths[w]);
             static const int64_t listed[] = {7, 0, 3, 11, 1, 5, 2};
             for (int m = 1; m <= 7; m++) {
-                union_case(&cu, &cs, P, &s, listed, 0, m);
-                union_case(&cu, &cs, P, &s, NULL, 12 - m, m);
+                union_case(&cu, &cs, &cp, P, &s, listed, 0, m);
+                union_case(&cu, &cs, &cp, P, &s, NULL, 12 - m, m);
             }
             for (int m = 1; m <= 5; m++)
                 for (int nb = 1; nb <= 5; nb++)
@@ -831,6 +857,7 @@ static void check_sparse(const prec_t *P)
         }
     check_end(&cu);
     check_end(&cs);
+    check_end(&cp);
     check_end(&cf);
     check_end(&cl);
 }
