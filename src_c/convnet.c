@@ -264,13 +264,28 @@ typedef struct {
              float *, int);
     int (*d)(int, int, int, int, int, double, const double *, int, const double *, int,
              double, double *, int);
-    int on;   /* whether the GEMMs of the rule take it (else BLAS) */
+    /* The shapes the path gives them (the rest go to BLAS): A·B and A·B^T
+     * with m at most nn and nt rows, A^T·B with k at most tn terms (0: none). */
+    int nn, nt, tn;
 } nf_small_gemms;
 
-static const nf_small_gemms nf_sg_generic = {small_gemm_f_generic, small_gemm_d_generic, 1};
+/* What the kernels beat BLAS at, per path, measured on the conv nets'
+ * products one thread each (see docs/how-it-is-built.md): a mini-batch side
+ * of 10 (the dense layers' row blocks) and the 40 filters of chapter 6's
+ * second conv layer (its forward W·col, input gradient W^T·dz, filter gradient
+ * dz·col^T). Against OpenBLAS's Haswell and Nehalem kernels, which pack their
+ * operands first, the AVX2 and baseline kernels win at all of them but A·B^T
+ * with 40 rows. On AVX-512 OpenBLAS's small-matrix kernels are kept: the
+ * kernels won some products alone but lost whole nets (in the engine the
+ * weights come from L2 and L3, not L1). */
+#define NF_SG_MAX 64
+static const nf_small_gemms nf_sg_generic = {small_gemm_f_generic, small_gemm_d_generic,
+                                             NF_SG_MAX, 16, NF_SG_MAX};
 #if NF_MULTI_PATH
-static const nf_small_gemms nf_sg_avx2 = {small_gemm_f_avx2, small_gemm_d_avx2, 1};
-static const nf_small_gemms nf_sg_avx512 = {small_gemm_f_avx512, small_gemm_d_avx512, 0};
+static const nf_small_gemms nf_sg_avx2 = {small_gemm_f_avx2, small_gemm_d_avx2,
+                                          NF_SG_MAX, 16, NF_SG_MAX};
+static const nf_small_gemms nf_sg_avx512 = {small_gemm_f_avx512, small_gemm_d_avx512,
+                                            0, 0, 0};
 #endif
 static const nf_small_gemms *nf_sg = &nf_sg_generic;
 static int nf_sg_mode = -1;   /* nf_small_gemm_mode: -1 the path's choice, 0 never, 1 always */
@@ -279,29 +294,34 @@ int nf_small_gemm_mode(int mode)
 {
     if (mode >= -1 && mode <= 1)
         nf_sg_mode = mode;
-    return nf_sg_mode == -1 ? nf_sg->on : nf_sg_mode;
+    return nf_sg_mode == -1 ? (nf_sg->nn | nf_sg->nt | nf_sg->tn) != 0 : nf_sg_mode;
 }
 
-/* The shapes the small kernels take: one side of the product is a mini-batch
- * (m rows of A·B or A·B^T, k terms of A^T·B) of at most 16. Measured with
- * the dense layers' blocks (96 of 2880 inputs, 100 outputs) one thread each:
- * against OpenBLAS's Haswell kernels, AVX2 1.5-3.6x as fast at m = 10 and
- * 1.5-2.2x at m = 16; the baseline against OpenBLAS's Nehalem kernels
- * 1.1-1.6x and 1.2-1.3x. (At m = 32, A·B^T was only ~10% ahead.) On AVX-512,
- * OpenBLAS's SkylakeX small-matrix kernels were 1.0-1.6x as fast as these,
- * so that path keeps BLAS. */
+/* The shapes the kernels take at all: one side of the product (m rows of A·B
+ * or A·B^T, k terms of A^T·B) at most NF_SG_MAX. */
 int nf_small_gemm_fits(int ta, int tb, int m, int n, int k)
 {
     (void)n;
     if (ta && tb)
         return 0;
-    return ta ? k <= 16 : m <= 16;
+    return ta ? k <= NF_SG_MAX : m <= NF_SG_MAX;
+}
+
+/* Whether this call goes to the kernels: mode 1, any shape they take; mode
+ * -1, the shapes the path gives them. */
+static int nf_small_gemm_takes(int ta, int tb, int m, int n, int k)
+{
+    if (nf_sg_mode == 0 || !nf_small_gemm_fits(ta, tb, m, n, k))
+        return 0;
+    if (nf_sg_mode == 1)
+        return 1;
+    return ta ? k <= nf_sg->tn : m <= (tb ? nf_sg->nt : nf_sg->nn);
 }
 
 int nf_small_gemm_f(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                     const float *b, int ldb, float beta, float *c, int ldc)
 {
-    if (!(nf_sg_mode == -1 ? nf_sg->on : nf_sg_mode) || !nf_small_gemm_fits(ta, tb, m, n, k))
+    if (!nf_small_gemm_takes(ta, tb, m, n, k))
         return 0;
     return nf_sg->f(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
@@ -309,7 +329,7 @@ int nf_small_gemm_f(int ta, int tb, int m, int n, int k, float alpha, const floa
 int nf_small_gemm_d(int ta, int tb, int m, int n, int k, double alpha, const double *a,
                     int lda, const double *b, int ldb, double beta, double *c, int ldc)
 {
-    if (!(nf_sg_mode == -1 ? nf_sg->on : nf_sg_mode) || !nf_small_gemm_fits(ta, tb, m, n, k))
+    if (!nf_small_gemm_takes(ta, tb, m, n, k))
         return 0;
     return nf_sg->d(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }

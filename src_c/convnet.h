@@ -60,7 +60,8 @@ int nf_small_gemm_f(int ta, int tb, int m, int n, int k, float alpha, const floa
                     const float *b, int ldb, float beta, float *c, int ldc);
 int nf_small_gemm_d(int ta, int tb, int m, int n, int k, double alpha, const double *a,
                     int lda, const double *b, int ldb, double beta, double *c, int ldc);
-/* Whether the small kernels take shape (ta, tb, m, n, k) where the path uses them. */
+/* Whether the small kernels take shape (ta, tb, m, n, k) at all: m rows of A·B or
+ * A·B^T, or k terms of A^T·B, at most 64 (each path gives them fewer, or none). */
 int nf_small_gemm_fits(int ta, int tb, int m, int n, int k);
 /* Whether nf_small_gemm_f/d are on: mode -1 the path's choice (the default),
  * 0 never, 1 always; another value only asks. */

@@ -115,9 +115,12 @@ def test_small_gemm_kernel_rule_and_path_choice():
     assert C.small_gemm_fits(False, False, 10, 100, 96)
     assert C.small_gemm_fits(False, True, 10, 96, 100)
     assert C.small_gemm_fits(True, False, 96, 100, 10)
-    assert not C.small_gemm_fits(False, False, 17, 100, 96)
-    assert not C.small_gemm_fits(False, True, 40, 96, 100)
-    assert not C.small_gemm_fits(True, False, 96, 100, 40)
+    assert C.small_gemm_fits(False, False, 64, 100, 500)
+    assert C.small_gemm_fits(False, True, 40, 96, 100)
+    assert C.small_gemm_fits(True, False, 500, 64, 40)
+    assert not C.small_gemm_fits(False, False, 65, 100, 96)
+    assert not C.small_gemm_fits(False, True, 65, 96, 100)
+    assert not C.small_gemm_fits(True, False, 96, 100, 65)
     assert not C.small_gemm_fits(True, True, 2, 2, 2)
     # AVX-512 keeps BLAS (OpenBLAS's small-matrix kernels for that processor
     # were faster); AVX2 and the baseline take the kernels
@@ -128,6 +131,39 @@ def test_small_gemm_kernel_rule_and_path_choice():
     finally:
         C.small_gemm_mode(-1)
     assert C.small_gemm_mode() == (_dense.kernel_isa() != "avx512")
+
+
+def test_small_gemm_path_sends_each_shape_where_it_is_faster():
+    """The conv engine's GEMM (kernel=False) on this path: on AVX2 and the
+    baseline the kernels take A·B with up to 64 rows (the second conv layer's
+    40 filters) and A^T·B with up to 64 terms, BLAS A·B^T beyond 16 rows; on
+    AVX-512 BLAS takes them all. Each result is, bit for bit, the one of the
+    side it was sent to."""
+    C = _convnet()
+    from nndl_fast import _dense
+    rng = np.random.default_rng(5)
+    f = np.float32
+    W, col, dz = (rng.standard_normal(s).astype(f) for s in ((40, 500), (500, 64), (40, 64)))
+    cases = [((W, col, False, False), (40, 64), 64),            # conv forward W·col
+             ((W, dz, True, False), (500, 64), 64),             # input gradient W^T·dz
+             ((dz, col, False, True), (40, 500), 16),           # filter gradient dz·col^T
+             ((dz[:10], col, False, True), (10, 500), 16)]      # ten rows of it
+    on = _dense.kernel_isa() != "avx512"
+    differ = 0
+    for (a, b, ta, tb), shape, limit in cases:
+        side = a.shape[0]   # rows of A·B and A·B^T, terms of A^T·B
+        kernel = C.small_gemm(a, b, np.zeros(shape, f), ta, tb, kernel=True)
+        try:
+            C.small_gemm_mode(0)
+            blas = C.small_gemm(a, b, np.zeros(shape, f), ta, tb, kernel=False)
+        finally:
+            C.small_gemm_mode(-1)
+        got = C.small_gemm(a, b, np.zeros(shape, f), ta, tb, kernel=False)
+        want = kernel if on and side <= limit else blas
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_allclose(kernel, blas, rtol=1e-4, atol=1e-3)
+        differ += not np.array_equal(kernel, blas)
+    assert differ, "the kernels and BLAS agreed bit for bit: the test tells nothing"
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
