@@ -233,7 +233,7 @@ cdef struct Plan:
     bint lazy_decay                   # L2 decay of W^1 kept as a factor per block
     double *w1_scale                  # W^1 block b = w1_scale[8b] * stored (lazy_decay)
     bint csr_step                     # layer 1 steps straight from csr (nf_dense_csr_step)
-    void *sp_acc                      # csr_step: W^1's gradient sums, a block's per block
+    void *sp_acc                      # csr_step: W^1 gradient sums, n_in x 16 per block
     int32_t *sp_cols                  # the sparse gather's scratch: _sparse_scratch
     int32_t *sp_pos
     uint64_t *sp_ubits
@@ -690,7 +690,8 @@ cdef void _first_layer_steps(const Plan *p, Step *s, floating **W, floating **VW
     while blk < p.n_blocks[1]:
         _first_layer_step(p, blk, W, VW, B, VB, xbuf[s.cur], s.K[s.cur], s.cols[s.cur], D[1],
                           s.m, xbuf[s.nxt], s.K[s.nxt], s.cols[s.nxt], s.m_next, a1[s.nxt],
-                          p.order + s.start, p.order + s.start + p.mini_batch_size)
+                          p.order + s.start,
+                          p.order + s.start + p.mini_batch_size if s.m_next > 0 else NULL)
         blk += p.n_threads
 
 

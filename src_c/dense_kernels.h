@@ -13,8 +13,8 @@
  *               on its union of columns (fwd, upd). The expansion lets a sweep
  *               share each weight load among NF_FWD_E examples, but 60% of a
  *               10-image MNIST batch's expanded entries are zeros, each a
- *               multiply-add for nothing: only 32 AVX-512 registers share
- *               enough to win (see docs/how-it-is-built.md)
+ *               multiply-add for nothing: only AVX-512, sharing a load among
+ *               10 to 12 examples, wins that back (docs/how-it-is-built.md)
  * chosen so that a sweep's accumulators and operands fit the path's vector
  * registers (32 AVX-512 or NEON registers, 16 AVX2 or SSE2).
  *
