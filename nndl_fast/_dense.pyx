@@ -529,7 +529,7 @@ cdef void _first_layer_step(const Plan *p, int blk, floating **W, floating **VW,
     in whenever s leaves [1e-3, 1e3], and at the end of the epoch.
 
     With ``csr_step`` the inputs are the csr rows ``rows`` and ``rows_next``
-    (p.order's), not the gathered batches.
+    (p.order's; NULL without it), not the gathered batches.
 
     (The two sweeps over the block stay two: one fused loop needs more registers
     than AVX-512 has, and spills.)"""
@@ -540,8 +540,6 @@ cdef void _first_layer_step(const Plan *p, int blk, floating **W, floating **VW,
     cdef int i
     if p.csr_step:
         acc = <floating *> p.sp_acc + <Py_ssize_t> blk * n_in * BW
-    else:
-        rows = rows_next = NULL
     if p.lazy_decay:
         scale = p.w1_scale[8 * blk] * p.decay
         if not (1e-3 <= scale <= 1e3):
@@ -687,11 +685,12 @@ cdef void _first_layer_steps(const Plan *p, Step *s, floating **W, floating **VW
     reading this one); and the updates of W^2..W^{L-1} are ordered before
     their next reads by the next batch's first barrier."""
     cdef int blk = s.tid
+    cdef const int64_t *rows = p.order + s.start if p.csr_step else NULL
+    cdef const int64_t *rows_next = rows + p.mini_batch_size if rows and s.m_next > 0 else NULL
     while blk < p.n_blocks[1]:
         _first_layer_step(p, blk, W, VW, B, VB, xbuf[s.cur], s.K[s.cur], s.cols[s.cur], D[1],
                           s.m, xbuf[s.nxt], s.K[s.nxt], s.cols[s.nxt], s.m_next, a1[s.nxt],
-                          p.order + s.start,
-                          p.order + s.start + p.mini_batch_size if s.m_next > 0 else NULL)
+                          rows, rows_next)
         blk += p.n_threads
 
 
