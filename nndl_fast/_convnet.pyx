@@ -49,6 +49,7 @@ cdef extern from "convnet.h" nogil:
                         int lda, const double *b, int ldb, double beta, double *c, int ldc)
     int nf_small_gemm_fits(int ta, int tb, int m, int n, int k)
     int nf_small_gemm_mode(int mode)
+    int nf_sparse_dense_mode(int mode)
     int nf_small_gemm_kernel_f(int ta, int tb, int m, int n, int k, float alpha,
                                const float *a, int lda, const float *b, int ldb, float beta,
                                float *c, int ldc)
@@ -410,6 +411,18 @@ def small_gemm_mode(mode=None):
     if mode not in (-1, 0, 1):
         raise ValueError("mode must be None, -1, 0 or 1, got %r" % (mode,))
     return bool(nf_small_gemm_mode(mode))
+
+
+def sparse_dense_mode(mode=None):
+    """Whether the conv engine's dense layers multiply by their nonzero inputs
+    only (``src_c/sparse_layer.h``): ``None`` asks, ``-1`` restores the default
+    (layers after a ReLU or with dropout, at least 256 outputs), ``0`` never (the
+    GEMMs), ``1`` always (for benchmarks and tests). Returns the mode."""
+    if mode is None:
+        return nf_sparse_dense_mode(-2)
+    if mode not in (-1, 0, 1):
+        raise ValueError("mode must be None, -1, 0 or 1, got %r" % (mode,))
+    return nf_sparse_dense_mode(mode)
 
 
 def small_gemm_fits(bint trans_a, bint trans_b, int m, int n, int k):

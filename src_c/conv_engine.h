@@ -2,8 +2,9 @@
  * once for REAL = float/double (included twice by convnet.c).
  *
  * Parallel scheme of one mini-batch of m examples (train_batch), phase by
- * phase. Every phase is an `omp for nowait` with a static schedule over work
- * items that do not depend on the thread count, ended by the team's barrier
+ * phase. Every phase is an `omp for nowait` with a static schedule (dynamic
+ * for the sparse dense layers) over work items that do not depend on the
+ * thread count, ended by the team's barrier
  * (nf_runtime.h), and every reduction runs in a fixed order, so the results
  * are bitwise the same for 1 and N threads. The static schedule gives every
  * thread the same items in every loop of the same length: with two threads,
@@ -33,6 +34,7 @@ typedef struct {
     REAL *dcol, *dzt;     /* conv, banded: W^T·dz (l > 0) and dz transposed (P, F) */
     REAL *xd, *mask, *part;                       /* dense */
     int block, n_blocks;                          /* dense: rows per block */
+    int sparse;           /* dense: products by sparse_layer.h (inputs mostly zeros) */
     int n_parts;                                  /* conv: parts of each image */
     int n_groups;                                 /* first conv layer: filter groups */
     int direct;           /* first conv layer by conv_direct.h: col holds per thread */
@@ -191,6 +193,8 @@ typedef struct {
     const int64_t *yb;
     int64_t step;               /* its step number (dropout) */
     REAL *dz, *zs, *ps;         /* private: dz (m, max_out), logits, probabilities */
+    int *ks;                    /* private: sparse_layer.h's scratch, ks and vs */
+    REAL *vs;
     nf_barrier *bar;
     int sense;
 } SFX(nf_ctx);
@@ -249,19 +253,44 @@ static void SFX(conv_forward_bands)(SFX(nf_ctx) *c, int l)
 /* Phase 2, dense layer l by blocks of its input rows r0..r1: finish the
  * previous dense layer's outputs for columns r0..r1 (its partial products
  * summed in block order, + b, act), dropout, then this block's partial product
- * x[:, r0:r1]·W[r0:r1, :]. With few blocks (the softmax after a hidden layer)
- * finishing inside them would leave the other threads idle: the previous layer
- * is then finished first, in column chunks (same sums, same order), behind a
- * barrier of its own. Ends at a barrier. */
-static void SFX(dense_forward)(SFX(nf_ctx) *c, int l)
+ * x[:, r0:r1]·W[r0:r1, :] (by sparse_layer.h where the inputs are mostly
+ * zeros: then the blocks' work is uneven, and they go to whichever thread is
+ * free; a block's result is the same whoever computes it). With few blocks
+ * (the softmax after a hidden layer) finishing inside them would leave the
+ * other threads idle: the previous layer is then finished first, in column
+ * chunks (same sums, same order), behind a barrier of its own. Ends at a
+ * barrier. */
+static void SFX(dense_forward_block)(SFX(nf_ctx) *c, int l, int blk, int finish)
 {
     const nf_net *net = c->net;
     const nf_layer *ly = &net->layers[l];
     SFX(nf_buf) *B = c->B;
-    const int n_in = ly->n_in, n_out = ly->n_out, nb = B[l].n_blocks, m = c->m;
-    const int NC = net->n_conv, finish_apart = l > NC && nb < 4;
-    const REAL *in = l == 0 ? c->xb : B[l - 1].a;
+    const int n_in = ly->n_in, n_out = ly->n_out, m = c->m;
+    const int r0 = blk * B[l].block;
+    const int r1 = r0 + B[l].block < n_in ? r0 + B[l].block : n_in;
+    const REAL *src = l == 0 ? c->xb : B[l - 1].a;
     const REAL *w = (const REAL *)ly->w;
+    if (finish)   /* the previous layer's columns r0..r1 */
+        SFX(dense_finish)(&net->layers[l - 1], &B[l - 1], m, r0, r1);
+    if (ly->p_dropout > 0) {
+        NF_K(dropout_rows)(net->dropout_seed, l, c->step, ly->p_dropout, m, n_in, r0, r1, src,
+                           B[l].mask, B[l].xd);
+        src = B[l].xd;
+    }
+    if (B[l].sparse)
+        NF_K(sp_forward)(m, n_in, r0, r1, src, w, n_out, B[l].part + (size_t)blk * m * n_out,
+                         c->ks, c->vs);
+    else
+        NF_GEMM(net)(0, 0, m, n_out, r1 - r0, (REAL)1, src + r0, n_in, w + (size_t)r0 * n_out,
+                     n_out, (REAL)0, B[l].part + (size_t)blk * m * n_out, n_out);
+}
+
+static void SFX(dense_forward)(SFX(nf_ctx) *c, int l)
+{
+    const nf_net *net = c->net;
+    SFX(nf_buf) *B = c->B;
+    const int n_in = net->layers[l].n_in, nb = B[l].n_blocks, m = c->m;
+    const int NC = net->n_conv, finish_apart = l > NC && nb < 4;
     if (finish_apart) {
         const int n_chunks = (n_in + 15) / 16;
 #pragma omp for schedule(static) nowait
@@ -270,20 +299,14 @@ static void SFX(dense_forward)(SFX(nf_ctx) *c, int l)
                               ch * 16 + 16 < n_in ? ch * 16 + 16 : n_in);
         NF_BARRIER(c);
     }
+    if (B[l].sparse) {   /* blocks of uneven work (their nonzeros): first come, first served */
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int blk = 0; blk < nb; blk++)
+            SFX(dense_forward_block)(c, l, blk, l > NC && !finish_apart);
+    } else {
 #pragma omp for schedule(static) nowait
-    for (int blk = 0; blk < nb; blk++) {
-        const int r0 = blk * B[l].block;
-        const int r1 = r0 + B[l].block < n_in ? r0 + B[l].block : n_in;
-        const REAL *src = in;
-        if (l > NC && !finish_apart)   /* the previous layer's columns r0..r1 */
-            SFX(dense_finish)(&net->layers[l - 1], &B[l - 1], m, r0, r1);
-        if (ly->p_dropout > 0) {
-            NF_K(dropout_rows)(net->dropout_seed, l, c->step, ly->p_dropout, m, n_in, r0, r1,
-                               in, B[l].mask, B[l].xd);
-            src = B[l].xd;
-        }
-        NF_GEMM(net)(0, 0, m, n_out, r1 - r0, (REAL)1, src + r0, n_in, w + (size_t)r0 * n_out,
-                     n_out, (REAL)0, B[l].part + (size_t)blk * m * n_out, n_out);
+        for (int blk = 0; blk < nb; blk++)
+            SFX(dense_forward_block)(c, l, blk, l > NC && !finish_apart);
     }
     NF_BARRIER(c);
 }
@@ -306,25 +329,33 @@ static void SFX(softmax_delta)(SFX(nf_ctx) *c)
 
 /* Phase 4, dense layer l (from the top) by the same row blocks as its forward:
  * dx[:, r0:r1] = dz·W[r0:r1]^T (old weights), then W[r0:r1] ←
- * (1 − η·reg)·W[r0:r1] − η·x[:, r0:r1]^T·dz; the bias by block 0's owner. A
- * thread reads and writes only its own rows of W, so no one updates what
- * another still reads. Every thread first forms this layer's dz privately.
- * Ends at a barrier. */
-static void SFX(dense_backward)(SFX(nf_ctx) *c, int l)
+ * (1 − η·reg)·W[r0:r1] − η·x[:, r0:r1]^T·dz (sparse_layer.h's products, in
+ * any thread, as in phase 2); the bias by block 0's owner. A block's rows of W
+ * are read and written by its own thread only, so no one updates what another
+ * still reads. Every thread first forms this layer's dz privately. Ends at a
+ * barrier. */
+static void SFX(dense_backward_block)(SFX(nf_ctx) *c, int l, int blk)
 {
     const nf_net *net = c->net;
     const nf_layer *ly = &net->layers[l];
     SFX(nf_buf) *B = c->B;
-    const int n_in = ly->n_in, n_out = ly->n_out, nb = B[l].n_blocks, m = c->m;
-    REAL *w = (REAL *)ly->w, *b = (REAL *)ly->b, *dz = c->dz;
+    const int n_in = ly->n_in, n_out = ly->n_out, m = c->m;
+    const int r0 = blk * B[l].block;
+    const int r1 = r0 + B[l].block < n_in ? r0 + B[l].block : n_in;
+    REAL *w = (REAL *)ly->w, *dz = c->dz;
     const REAL *xin = ly->p_dropout > 0 ? B[l].xd : (l == 0 ? c->xb : B[l - 1].a);
     REAL *din = l > 0 ? B[l - 1].delta : NULL;
-    if (l < net->n_layers - 1)
-        SFX(times_act_prime)(ly->act, B[l].a, B[l].delta, dz, m * n_out);
-#pragma omp for schedule(static) nowait
-    for (int blk = 0; blk < nb; blk++) {
-        const int r0 = blk * B[l].block;
-        const int r1 = r0 + B[l].block < n_in ? r0 + B[l].block : n_in;
+    const REAL alpha = (REAL)(-c->eta), beta = (REAL)(1.0 - c->eta * c->reg);
+    if (B[l].sparse) {
+        /* din only where the layer below needs it: where its activation's
+         * derivative can be nonzero (ReLU and sigmoid have none where they are
+         * 0) and its input was kept */
+        const int below = l > 0 ? net->layers[l - 1].act : NF_LINEAR;
+        const REAL *need = below == NF_RELU || below == NF_SIGMOID ? xin
+                           : ly->p_dropout > 0 ? B[l].mask : NULL;
+        NF_K(sp_backward)(m, n_in, r0, r1, xin, need, dz, w, n_out, din, alpha, beta, c->ks,
+                          c->vs);
+    } else {
         if (din) {
             NF_GEMM(net)(0, 1, m, r1 - r0, n_out, (REAL)1, dz, n_out, w + (size_t)r0 * n_out,
                          n_out, (REAL)0, din + r0, n_in);
@@ -333,15 +364,35 @@ static void SFX(dense_backward)(SFX(nf_ctx) *c, int l)
                     for (int j = r0; j < r1; j++)
                         din[(size_t)i * n_in + j] *= B[l].mask[(size_t)i * n_in + j];
         }
-        NF_GEMM(net)(1, 0, r1 - r0, n_out, m, (REAL)(-c->eta), xin + r0, n_in, dz, n_out,
-                     (REAL)(1.0 - c->eta * c->reg), w + (size_t)r0 * n_out, n_out);
-        if (blk == 0)
-            for (int j = 0; j < n_out; j++) {
-                REAL s = 0;
-                for (int i = 0; i < m; i++)
-                    s += dz[(size_t)i * n_out + j];
-                b[j] -= (REAL)c->eta * s;
-            }
+        NF_GEMM(net)(1, 0, r1 - r0, n_out, m, alpha, xin + r0, n_in, dz, n_out, beta,
+                     w + (size_t)r0 * n_out, n_out);
+    }
+    if (blk == 0) {
+        REAL *b = (REAL *)ly->b;
+        for (int j = 0; j < n_out; j++) {
+            REAL s = 0;
+            for (int i = 0; i < m; i++)
+                s += dz[(size_t)i * n_out + j];
+            b[j] -= (REAL)c->eta * s;
+        }
+    }
+}
+
+static void SFX(dense_backward)(SFX(nf_ctx) *c, int l)
+{
+    const nf_layer *ly = &c->net->layers[l];
+    SFX(nf_buf) *B = c->B;
+    const int nb = B[l].n_blocks;
+    if (l < c->net->n_layers - 1)
+        SFX(times_act_prime)(ly->act, B[l].a, B[l].delta, c->dz, c->m * ly->n_out);
+    if (B[l].sparse) {
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int blk = 0; blk < nb; blk++)
+            SFX(dense_backward_block)(c, l, blk);
+    } else {
+#pragma omp for schedule(static) nowait
+        for (int blk = 0; blk < nb; blk++)
+            SFX(dense_backward_block)(c, l, blk);
     }
     NF_BARRIER(c);
 }
@@ -574,31 +625,43 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
     const int n_in0 = net->layers[0].n_in, n_cls = net->layers[L - 1].n_out;
     SFX(nf_buf) B[NF_MAX_LAYERS];
     int ok = 1, max_out = 1;
+    size_t n_scr = 1;
     REAL *priv = NULL;
+    int *ks = NULL;
     size_t priv_size;
     nf_barrier bar;
 
     memset(B, 0, sizeof(B));
     for (int l = 0; l < L; l++) {
         const nf_layer *ly = &net->layers[l];
-        if (ly->kind == NF_CONV)
+        if (ly->kind == NF_CONV) {
             SFX(alloc_conv)(ly, l, m, nt, &B[l], &ok);
-        else
-            SFX(alloc_dense)(ly, l, L, m, &B[l], &ok);
-        if (ly->kind != NF_CONV && ly->n_out > max_out)
+            continue;
+        }
+        SFX(alloc_dense)(ly, l, L, m, &B[l], &ok);
+        B[l].sparse = nf_sparse_layer(net, l);
+        if (ly->n_out > max_out)
             max_out = ly->n_out;
+        if (NF_SP_SCRATCH(m, B[l].block) > n_scr)
+            n_scr = NF_SP_SCRATCH(m, B[l].block);
     }
-    /* per thread: dz (m, max_out), softmax logits and probabilities (m, n_cls) */
-    priv_size = (size_t)m * max_out + 2 * (size_t)m * n_cls;
+    /* per thread: dz (m, max_out), softmax logits and probabilities (m, n_cls),
+     * the sparse products' values (n_scr) */
+    priv_size = (size_t)m * max_out + 2 * (size_t)m * n_cls + n_scr;
     SFX(alloc_all)(&priv, priv_size * nt, &ok);
+    ks = (int *)malloc(sizeof(int) * n_scr * nt);
+    if (!ks)
+        ok = 0;
     if (ok) {
 #pragma omp parallel num_threads(nt) shared(bar)
         {
             SFX(nf_ctx) c = {net, B, m, nf_thread_num(), eta, reg, NULL, NULL, 0,
-                             NULL, NULL, NULL, &bar, 0};
+                             NULL, NULL, NULL, NULL, NULL, &bar, 0};
             c.dz = priv + priv_size * c.tid;
             c.zs = c.dz + (size_t)m * max_out;
             c.ps = c.zs + (size_t)m * n_cls;
+            c.vs = c.ps + (size_t)m * n_cls;
+            c.ks = ks + n_scr * c.tid;
 #pragma omp single
             nf_barrier_init(&bar, nf_num_threads(), NF_CONV_SPINS);
             for (int64_t batch = 0; batch < n_batches; batch++) {
@@ -611,6 +674,7 @@ int SFX(nf_train)(const nf_net *net, const REAL *x, const int64_t *y, int64_t n_
     }
     SFX(free_bufs)(B, L);
     free(priv);
+    free(ks);
     return ok ? 0 : -1;
 }
 

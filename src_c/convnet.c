@@ -102,6 +102,32 @@ int nf_dense_block(int n_in, int n_out, int m)
     return block > 0 ? block : 1;
 }
 
+/* Whether dense layer l of a training call takes sparse_layer.h's products:
+ * when most of its inputs are exact zeros -- they pass through dropout, or come
+ * out of a ReLU -- and it is wide (NF_SP_MIN_OUT outputs), so that a row of W
+ * fetched for one nonzero input is long work. The book's 1000-unit layers gain
+ * most; its 100-unit ReLU layers took the same time either way
+ * (docs/how-it-is-built.md). A function of the layer's shape only, as is every
+ * other choice of the engine, unless nf_sparse_dense_mode says. */
+#define NF_SP_MIN_OUT 256
+static int nf_sp_mode = -1;   /* nf_sparse_dense_mode: -1 the rule above, 0 never, 1 always */
+
+int nf_sparse_dense_mode(int mode)
+{
+    if (mode >= -1 && mode <= 1)
+        nf_sp_mode = mode;
+    return nf_sp_mode;
+}
+
+static int nf_sparse_layer(const nf_net *net, int l)
+{
+    const nf_layer *ly = &net->layers[l];
+    if (nf_sp_mode >= 0)
+        return nf_sp_mode;
+    return ly->n_out >= NF_SP_MIN_OUT
+           && (ly->p_dropout > 0 || (l > 0 && net->layers[l - 1].act == NF_RELU));
+}
+
 /* ------------------------------------------------------- per-path kernels */
 
 /* conv_direct.h for each instruction set and dtype: vector width, and filters,
@@ -110,6 +136,7 @@ int nf_dense_block(int n_in, int n_out, int m)
 #define NF_DOUBLE 1
 #define NF_SUF d_generic
 #define NF_VBYTES 16
+#include "sparse_layer.h"
 #include "conv_direct.h"
 #define NF_DOUBLE 0
 #define NF_SUF f_generic
@@ -125,6 +152,7 @@ int nf_dense_block(int n_in, int n_out, int m)
 #define NF_DGW_F 2
 #define NF_DGW_T 3
 #endif
+#include "sparse_layer.h"
 #include "conv_direct.h"
 
 #if NF_MULTI_PATH
@@ -132,6 +160,7 @@ NF_TARGET_BEGIN(NF_TARGET_AVX2)
 #define NF_DOUBLE 1
 #define NF_SUF d_avx2
 #define NF_VBYTES 32
+#include "sparse_layer.h"
 #include "conv_direct.h"
 #define NF_DOUBLE 0
 #define NF_SUF f_avx2
@@ -140,6 +169,7 @@ NF_TARGET_BEGIN(NF_TARGET_AVX2)
 #define NF_DFWD_NP 2
 #define NF_DGW_F 2
 #define NF_DGW_T 4
+#include "sparse_layer.h"
 #include "conv_direct.h"
 NF_TARGET_END
 
@@ -150,6 +180,7 @@ NF_TARGET_BEGIN("avx512f")
 #define NF_DOUBLE 1
 #define NF_SUF d_avx512
 #define NF_VBYTES 64
+#include "sparse_layer.h"
 #include "conv_direct.h"
 #define NF_DOUBLE 0
 #define NF_SUF f_avx512
@@ -158,6 +189,7 @@ NF_TARGET_BEGIN("avx512f")
 #define NF_DFWD_NP 2
 #define NF_DGW_F 5
 #define NF_DGW_T 4
+#include "sparse_layer.h"
 #include "conv_direct.h"
 NF_TARGET_END
 #endif
@@ -168,7 +200,10 @@ NF_TARGET_END
                              const T *, T *, T *);                                     \
     void (*pool_max_##s)(const T *, T *, int, int, int, int, int, int, int, int, size_t); \
     void (*pool_max_grad_##s)(const T *, const T *, const T *, T *, int, int, int, int, \
-                              int, int, int, int, size_t);
+                              int, int, int, int, size_t);                        \
+    void (*sp_forward_##s)(int, int, int, int, const T *, const T *, int, T *, int *, T *); \
+    void (*sp_backward_##s)(int, int, int, int, const T *, const T *, const T *, T *, int, \
+                            T *, T, T, int *, T *);
 typedef struct {
     NF_CONV_PATH_FIELDS(float, f)
     NF_CONV_PATH_FIELDS(double, d)
@@ -185,7 +220,9 @@ typedef struct {
 
 #define NF_CONV_TABLE(isa)                                                             \
     act_rows_f_##isa, dropout_rows_f_##isa, pool_max_f_##isa, pool_max_grad_f_##isa,  \
+     sp_forward_f_##isa, sp_backward_f_##isa,                                         \
      act_rows_d_##isa, dropout_rows_d_##isa, pool_max_d_##isa, pool_max_grad_d_##isa,  \
+     sp_forward_d_##isa, sp_backward_d_##isa,                                         \
      direct_fwd_f_##isa, direct_gw_f_##isa
 
 static const nf_conv_kernels nf_conv_generic = {NF_CONV_TABLE(generic), NULL, NULL, NULL, NULL};

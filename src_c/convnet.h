@@ -73,6 +73,11 @@ int nf_small_gemm_kernel_f(int ta, int tb, int m, int n, int k, float alpha, con
 int nf_small_gemm_kernel_d(int ta, int tb, int m, int n, int k, double alpha, const double *a,
                            int lda, const double *b, int ldb, double beta, double *c, int ldc);
 
+/* Whether the engine's dense layers take the sparse-input products
+ * (sparse_layer.h): mode -1 where most inputs are zeros (ReLU, dropout; the
+ * default), 0 never, 1 always; another value only asks. Returns the mode. */
+int nf_sparse_dense_mode(int mode);
+
 /* Train n_batches mini-batches of m examples, x (n_batches*m, n_in) and labels
  * y (n_batches*m,), in order; step numbers (for dropout) first_step, ...
  * reg = lmbda / num_training_batches. Returns 0, or -1 when memory ran out. */

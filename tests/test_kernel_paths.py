@@ -16,7 +16,7 @@ TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 # The tests that compare the kernels with the reference and with each other: the
 # kernel and property tests, and the chapters' comparisons with the reference.
 KERNEL_TESTS = ["test_sparse_inputs.py", "test_properties.py", "test_conv_kernels.py",
-                "test_small_gemm.py",
+                "test_small_gemm.py", "test_sparse_layers.py",
                 "test_network.py", "test_network2.py", "test_network2_activation.py",
                 "test_network3.py"]
 SELECT = "not (slow or purepython) and (sparse or propert or conv or kernel or reference " \
