@@ -48,8 +48,11 @@ static void SFX(times_act_prime)(int act, const REAL *a, const REAL *g, REAL *ou
     case NF_TANH:
         for (int j = 0; j < n; j++) out[j] = g[j] * ((REAL)1 - a[j] * a[j]);
         break;
-    case NF_RELU:
-        for (int j = 0; j < n; j++) out[j] = a[j] > 0 ? g[j] : (REAL)0;
+    case NF_RELU:   /* g read whatever a is: a select, not a branch (ReLU's zeros fall at random) */
+        for (int j = 0; j < n; j++) {
+            const REAL gj = g[j];
+            out[j] = a[j] > 0 ? gj : (REAL)0;
+        }
         break;
     default:
         if (out != g)
