@@ -140,7 +140,7 @@ NF_INLINE void NF_FN(sp_row)(const int N, const int fuse, const int *es, const N
 {
     NF_V acc[4][2];
     NF_T tail[4] = {0, 0, 0, 0};
-    const NF_T *z[4];
+    const NF_T *z[4] = {dz, dz, dz, dz};
     int j = 0;
     NF_UNROLL
     for (int e = 0; e < N; e++) {
