@@ -23,17 +23,14 @@
  * by halves across the lanes for the backward kernel); paths differ only in
  * whether a multiply and an add are fused (FMA), by less than an ulp a term.
  */
+#include "nf_template.h"
 #if NF_DOUBLE
-#define NF_T double
 #define NF_EXP nf_exp_d
 #define NF_TANH_FN tanh
 #else
-#define NF_T float
 #define NF_EXP nf_exp_f
 #define NF_TANH_FN tanhf
 #endif
-#define NF_FN(name) NF_CAT3(name, _, NF_SUF)
-#define NF_VL (NF_VBYTES / (int)sizeof(NF_T))   /* lanes per vector */
 #define NF_NV (16 / NF_VL)                      /* vectors per 16-unit block */
 #define NF_V NF_FN(vec)
 NF_VECTOR_TYPE(NF_V, NF_T, NF_VBYTES);

@@ -26,13 +26,7 @@
  * order, one product at a time, then is scaled by alpha and added to
  * beta C (C is not read when beta is 0: BLAS's rule, C may hold anything).
  */
-#if NF_DOUBLE
-#define NF_T double
-#else
-#define NF_T float
-#endif
-#define NF_FN(name) NF_CAT3(name, _, NF_SUF)
-#define NF_VL (NF_VBYTES / (int)sizeof(NF_T))   /* lanes per vector */
+#include "nf_template.h"
 #define NF_V NF_FN(sgvec)
 NF_VECTOR_TYPE(NF_V, NF_T, NF_VBYTES);
 

@@ -23,13 +23,7 @@
 #ifndef NF_SP_SCRATCH
 #define NF_SP_SCRATCH(m, kb) ((size_t)(2 * (m) > (kb) ? 2 * (m) : (kb)))
 #endif
-#if NF_DOUBLE
-#define NF_T double
-#else
-#define NF_T float
-#endif
-#define NF_FN(name) NF_CAT3(name, _, NF_SUF)
-#define NF_VL (NF_VBYTES / (int)sizeof(NF_T))   /* lanes per vector */
+#include "nf_template.h"
 #define NF_V NF_FN(spvec)
 NF_VECTOR_TYPE(NF_V, NF_T, NF_VBYTES);
 
