@@ -180,16 +180,14 @@ static NF_AVX512 void nf_direct_col2im(const float *dcol, float *dx, int c_in, i
 #endif
 #endif
 
+#include "nf_template.h"
 #if NF_DOUBLE
-#define NF_T double
 #define NF_TANH_FN tanh
 #define NF_VEXP exp
 #else
-#define NF_T float
 #define NF_TANH_FN tanhf
 #define NF_VEXP nf_exp_cephes_f   /* branch-free: the sigmoid loop vectorises */
 #endif
-#define NF_FN(name) NF_CAT3(name, _, NF_SUF)
 
 /* out[j] = act(in[j] + bias) for n values. */
 static void NF_FN(act_rows)(int act, const NF_T *in, NF_T bias, NF_T *out, int n)
@@ -316,7 +314,6 @@ static void NF_FN(pool_max_grad)(const NF_T *z, const NF_T *pooled, const NF_T *
 }
 
 #if !NF_DOUBLE
-#define NF_VL (NF_VBYTES / 4)   /* lanes per vector */
 #define NF_V NF_FN(vec)
 NF_VECTOR_TYPE(NF_V, float, NF_VBYTES);
 
@@ -439,10 +436,10 @@ static void NF_FN(direct_gw)(const float *xp, int w, int kh, int kw, const float
 }
 #undef NF_DGW_TAPS
 #undef NF_V
-#undef NF_VL
 #endif
 
 /* The template's parameters are used up. */
+#undef NF_VL
 #undef NF_T
 #undef NF_TANH_FN
 #undef NF_VEXP
