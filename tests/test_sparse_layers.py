@@ -48,13 +48,29 @@ def params(net):
     return [p.get_value().astype(np.float64) for p in net.params]
 
 
-def test_the_default_takes_the_layers_after_relu_or_dropout(sparse_mode):
-    from nndl_fast import _convnet
+def test_sparse_dense_mode_switch(sparse_mode):
     assert sparse_mode() == -1
     assert sparse_mode(0) == 0 and sparse_mode(1) == 1 and sparse_mode(-1) == -1
     with pytest.raises(ValueError, match="mode must be"):
         sparse_mode(2)
-    assert _convnet.sparse_dense_mode() == -1
+    assert sparse_mode() == -1
+
+
+def test_narrow_layers_keep_their_gemms(sparse_mode):
+    """Under 256 outputs a layer after a ReLU with dropout keeps the GEMMs by
+    default: the same bits as with the sparse products switched off."""
+    x, y = data()
+    runs = []
+    for mode in (0, -1):
+        sparse_mode(mode)
+        np.random.seed(4)
+        net = N.Network([N.ConvPoolLayer((12, 1, 5, 5), (10, 1, 14, 14), (2, 2), N.ReLU),
+                         N.FullyConnectedLayer(12 * 5 * 5, 255, N.ReLU, p_dropout=0.5),
+                         N.SoftmaxLayer(255, 10, p_dropout=0.5)], 10, num_threads=2)
+        net._train_batches(x, y, 0, 6, 0.1, 0.0, 6)
+        runs.append(params(net))
+    for pa, pb in zip(*runs):
+        np.testing.assert_array_equal(pa, pb)
 
 
 @pytest.mark.parametrize("act", ACTS)
