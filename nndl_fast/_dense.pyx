@@ -931,6 +931,64 @@ def sparse_rows(X, max_density=None, row_bits=None, int num_threads=1):
     return out
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef Py_ssize_t _count_correct(const double[:, ::1] a, const int64_t[::1] labels,
+                               int num_threads) noexcept nogil:
+    cdef Py_ssize_t i, j, k = a.shape[1], count = 0
+    cdef int64_t c
+    cdef double t, v
+    cdef bint ok
+    for i in prange(a.shape[0], schedule="static", num_threads=num_threads):
+        c = labels[i]
+        t = a[i, c]
+        ok = True
+        # Every row runs all k columns (loops that end at the label would
+        # mispredict their exits): label c is the argmax when every entry
+        # before it is smaller and every one after it no larger (a NaN
+        # anywhere would be the argmax) or, for a NaN at c, when no NaN comes
+        # before it.
+        if t == t:
+            for j in range(k):
+                v = a[i, j]
+                ok = ok & ((v < t) | (j >= c)) & ((v <= t) | (j <= c))
+        else:
+            for j in range(k):
+                v = a[i, j]
+                ok = ok & ((v == v) | (j >= c))
+        count += ok
+    return count
+
+
+def count_correct(A, labels, int num_threads=1):
+    """How many rows of A have their argmax (``np.argmax(A, axis=1)``: the first
+    of equal maxima, the first NaN of a row that has one) equal to ``labels``.
+
+    ``A``: 2-D float64 with at least one column; ``labels``: int64 classes in
+    ``0 .. A.shape[1] - 1``, one per row. Each row's comparisons are independent
+    of each other, where finding its argmax is a chain of them. Read on
+    ``num_threads`` threads.
+    """
+    if not isinstance(A, np.ndarray) or A.ndim != 2 or A.dtype != np.float64:
+        raise TypeError("A: expected a 2-D float64 array, got %s %s"
+                        % (getattr(A, "dtype", type(A).__name__), getattr(A, "shape", "")))
+    if A.shape[1] == 0:
+        raise ValueError("A has no columns: an argmax needs at least one")
+    labels = np.asarray(labels)
+    if labels.shape != (A.shape[0],) or labels.dtype.kind not in "iu":
+        raise ValueError("labels: expected %d int labels, got %s %s"
+                         % (A.shape[0], labels.dtype, labels.shape))
+    if labels.size and (labels.min() < 0 or labels.max() >= A.shape[1]):
+        raise ValueError("labels: expected classes in 0..%d, got %d..%d"
+                         % (A.shape[1] - 1, labels.min(), labels.max()))
+    if num_threads < 1:
+        raise ValueError("num_threads must be >= 1, got %d" % num_threads)
+    if A.shape[0] < 4096:
+        num_threads = 1                     # less work than a thread team's start
+    return int(_count_correct(np.ascontiguousarray(A, dtype=np.float64),
+                              np.ascontiguousarray(labels, dtype=np.int64), num_threads))
+
+
 cdef void _set_sparse(Plan *p, SparseRows xs):
     p.sparse = True
     p.csr.ptr = <const int64_t *> cnp.PyArray_DATA(xs.ptr)

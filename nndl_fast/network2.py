@@ -102,19 +102,20 @@ def _one_hot(labels, n_out, what):
     return Y
 
 
-def _hot_mask(Y):
-    """Where Y is 1, when every target is 0 or 1 (one-hot labels); else None."""
+def _hot_entries(Y):
+    """The flat indices (C order) of Y's ones, when every target is 0 or 1
+    (one-hot labels); else None."""
     hot = Y == 1
-    return hot if np.array_equal(hot, Y) else None
+    return np.flatnonzero(hot) if np.array_equal(hot, Y) else None
 
 
 def _cost_sum(cost_kind, A, Y, hot=None):
     """Σ over examples of the cost's ``fn``, vectorised over (n, n_out) float64 A and Y.
 
-    ``hot`` (from ``_hot_mask``) allows a cheaper evaluation for 0/1 targets with
-    the same value element by element, ``nan_to_num`` included: each entry of the
-    cross-entropy is then −ln a or −ln(1 − a), and only y = 1 entries of the
-    log-likelihood can be nonzero.
+    ``hot`` (from ``_hot_entries``) allows a cheaper evaluation for 0/1 targets
+    with the same value element by element, ``nan_to_num`` included: each entry
+    of the cross-entropy is then −ln a or −ln(1 − a), and only y = 1 entries of
+    the log-likelihood can be nonzero.
     """
     if cost_kind == _dense.CostKind.QUADRATIC:
         d = (A - Y).ravel()
@@ -123,15 +124,16 @@ def _cost_sum(cost_kind, A, Y, hot=None):
         if hot is not None:
             if cost_kind == _dense.CostKind.CROSS_ENTROPY:
                 T = 1 - A
-                np.copyto(T, A, where=hot)
+                np.put(T, hot, np.take(A, hot))
             else:
-                T = A[hot]
+                T = np.take(A, hot)
             np.log(T, out=T)
-            np.negative(T, out=T)
-            total = float(np.sum(T))
+            # Σ(−ln t) is −Σ ln t exactly (negation commutes with rounding).
             # Every term is >= 0, so a finite sum means nan_to_num has nothing to do.
+            total = -float(np.sum(T))
             if math.isfinite(total):
                 return total
+            np.negative(T, out=T)
             return float(np.sum(np.nan_to_num(T, copy=False)))
         if cost_kind == _dense.CostKind.CROSS_ENTROPY:
             terms = -Y * np.log(A) - (1 - Y) * np.log(1 - A)
@@ -291,14 +293,14 @@ class Network(NetworkLockMixin, ExportMixin, _DenseBase, _reference.Network):
             packed = self._packed_training(data)
             X, Y = packed.arrays
             Y = packed.get("targets", lambda: Y.astype(np.float64, copy=False))
-        hot = packed.get("hot", lambda: _hot_mask(Y))
+        hot = packed.get("hot", lambda: _hot_entries(Y))
         return self._measure(self._compute_dtype_inputs(X), Y=Y, hot=hot, lmbda=lmbda,
                              X_sparse=self._packed_sparse_rows(packed))[0]
 
     def _measure(self, X, labels=None, Y=None, hot=None, lmbda=0.0, X_sparse=None):
         """(total cost or None, correct count or None) over rows of X, one batched pass.
 
-        The cost needs float64 targets ``Y`` (and ``hot`` from ``_hot_mask``), the
+        The cost needs float64 targets ``Y`` (and ``hot`` from ``_hot_entries``), the
         count needs int ``labels``.
         """
         A = self._outputs(X, X_sparse)
@@ -308,7 +310,8 @@ class Network(NetworkLockMixin, ExportMixin, _DenseBase, _reference.Network):
             cost = (_cost_sum(self._kernel_cost(), A, Y, hot) / n
                     + self._weight_term(lmbda, n))
         if labels is not None:
-            correct = int(np.count_nonzero(np.argmax(A, axis=1) == labels))
+            correct = _dense.count_correct(A, labels,
+                                           _config.resolve_num_threads(self.num_threads))
         return cost, correct
 
     # -- training -----------------------------------------------------------
@@ -413,7 +416,7 @@ class Network(NetworkLockMixin, ExportMixin, _DenseBase, _reference.Network):
             X = self._compute_dtype_inputs(X)
             Y_train = train.get("targets", lambda: Y.astype(np.float64, copy=False))
             watched.append(("training", X, X_sparse, Y_train if monitors[0] else None,
-                            train.get("hot", lambda: _hot_mask(Y_train)),
+                            train.get("hot", lambda: _hot_entries(Y_train)),
                             train.get("labels", lambda: np.argmax(Y_train, axis=1))
                             if monitors[1] else None, training_cost, training_accuracy))
         if monitors[2] or monitors[3]:
@@ -427,7 +430,7 @@ class Network(NetworkLockMixin, ExportMixin, _DenseBase, _reference.Network):
                 if monitors[2] else None
             X_eval = self._compute_dtype_inputs(X_eval)
             hot_eval = None if Y_eval is None else \
-                evaluation.get("hot", lambda: _hot_mask(Y_eval))
+                evaluation.get("hot", lambda: _hot_entries(Y_eval))
             watched.append(("evaluation", X_eval, self._packed_sparse_rows(evaluation), Y_eval,
                             hot_eval,
                             labels_eval if monitors[3] else None,

@@ -143,6 +143,41 @@ def test_forward_matches_reference(p, softmax, chunk, num_threads, scale):
     assert np.isfinite(out).all()
 
 
+ENTRIES = st.sampled_from([0.0, -0.0, 0.25, 0.5, 1.0, np.inf, -np.inf, np.nan])
+
+
+@FAST
+@given(n=st.integers(0, 30), k=st.integers(1, 12), threads=st.sampled_from([1, 2]),
+       data=st.data())
+def test_count_correct_is_numpys_argmax_count(n, k, threads, data):
+    # Few distinct values: ties, signed zeros, infinities and NaNs in most rows.
+    A = np.array(data.draw(st.lists(ENTRIES, min_size=n * k, max_size=n * k)),
+                 dtype=np.float64).reshape(n, k)
+    A = np.tile(A, (200, 1))         # past the size that starts the thread team
+    labels = np.array(data.draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n)),
+                      dtype=np.int64)
+    labels = np.tile(labels, 200)
+    want = int(np.count_nonzero(np.argmax(A, axis=1) == labels)) if n else 0
+    assert _dense.count_correct(A, labels, threads) == want
+    assert _dense.count_correct(A, np.argmax(A, axis=1) if n else labels, threads) == n * 200
+
+
+def test_count_correct_refuses_what_it_cannot_count():
+    A = np.zeros((3, 4))
+    with pytest.raises(TypeError, match="float64"):
+        _dense.count_correct(A.astype(np.float32), np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="no columns"):
+        _dense.count_correct(np.zeros((3, 0)), np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="expected 3 int labels"):
+        _dense.count_correct(A, np.zeros(2, np.int64))
+    with pytest.raises(ValueError, match="expected 3 int labels"):
+        _dense.count_correct(A, np.zeros(3))
+    with pytest.raises(ValueError, match=r"classes in 0..3, got 0..4"):
+        _dense.count_correct(A, np.array([0, 4, 1]))
+    with pytest.raises(ValueError, match="num_threads"):
+        _dense.count_correct(A, np.zeros(3, np.int64), 0)
+
+
 # --- _shuffle -------------------------------------------------------------------------
 
 @FAST
