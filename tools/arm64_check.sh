@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The dense kernels (src_c/dense.c) against tools/kernel_check.c, with no
-# Python: cross-compiled for ARM64 (NEON, the "generic" path there) and run
+# The C kernels (src_c/dense.c, and src_c/convnet.c's conv-net engine) against
+# tools/kernel_check.c, with no Python: cross-compiled for ARM64 (NEON, the
+# "generic" path there) and run
 # under qemu, and built natively for every x86-64 path this processor runs,
 # and as MSVC builds it (the baseline path alone, in the struct-of-lanes
 # fallback of compilers without vector extensions). Each build uses the flags setup.py gives the
@@ -21,7 +22,7 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 parts="${*:-arm64 native}"
 cflags=(-O3 -fno-trapping-math -I"$here/src_c")
-sources=("$here/tools/kernel_check.c" "$here/src_c/dense.c")
+sources=("$here/tools/kernel_check.c" "$here/src_c/dense.c" "$here/src_c/convnet.c")
 work="$(mktemp -d "${TMPDIR:-/tmp}/nndl_fast_kernel_check.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 

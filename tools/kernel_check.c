@@ -1,7 +1,10 @@
-/* The dense kernels of src_c/dense.h against plain loops written here and a
- * few values known by hand, on small deterministic inputs, with no Python.
- * tools/arm64_check.sh builds it with src_c/dense.c for ARM64 (run under
- * qemu) and for each x86-64 path of this processor.
+/* The C kernels against plain loops written here and a few values known by
+ * hand, on small deterministic inputs, with no Python: the dense kernels of
+ * src_c/dense.h one by one, and the conv nets of src_c/convnet.h whole (the
+ * engine's training and inference of small nets against a plain-loop
+ * trainer; its small-operand GEMMs; the dropout masks). tools/arm64_check.sh
+ * builds it with src_c/dense.c and src_c/convnet.c for ARM64 (run under qemu)
+ * and for each x86-64 path of this processor.
  *
  *   kernel_check [PATH]     check the kernels on PATH (default: the fastest
  *                           path this build and processor run)
@@ -25,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "convnet.h"
 #include "dense.h"
 #include "nf_runtime.h"
 
@@ -987,6 +991,488 @@ static void check_known(const prec_t *P)
 
 static const char *const PATHS[] = {"avx512", "avx2", "generic"};
 
+/* ------------------------------------------------------------ conv nets (convnet.h) */
+
+/* Row-major C (m, n) = alpha op(A) op(B) + beta C by plain loops, summed in
+ * double (a row of sums at a time): the GEMM the engine is handed (nndl_fast
+ * hands it BLAS); C is not read when beta is 0, as in BLAS. */
+#define GEMM_PLAIN(T, name)                                                                   \
+    static void name(int ta, int tb, int m, int n, int k, T alpha, const T *a, int lda,       \
+                     const T *b, int ldb, T beta, T *c, int ldc)                              \
+    {                                                                                         \
+        double *s = xmalloc((size_t)n * sizeof(double));                                      \
+        for (int i = 0; i < m; i++) {                                                         \
+            for (int j = 0; j < n; j++) s[j] = 0;                                             \
+            for (int q = 0; q < k; q++) {                                                     \
+                const double aiq = ta ? a[(size_t)q * lda + i] : a[(size_t)i * lda + q];      \
+                if (tb)                                                                       \
+                    for (int j = 0; j < n; j++) s[j] += aiq * b[(size_t)j * ldb + q];         \
+                else                                                                          \
+                    for (int j = 0; j < n; j++) s[j] += aiq * b[(size_t)q * ldb + j];         \
+            }                                                                                 \
+            T *ci = c + (size_t)i * ldc;                                                      \
+            for (int j = 0; j < n; j++)                                                       \
+                ci[j] = (T)((beta == 0 ? 0.0 : (double)beta * ci[j]) + (double)alpha * s[j]); \
+        }                                                                                     \
+        free(s);                                                                              \
+    }
+GEMM_PLAIN(float, gemm_plain_f)
+GEMM_PLAIN(double, gemm_plain_d)
+
+/* The small-operand GEMM kernels (small_gemm.h) of this path against plain
+ * loops, for every shape they take among a spread of sizes. */
+static void check_small_gemm(const prec_t *P)
+{
+    static const int sizes[] = {1, 3, 8, 16, 17, 64};
+    const int ns = (int)(sizeof(sizes) / sizeof(sizes[0]));
+    check_t c;
+    check_begin(&c, "small_gemm", P->suffix);
+    long shapes = 0;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int im = 0; im < ns; im++)
+                for (int in = 0; in < ns; in++)
+                    for (int ik = 0; ik < ns; ik++) {
+                        const int m = sizes[im], n = sizes[in], k = sizes[ik];
+                        const int lda = (ta ? m : k) + 1, ldb = (tb ? k : n) + 2, ldc = n + 3;
+                        const size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb,
+                                     nc = (size_t)m * ldc;
+                        double *a = xmalloc(na * sizeof(double)), *b = xmalloc(nb * sizeof(double)),
+                               *c0 = xmalloc(nc * sizeof(double));
+                        for (size_t i = 0; i < na; i++) a[i] = uniform(P, -1, 1);
+                        for (size_t i = 0; i < nb; i++) b[i] = uniform(P, -1, 1);
+                        for (size_t i = 0; i < nc; i++) c0[i] = uniform(P, -1, 1);
+                        const double alpha = -0.375, beta = (m + n + k) % 3 == 0 ? 0.0 : 0.75;
+                        void *ta_ = typed(P, a, na), *tb_ = typed(P, b, nb), *tc = typed(P, c0, nc);
+                        const int did = P->f32
+                            ? nf_small_gemm_kernel_f(ta, tb, m, n, k, (float)alpha, ta_, lda, tb_,
+                                                     ldb, (float)beta, tc, ldc)
+                            : nf_small_gemm_kernel_d(ta, tb, m, n, k, alpha, ta_, lda, tb_, ldb,
+                                                     beta, tc, ldc);
+                        if (did) {
+                            shapes++;
+                            for (int i = 0; i < m; i++)
+                                for (int j = 0; j < n; j++) {
+                                    double s = 0, mag = 0;
+                                    for (int q = 0; q < k; q++) {
+                                        const double t = (ta ? a[(size_t)q * lda + i] : a[(size_t)i * lda + q])
+                                                       * (tb ? b[(size_t)j * ldb + q] : b[(size_t)q * ldb + j]);
+                                        s += t;
+                                        mag += fabs(t);
+                                    }
+                                    const double cij = c0[(size_t)i * ldc + j];
+                                    const double want = alpha * s + beta * cij;
+                                    expect_close(&c, tget(P, tc, (size_t)i * ldc + j), want,
+                                                 P->tol * (fabs(alpha) * mag + fabs(beta * cij)) + P->tiny,
+                                                 "ta %d tb %d m %d n %d k %d: C[%d][%d]", ta, tb, m,
+                                                 n, k, i, j);
+                                }
+                        }
+                        free(a), free(b), free(c0), free(ta_), free(tb_), free(tc);
+                    }
+    expect_true(&c, shapes > 0, "the kernels took no shape");
+    check_end(&c);
+}
+
+/* The dropout keep-masks against bits computed by reference.network3.dropout_mask. */
+static void check_dropout_mask(void)
+{
+    static const struct { uint64_t seed; int layer; int64_t step; double p; uint64_t bits; } known[] = {
+        {12345, 2, 7, 0.5, 0x4314b5c217d6d457ull},
+        {1, 0, 0, 0.25, 0xf25fcfdcf6c7f777ull},
+    };
+    check_t c;
+    check_begin(&c, "dropout_mask", "");
+    for (int t = 0; t < 2; t++) {
+        double md[64];
+        float mf[64];
+        nf_dropout_mask_d(known[t].seed, known[t].layer, known[t].step, 64, known[t].p, md);
+        nf_dropout_mask_f(known[t].seed, known[t].layer, known[t].step, 64, known[t].p, mf);
+        for (int e = 0; e < 64; e++) {
+            const double want = (double)((known[t].bits >> e) & 1);
+            expect_exact(&c, md[e], want, "mask %d, element %d (double)", t, e);
+            expect_exact(&c, mf[e], want, "mask %d, element %d (float)", t, e);
+        }
+    }
+    check_end(&c);
+}
+
+/* A layer of a test net: conv-pool (c, h, w in; f filters kh x kw; pool ph x pw),
+ * dense or softmax (n_in, n_out, dropout p of its inputs). */
+typedef struct {
+    int kind, act, c, h, w, f, kh, kw, ph, pw, n_in, n_out;
+    double p;
+} lspec_t;
+
+enum { MAX_L = 6 };
+
+typedef struct {
+    int L;
+    lspec_t s[MAX_L];
+    double *w[MAX_L], *b[MAX_L];    /* the reference's parameters */
+    void *tw[MAX_L], *tb[MAX_L];    /* the engine's (precision under test) */
+} tnet_t;
+
+static size_t n_weights(const lspec_t *s)
+{
+    return s->kind == NF_CONV ? (size_t)s->f * s->c * s->kh * s->kw : (size_t)s->n_in * s->n_out;
+}
+
+static size_t n_biases(const lspec_t *s) { return s->kind == NF_CONV ? (size_t)s->f : (size_t)s->n_out; }
+
+/* Fill in each layer's sizes from its shape, draw its parameters. */
+static void tnet_init(const prec_t *P, tnet_t *t)
+{
+    for (int l = 0; l < t->L; l++) {
+        lspec_t *s = &t->s[l];
+        if (s->kind == NF_CONV) {
+            s->n_in = s->c * s->h * s->w;
+            s->n_out = s->f * ((s->h - s->kh + 1) / s->ph) * ((s->w - s->kw + 1) / s->pw);
+        }
+        const size_t nw = n_weights(s), nb = n_biases(s);
+        const double scale = 1.0 / sqrt(s->kind == NF_CONV ? (double)s->c * s->kh * s->kw : (double)s->n_in);
+        t->w[l] = xmalloc(nw * sizeof(double));
+        t->b[l] = xmalloc(nb * sizeof(double));
+        for (size_t i = 0; i < nw; i++) t->w[l][i] = uniform(P, -2 * scale, 2 * scale);
+        for (size_t i = 0; i < nb; i++) t->b[l][i] = uniform(P, -0.5, 0.5);
+        t->tw[l] = typed(P, t->w[l], nw);
+        t->tb[l] = typed(P, t->b[l], nb);
+    }
+}
+
+static void tnet_free(tnet_t *t)
+{
+    for (int l = 0; l < t->L; l++) free(t->w[l]), free(t->b[l]), free(t->tw[l]), free(t->tb[l]);
+}
+
+/* The engine's description of t (its parameters: the typed copies). */
+static void tnet_engine(const tnet_t *t, nf_net *net, uint64_t seed)
+{
+    memset(net, 0, sizeof(*net));
+    net->n_layers = t->L;
+    net->n_threads = 1;
+    net->dropout_seed = seed;
+    net->gemm_f = gemm_plain_f;
+    net->gemm_d = gemm_plain_d;
+    for (int l = 0; l < t->L; l++) {
+        const lspec_t *s = &t->s[l];
+        nf_layer *ly = &net->layers[l];
+        ly->kind = s->kind;
+        ly->act = s->act;
+        ly->n_in = s->n_in;
+        ly->n_out = s->n_out;
+        ly->p_dropout = s->p;
+        ly->w = t->tw[l];
+        ly->b = t->tb[l];
+        if (s->kind == NF_CONV) {
+            net->n_conv++;
+            ly->c_in = s->c, ly->h_in = s->h, ly->w_in = s->w, ly->n_filt = s->f;
+            ly->kh = s->kh, ly->kw = s->kw, ly->ph = s->ph, ly->pw = s->pw;
+            ly->hc = s->h - s->kh + 1, ly->wc = s->w - s->kw + 1;
+            ly->ho = ly->hc / s->ph, ly->wo = ly->wc / s->pw;
+        }
+    }
+}
+
+static double act_of(int act, double z)
+{
+    switch (act) {
+    case NF_SIGMOID: return 1 / (1 + exp(-z));
+    case NF_TANH: return tanh(z);
+    case NF_RELU: return z > 0 ? z : 0;
+    default: return z;
+    }
+}
+
+static double act_prime_of(int act, double a)
+{
+    switch (act) {
+    case NF_SIGMOID: return a * (1 - a);
+    case NF_TANH: return 1 - a * a;
+    case NF_RELU: return a > 0 ? 1 : 0;
+    default: return 1;
+    }
+}
+
+/* One example through the net in double, by the book's definitions: 'valid'
+ * true convolution, max-pool with the border ignored, bias and activation
+ * after the pool; dense inputs times their keep-mask (masks[l], NULL for
+ * none) in training, or outputs scaled by 1 - p without masks (inference);
+ * softmax last. in[l] are layer l's inputs (in[L]: the probabilities), zc[l]
+ * a conv layer's convolution before the pool. */
+static void ref_forward(const tnet_t *t, const double *x, double *const *masks, int train,
+                        double **in, double **zc)
+{
+    memcpy(in[0], x, (size_t)t->s[0].n_in * sizeof(double));
+    for (int l = 0; l < t->L; l++) {
+        const lspec_t *s = &t->s[l];
+        const double *a = in[l], *w = t->w[l], *b = t->b[l];
+        double *out = in[l + 1];
+        if (s->kind == NF_CONV) {
+            const int hc = s->h - s->kh + 1, wc = s->w - s->kw + 1, ho = hc / s->ph, wo = wc / s->pw;
+            for (int f = 0; f < s->f; f++) {
+                for (int y = 0; y < hc; y++)
+                    for (int x0 = 0; x0 < wc; x0++) {
+                        double sum = 0;
+                        for (int c = 0; c < s->c; c++)
+                            for (int u = 0; u < s->kh; u++)
+                                for (int v = 0; v < s->kw; v++)
+                                    sum += a[((size_t)c * s->h + y + u) * s->w + x0 + v]
+                                         * w[(((size_t)f * s->c + c) * s->kh + s->kh - 1 - u) * s->kw + s->kw - 1 - v];
+                        zc[l][((size_t)f * hc + y) * wc + x0] = sum;
+                    }
+                for (int oy = 0; oy < ho; oy++)
+                    for (int ox = 0; ox < wo; ox++) {
+                        double m = -INFINITY;
+                        for (int dy = 0; dy < s->ph; dy++)
+                            for (int dx = 0; dx < s->pw; dx++) {
+                                const double z = zc[l][((size_t)f * hc + oy * s->ph + dy) * wc + ox * s->pw + dx];
+                                m = z > m ? z : m;
+                            }
+                        out[((size_t)f * ho + oy) * wo + ox] = act_of(s->act, m + b[f]);
+                    }
+            }
+            continue;
+        }
+        for (int j = 0; j < s->n_out; j++) {
+            double sum = 0;
+            for (int i = 0; i < s->n_in; i++)
+                sum += (masks && masks[l] ? a[i] * masks[l][i] : a[i]) * w[(size_t)i * s->n_out + j];
+            out[j] = (train ? sum : (1 - s->p) * sum) + b[j];
+        }
+        if (s->kind == NF_SOFTMAX) {
+            double top = out[0], total = 0;
+            for (int j = 1; j < s->n_out; j++) top = out[j] > top ? out[j] : top;
+            for (int j = 0; j < s->n_out; j++) total += out[j] = exp(out[j] - top);
+            for (int j = 0; j < s->n_out; j++) out[j] /= total;
+        } else {
+            for (int j = 0; j < s->n_out; j++) out[j] = act_of(s->act, out[j]);
+        }
+    }
+}
+
+/* n_batches mini-batches of m examples, as nf_train: per batch, the mean
+ * log-likelihood's gradient plus reg * w for the weights, a step of eta. */
+static void ref_train(tnet_t *t, const double *x, const int64_t *y, int n_batches, int m,
+                      double eta, double reg, uint64_t seed, int64_t first_step)
+{
+    const int L = t->L;
+    double *in[MAX_L + 1], *zc[MAX_L], *g[MAX_L + 1], *gw[MAX_L], *gb[MAX_L], *masks[MAX_L];
+    for (int l = 0; l <= L; l++) {
+        const int n = l < L ? t->s[l].n_in : t->s[L - 1].n_out;
+        in[l] = xmalloc((size_t)n * sizeof(double));
+        g[l] = xmalloc((size_t)n * sizeof(double));
+    }
+    for (int l = 0; l < L; l++) {
+        const lspec_t *s = &t->s[l];
+        zc[l] = s->kind == NF_CONV
+            ? xmalloc((size_t)s->f * (s->h - s->kh + 1) * (s->w - s->kw + 1) * sizeof(double)) : NULL;
+        gw[l] = xmalloc(n_weights(s) * sizeof(double));
+        gb[l] = xmalloc(n_biases(s) * sizeof(double));
+        masks[l] = s->p > 0 ? xmalloc((size_t)m * s->n_in * sizeof(double)) : NULL;
+    }
+    for (int k = 0; k < n_batches; k++) {
+        for (int l = 0; l < L; l++) {
+            memset(gw[l], 0, n_weights(&t->s[l]) * sizeof(double));
+            memset(gb[l], 0, n_biases(&t->s[l]) * sizeof(double));
+            if (masks[l])
+                nf_dropout_mask_d(seed, l, first_step + k, (int64_t)m * t->s[l].n_in, t->s[l].p,
+                                  masks[l]);
+        }
+        for (int i = 0; i < m; i++) {
+            const int64_t e = (int64_t)k * m + i;
+            double *mi[MAX_L];
+            for (int l = 0; l < L; l++) mi[l] = masks[l] ? masks[l] + (size_t)i * t->s[l].n_in : NULL;
+            ref_forward(t, x + (size_t)e * t->s[0].n_in, mi, 1, in, zc);
+            /* g[l + 1]: the cost's gradient at layer l's pre-activations (its
+             * pooled ones for conv), then at its inputs, into g[l] */
+            const int K = t->s[L - 1].n_out;
+            for (int j = 0; j < K; j++) g[L][j] = (in[L][j] - (j == y[e] ? 1.0 : 0.0)) / m;
+            for (int l = L - 1; l >= 0; l--) {
+                const lspec_t *s = &t->s[l];
+                const double *a = in[l], *w = t->w[l];
+                double *d = g[l + 1];
+                if (s->kind != NF_SOFTMAX)
+                    for (int j = 0; j < s->n_out; j++) d[j] *= act_prime_of(s->act, in[l + 1][j]);
+                if (s->kind == NF_CONV) {
+                    const int hc = s->h - s->kh + 1, wc = s->w - s->kw + 1;
+                    const int ho = hc / s->ph, wo = wc / s->pw;
+                    memset(g[l], 0, (size_t)s->n_in * sizeof(double));
+                    for (int f = 0; f < s->f; f++)
+                        for (int oy = 0; oy < ho; oy++)
+                            for (int ox = 0; ox < wo; ox++) {
+                                const size_t q = ((size_t)f * ho + oy) * wo + ox;
+                                gb[l][f] += d[q];
+                                double top = -INFINITY;
+                                for (int dy = 0; dy < s->ph; dy++)
+                                    for (int dx = 0; dx < s->pw; dx++) {
+                                        const double z = zc[l][((size_t)f * hc + oy * s->ph + dy) * wc + ox * s->pw + dx];
+                                        top = z > top ? z : top;
+                                    }
+                                /* every position equal to its window's max takes the gradient */
+                                for (int dy = 0; dy < s->ph; dy++)
+                                    for (int dx = 0; dx < s->pw; dx++) {
+                                        const int yy = oy * s->ph + dy, xx = ox * s->pw + dx;
+                                        if (zc[l][((size_t)f * hc + yy) * wc + xx] != top) continue;
+                                        for (int c = 0; c < s->c; c++)
+                                            for (int u = 0; u < s->kh; u++)
+                                                for (int v = 0; v < s->kw; v++) {
+                                                    const size_t wi = (((size_t)f * s->c + c) * s->kh + s->kh - 1 - u) * s->kw + s->kw - 1 - v;
+                                                    const size_t xi = ((size_t)c * s->h + yy + u) * s->w + xx + v;
+                                                    gw[l][wi] += a[xi] * d[q];
+                                                    g[l][xi] += w[wi] * d[q];
+                                                }
+                                    }
+                            }
+                    continue;
+                }
+                for (int ii = 0; ii < s->n_in; ii++) {
+                    const double xin = mi[l] ? a[ii] * mi[l][ii] : a[ii];
+                    double back = 0;
+                    for (int j = 0; j < s->n_out; j++) {
+                        gw[l][(size_t)ii * s->n_out + j] += xin * d[j];
+                        back += w[(size_t)ii * s->n_out + j] * d[j];
+                    }
+                    g[l][ii] = mi[l] ? back * mi[l][ii] : back;
+                }
+                for (int j = 0; j < s->n_out; j++) gb[l][j] += d[j];
+            }
+        }
+        for (int l = 0; l < L; l++) {
+            for (size_t i = 0; i < n_weights(&t->s[l]); i++)
+                t->w[l][i] -= eta * (gw[l][i] + reg * t->w[l][i]);
+            for (size_t i = 0; i < n_biases(&t->s[l]); i++) t->b[l][i] -= eta * gb[l][i];
+        }
+    }
+    for (int l = 0; l <= L; l++) free(in[l]), free(g[l]);
+    for (int l = 0; l < L; l++) free(zc[l]), free(gw[l]), free(gb[l]), free(masks[l]);
+}
+
+/* Inputs for n examples of t: a tenth of them blank (all 0), the rest
+ * MNIST-like (most pixels 0, the others in (0, 1)). */
+static double *net_inputs(const prec_t *P, const tnet_t *t, int n, int64_t *y)
+{
+    const int n_in = t->s[0].n_in, K = t->s[t->L - 1].n_out;
+    double *x = xmalloc((size_t)n * n_in * sizeof(double));
+    for (int e = 0; e < n; e++) {
+        y[e] = (int64_t)(rng_next() % (uint64_t)K);
+        for (int i = 0; i < n_in; i++)
+            x[(size_t)e * n_in + i] = e % 10 == 3 || rng_next() % 5 ? 0.0 : uniform(P, 0.01, 1.0);
+    }
+    return x;
+}
+
+/* The conv engine (conv_engine.h: nf_train, nf_predict) on whole small nets
+ * against ref_train and ref_forward: the first conv layer by the direct
+ * kernels (float32, one channel, an even number of filters) or by im2col and
+ * GEMM; two conv layers; dense layers by GEMM or by the sparse products (256
+ * outputs or more, dropout or ReLU below; and every dense layer, forced);
+ * sigmoid, tanh and ReLU. Probabilities are allowed tol, parameters tol of
+ * (1 + |w|) after three mini-batches of M (<= 10) examples (the errors seen
+ * are 1e-16 and 1e-8). */
+static void check_conv_net(const prec_t *P, const char *name, const lspec_t *spec, int L,
+                           const int M)
+{
+    enum { BATCHES = 3 };
+    const double eta = 0.1, reg = 0.02;
+    const uint64_t seed = 2024;
+    const int64_t first_step = 5;
+    check_t c;
+    check_begin(&c, name, P->suffix);
+    tnet_t t;
+    t.L = L;
+    memcpy(t.s, spec, (size_t)L * sizeof(lspec_t));
+    tnet_init(P, &t);
+    const int n = M * BATCHES, n_in = t.s[0].n_in, K = t.s[L - 1].n_out;
+    int64_t y[10 * BATCHES];       /* M <= 10 */
+    double *x = net_inputs(P, &t, n, y);
+    void *tx = typed(P, x, (size_t)n * n_in);
+    /* the starting parameters, for each training run */
+    void *w0[MAX_L], *b0[MAX_L];
+    const size_t es = P->f32 ? sizeof(float) : sizeof(double);
+    for (int l = 0; l < L; l++) {
+        w0[l] = xmalloc(n_weights(&t.s[l]) * es);
+        b0[l] = xmalloc(n_biases(&t.s[l]) * es);
+        memcpy(w0[l], t.tw[l], n_weights(&t.s[l]) * es);
+        memcpy(b0[l], t.tb[l], n_biases(&t.s[l]) * es);
+    }
+    nf_net net;
+    tnet_engine(&t, &net, seed);
+    /* inference first, on the starting parameters */
+    double *in[MAX_L + 1], *zc[MAX_L];
+    for (int l = 0; l <= L; l++)
+        in[l] = xmalloc((size_t)(l < L ? t.s[l].n_in : K) * sizeof(double));
+    for (int l = 0; l < L; l++)
+        zc[l] = xmalloc((size_t)(t.s[l].kind == NF_CONV ? t.s[l].f * (t.s[l].h - t.s[l].kh + 1)
+                                                          * (t.s[l].w - t.s[l].kw + 1) : 1)
+                        * sizeof(double));
+    void *probs = xmalloc((size_t)n * K * es);
+    const int rc = P->f32 ? nf_predict_f(&net, tx, n, probs) : nf_predict_d(&net, tx, n, probs);
+    expect_true(&c, rc == 0, "nf_predict returned %d", rc);
+    for (int e = 0; e < n; e++) {
+        ref_forward(&t, x + (size_t)e * n_in, NULL, 0, in, zc);
+        for (int j = 0; j < K; j++)
+            expect_close(&c, tget(P, probs, (size_t)e * K + j), in[L][j], P->tol,
+                         "predict: example %d, class %d", e, j);
+    }
+    /* training, with the dense layers' sparse products never, always and by
+     * the default rule (each mode's sums in an order of its own) */
+    ref_train(&t, x, y, BATCHES, M, eta, reg, seed, first_step);
+    const int mode = nf_sparse_dense_mode(2);
+    static const int modes[3] = {0, 1, -1};
+    for (int r = 0; r < 3; r++) {
+        nf_sparse_dense_mode(modes[r]);
+        for (int l = 0; l < L; l++) {
+            memcpy(t.tw[l], w0[l], n_weights(&t.s[l]) * es);
+            memcpy(t.tb[l], b0[l], n_biases(&t.s[l]) * es);
+        }
+        const int rt = P->f32 ? nf_train_f(&net, tx, y, BATCHES, M, eta, reg, first_step)
+                              : nf_train_d(&net, tx, y, BATCHES, M, eta, reg, first_step);
+        expect_true(&c, rt == 0, "nf_train returned %d", rt);
+        for (int l = 0; l < L; l++) {
+            for (size_t i = 0; i < n_weights(&t.s[l]); i++)
+                expect_close(&c, tget(P, t.tw[l], i), t.w[l][i],
+                             P->tol * (1 + fabs(t.w[l][i])),
+                             "sparse mode %d, layer %d: w[%zu] after %d mini-batches", modes[r],
+                             l, i, (int)BATCHES);
+            for (size_t i = 0; i < n_biases(&t.s[l]); i++)
+                expect_close(&c, tget(P, t.tb[l], i), t.b[l][i],
+                             P->tol * (1 + fabs(t.b[l][i])),
+                             "sparse mode %d, layer %d: b[%zu] after %d mini-batches", modes[r],
+                             l, i, (int)BATCHES);
+        }
+    }
+    nf_sparse_dense_mode(mode);
+    for (int l = 0; l < L; l++) free(w0[l]), free(b0[l]), free(zc[l]);
+    for (int l = 0; l <= L; l++) free(in[l]);
+    free(x), free(tx), free(probs);
+    tnet_free(&t);
+    check_end(&c);
+}
+
+static void check_conv_nets(const prec_t *P)
+{
+    /* the book's first conv net, smaller: 1 channel, 8 filters 5x5 on 20x20
+     * (the direct kernels in float32), pool 2x2, sigmoid; dense 30; softmax */
+    const lspec_t conv1[] = {
+        {NF_CONV, NF_SIGMOID, 1, 20, 20, 8, 5, 5, 2, 2, 0, 0, 0.0},
+        {NF_DENSE, NF_SIGMOID, 0, 0, 0, 0, 0, 0, 0, 0, 512, 30, 0.0},
+        {NF_SOFTMAX, NF_LINEAR, 0, 0, 0, 0, 0, 0, 0, 0, 30, 10, 0.0},
+    };
+    /* two conv layers (an odd filter count: im2col and GEMM for the first, in
+     * two bands of each image), ReLU and tanh, dense layers of 300 and 260
+     * with dropout (the sparse products), dropout into the softmax */
+    const lspec_t deep[] = {
+        {NF_CONV, NF_RELU, 1, 28, 28, 13, 5, 5, 2, 2, 0, 0, 0.0},
+        {NF_CONV, NF_TANH, 13, 12, 12, 6, 3, 3, 2, 2, 0, 0, 0.0},
+        {NF_DENSE, NF_RELU, 0, 0, 0, 0, 0, 0, 0, 0, 150, 300, 0.5},
+        {NF_DENSE, NF_RELU, 0, 0, 0, 0, 0, 0, 0, 0, 300, 260, 0.5},
+        {NF_SOFTMAX, NF_LINEAR, 0, 0, 0, 0, 0, 0, 0, 0, 260, 10, 0.5},
+    };
+    check_conv_net(P, "conv_net1", conv1, 3, 10);
+    check_conv_net(P, "conv_net2", deep, 5, 4);
+}
+
 static void check_select(const char *path)
 {
     check_t c;
@@ -1033,6 +1519,10 @@ int main(int argc, char **argv)
         nf_dense_select(NULL);
         path = nf_dense_isa();
     }
+    if (nf_conv_select_path(path) != 0) {
+        fprintf(stderr, "kernel_check: the conv kernels cannot run the %s path\n", path);
+        return 2;
+    }
     printf("kernel path: %s\n", path);
     check_select(path);
     rng_seed(17);
@@ -1048,8 +1538,11 @@ int main(int argc, char **argv)
         check_bwd(P);
         check_sparse(P);
         check_scale(P);
+        check_small_gemm(P);
+        check_conv_nets(P);
     }
     check_convert();
+    check_dropout_mask();
     if (n_failed_checks) {
         printf("kernel_check %s: %d check(s) FAILED\n", path, n_failed_checks);
         return 1;
