@@ -435,7 +435,8 @@ def test_vectorised_cost_equals_the_book_fn_even_at_saturation(cost):
     Y[np.arange(40), rng.integers(0, 4, 40)] = 1.0
     Y_soft = rng.random((40, 4))  # targets that are not 0/1 take the general path
     with np.errstate(all="ignore"):
-        for targets, hot in ((Y, network2._hot_entries(Y)), (Y_soft, network2._hot_entries(Y_soft))):
+        for targets in (Y, Y_soft):
+            hot = network2._hot_entries(targets)
             want = sum(cost.fn(a.reshape(-1, 1), y.reshape(-1, 1)) for a, y in zip(A, targets))
             got = network2._cost_sum(kind, A, targets, hot)
             assert got == pytest.approx(want, rel=1e-12)
