@@ -32,7 +32,7 @@ from ._validation import pack_training
 from .reference.activations import ACTIVATION_TABLE, sigmoid as _sigmoid
 
 __all__ = ["CostKind", "Regularization", "ReferenceDenseMixin",
-           "forward", "train_epoch", "ACT_CODES", "SIGMOID"]
+           "count_correct", "forward", "train_epoch", "ACT_CODES", "SIGMOID"]
 
 #: Activation codes by name, as ``_dense.ACT_CODES``.
 ACT_CODES = {entry.name: entry.code for entry in ACTIVATION_TABLE}
@@ -64,6 +64,12 @@ def forward(X, weights, biases, softmax=False, num_threads=1, chunk=256, X_spars
         a = softmax_rows(z) if softmax and l == last else \
             _BY_CODE[output_activation if l == last else activation].fn(z)
     return np.ascontiguousarray(a, dtype=weights[0].dtype)
+
+
+def count_correct(A, labels, num_threads=1):
+    """``_dense.count_correct``: how many rows of A have their argmax equal to
+    ``labels`` (``num_threads`` is accepted and unused)."""
+    return int(np.count_nonzero(np.argmax(A, axis=1) == labels))
 
 
 def train_epoch(X, Y, order, weights, biases, mini_batch_size, eta, lmbda=0.0, n_total=1.0,
