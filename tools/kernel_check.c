@@ -1184,16 +1184,6 @@ static double act_of(int act, double z)
     }
 }
 
-static double act_prime_of(int act, double a)
-{
-    switch (act) {
-    case NF_SIGMOID: return a * (1 - a);
-    case NF_TANH: return 1 - a * a;
-    case NF_RELU: return a > 0 ? 1 : 0;
-    default: return 1;
-    }
-}
-
 /* One example through the net in double, by the book's definitions: 'valid'
  * true convolution, max-pool with the border ignored, bias and activation
  * after the pool; dense inputs times their keep-mask (masks[l], NULL for
@@ -1293,7 +1283,7 @@ static void ref_train(tnet_t *t, const double *x, const int64_t *y, int n_batche
                 const double *a = in[l], *w = t->w[l];
                 double *d = g[l + 1];
                 if (s->kind != NF_SOFTMAX)
-                    for (int j = 0; j < s->n_out; j++) d[j] *= act_prime_of(s->act, in[l + 1][j]);
+                    for (int j = 0; j < s->n_out; j++) d[j] *= act_prime(s->act, in[l + 1][j]);
                 if (s->kind == NF_CONV) {
                     const int hc = s->h - s->kh + 1, wc = s->w - s->kw + 1;
                     const int ho = hc / s->ph, wo = wc / s->pw;
