@@ -1035,8 +1035,8 @@ static void check_small_gemm(const prec_t *P)
                     for (int ik = 0; ik < ns; ik++) {
                         const int m = sizes[im], n = sizes[in], k = sizes[ik];
                         const int lda = (ta ? m : k) + 1, ldb = (tb ? k : n) + 2, ldc = n + 3;
-                        const size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb,
-                                     nc = (size_t)m * ldc;
+                        const size_t na = (size_t)(ta ? k : m) * lda;
+                        const size_t nb = (size_t)(tb ? n : k) * ldb, nc = (size_t)m * ldc;
                         double *a = xmalloc(na * sizeof(double)), *b = xmalloc(nb * sizeof(double)),
                                *c0 = xmalloc(nc * sizeof(double));
                         for (size_t i = 0; i < na; i++) a[i] = uniform(P, -1, 1);
@@ -1055,17 +1055,20 @@ static void check_small_gemm(const prec_t *P)
                                 for (int j = 0; j < n; j++) {
                                     double s = 0, mag = 0;
                                     for (int q = 0; q < k; q++) {
-                                        const double t = (ta ? a[(size_t)q * lda + i] : a[(size_t)i * lda + q])
-                                                       * (tb ? b[(size_t)j * ldb + q] : b[(size_t)q * ldb + j]);
+                                        const double t = (ta ? a[(size_t)q * lda + i]
+                                                             : a[(size_t)i * lda + q])
+                                                       * (tb ? b[(size_t)j * ldb + q]
+                                                             : b[(size_t)q * ldb + j]);
                                         s += t;
                                         mag += fabs(t);
                                     }
                                     const double cij = c0[(size_t)i * ldc + j];
                                     const double want = alpha * s + beta * cij;
+                                    const double allowed =
+                                        P->tol * (fabs(alpha) * mag + fabs(beta * cij)) + P->tiny;
                                     expect_close(&c, tget(P, tc, (size_t)i * ldc + j), want,
-                                                 P->tol * (fabs(alpha) * mag + fabs(beta * cij)) + P->tiny,
-                                                 "ta %d tb %d m %d n %d k %d: C[%d][%d]", ta, tb, m,
-                                                 n, k, i, j);
+                                                 allowed, "ta %d tb %d m %d n %d k %d: C[%d][%d]",
+                                                 ta, tb, m, n, k, i, j);
                                 }
                         }
                         free(a), free(b), free(c0), free(ta_), free(tb_), free(tc);
@@ -1077,7 +1080,13 @@ static void check_small_gemm(const prec_t *P)
 /* The dropout keep-masks against bits computed by reference.network3.dropout_mask. */
 static void check_dropout_mask(void)
 {
-    static const struct { uint64_t seed; int layer; int64_t step; double p; uint64_t bits; } known[] = {
+    static const struct {
+        uint64_t seed;
+        int layer;
+        int64_t step;
+        double p;
+        uint64_t bits;
+    } known[] = {
         {12345, 2, 7, 0.5, 0x4314b5c217d6d457ull},
         {1, 0, 0, 0.25, 0xf25fcfdcf6c7f777ull},
     };
@@ -1118,7 +1127,31 @@ static size_t n_weights(const lspec_t *s)
     return s->kind == NF_CONV ? (size_t)s->f * s->c * s->kh * s->kw : (size_t)s->n_in * s->n_out;
 }
 
-static size_t n_biases(const lspec_t *s) { return s->kind == NF_CONV ? (size_t)s->f : (size_t)s->n_out; }
+static size_t n_biases(const lspec_t *s)
+{
+    return s->kind == NF_CONV ? (size_t)s->f : (size_t)s->n_out;
+}
+
+/* Where conv layer s's filter f holds the weight that multiplies input (c, y + u,
+ * x + v) at output (y, x): the filters are flipped (true convolution). */
+static size_t flipped(const lspec_t *s, int f, int c, int u, int v)
+{
+    return (((size_t)f * s->c + c) * s->kh + s->kh - 1 - u) * s->kw + s->kw - 1 - v;
+}
+
+/* The largest of conv output z's (one filter's hc x wc map) pooling window
+ * (oy, ox) of layer s. */
+static double window_max(const lspec_t *s, const double *z, int oy, int ox)
+{
+    const int wc = s->w - s->kw + 1;
+    double m = -INFINITY;
+    for (int dy = 0; dy < s->ph; dy++)
+        for (int dx = 0; dx < s->pw; dx++) {
+            const double v = z[(size_t)(oy * s->ph + dy) * wc + ox * s->pw + dx];
+            m = v > m ? v : m;
+        }
+    return m;
+}
 
 /* Fill in each layer's sizes from its shape, draw its parameters. */
 static void tnet_init(const prec_t *P, tnet_t *t)
@@ -1130,7 +1163,8 @@ static void tnet_init(const prec_t *P, tnet_t *t)
             s->n_out = s->f * ((s->h - s->kh + 1) / s->ph) * ((s->w - s->kw + 1) / s->pw);
         }
         const size_t nw = n_weights(s), nb = n_biases(s);
-        const double scale = 1.0 / sqrt(s->kind == NF_CONV ? (double)s->c * s->kh * s->kw : (double)s->n_in);
+        const double fan_in = s->kind == NF_CONV ? (double)s->c * s->kh * s->kw : s->n_in;
+        const double scale = 1.0 / sqrt(fan_in);
         t->w[l] = xmalloc(nw * sizeof(double));
         t->b[l] = xmalloc(nb * sizeof(double));
         for (size_t i = 0; i < nw; i++) t->w[l][i] = uniform(P, -2 * scale, 2 * scale);
@@ -1199,8 +1233,10 @@ static void ref_forward(const tnet_t *t, const double *x, double *const *masks, 
         const double *a = in[l], *w = t->w[l], *b = t->b[l];
         double *out = in[l + 1];
         if (s->kind == NF_CONV) {
-            const int hc = s->h - s->kh + 1, wc = s->w - s->kw + 1, ho = hc / s->ph, wo = wc / s->pw;
+            const int hc = s->h - s->kh + 1, wc = s->w - s->kw + 1;
+            const int ho = hc / s->ph, wo = wc / s->pw;
             for (int f = 0; f < s->f; f++) {
+                double *zf = zc[l] + (size_t)f * hc * wc;
                 for (int y = 0; y < hc; y++)
                     for (int x0 = 0; x0 < wc; x0++) {
                         double sum = 0;
@@ -1208,26 +1244,21 @@ static void ref_forward(const tnet_t *t, const double *x, double *const *masks, 
                             for (int u = 0; u < s->kh; u++)
                                 for (int v = 0; v < s->kw; v++)
                                     sum += a[((size_t)c * s->h + y + u) * s->w + x0 + v]
-                                         * w[(((size_t)f * s->c + c) * s->kh + s->kh - 1 - u) * s->kw + s->kw - 1 - v];
-                        zc[l][((size_t)f * hc + y) * wc + x0] = sum;
+                                         * w[flipped(s, f, c, u, v)];
+                        zf[(size_t)y * wc + x0] = sum;
                     }
                 for (int oy = 0; oy < ho; oy++)
-                    for (int ox = 0; ox < wo; ox++) {
-                        double m = -INFINITY;
-                        for (int dy = 0; dy < s->ph; dy++)
-                            for (int dx = 0; dx < s->pw; dx++) {
-                                const double z = zc[l][((size_t)f * hc + oy * s->ph + dy) * wc + ox * s->pw + dx];
-                                m = z > m ? z : m;
-                            }
-                        out[((size_t)f * ho + oy) * wo + ox] = act_of(s->act, m + b[f]);
-                    }
+                    for (int ox = 0; ox < wo; ox++)
+                        out[((size_t)f * ho + oy) * wo + ox] =
+                            act_of(s->act, window_max(s, zf, oy, ox) + b[f]);
             }
             continue;
         }
         for (int j = 0; j < s->n_out; j++) {
             double sum = 0;
             for (int i = 0; i < s->n_in; i++)
-                sum += (masks && masks[l] ? a[i] * masks[l][i] : a[i]) * w[(size_t)i * s->n_out + j];
+                sum += (masks && masks[l] ? a[i] * masks[l][i] : a[i])
+                       * w[(size_t)i * s->n_out + j];
             out[j] = (train ? sum : (1 - s->p) * sum) + b[j];
         }
         if (s->kind == NF_SOFTMAX) {
@@ -1255,8 +1286,8 @@ static void ref_train(tnet_t *t, const double *x, const int64_t *y, int n_batche
     }
     for (int l = 0; l < L; l++) {
         const lspec_t *s = &t->s[l];
-        zc[l] = s->kind == NF_CONV
-            ? xmalloc((size_t)s->f * (s->h - s->kh + 1) * (s->w - s->kw + 1) * sizeof(double)) : NULL;
+        const size_t n_z = (size_t)s->f * (s->h - s->kh + 1) * (s->w - s->kw + 1);
+        zc[l] = s->kind == NF_CONV ? xmalloc(n_z * sizeof(double)) : NULL;
         gw[l] = xmalloc(n_weights(s) * sizeof(double));
         gb[l] = xmalloc(n_biases(s) * sizeof(double));
         masks[l] = s->p > 0 ? xmalloc((size_t)m * s->n_in * sizeof(double)) : NULL;
@@ -1272,7 +1303,8 @@ static void ref_train(tnet_t *t, const double *x, const int64_t *y, int n_batche
         for (int i = 0; i < m; i++) {
             const int64_t e = (int64_t)k * m + i;
             double *mi[MAX_L];
-            for (int l = 0; l < L; l++) mi[l] = masks[l] ? masks[l] + (size_t)i * t->s[l].n_in : NULL;
+            for (int l = 0; l < L; l++)
+                mi[l] = masks[l] ? masks[l] + (size_t)i * t->s[l].n_in : NULL;
             ref_forward(t, x + (size_t)e * t->s[0].n_in, mi, 1, in, zc);
             /* g[l + 1]: the cost's gradient at layer l's pre-activations (its
              * pooled ones for conv), then at its inputs, into g[l] */
@@ -1292,23 +1324,20 @@ static void ref_train(tnet_t *t, const double *x, const int64_t *y, int n_batche
                         for (int oy = 0; oy < ho; oy++)
                             for (int ox = 0; ox < wo; ox++) {
                                 const size_t q = ((size_t)f * ho + oy) * wo + ox;
+                                const double *zf = zc[l] + (size_t)f * hc * wc;
+                                const double top = window_max(s, zf, oy, ox);
                                 gb[l][f] += d[q];
-                                double top = -INFINITY;
-                                for (int dy = 0; dy < s->ph; dy++)
-                                    for (int dx = 0; dx < s->pw; dx++) {
-                                        const double z = zc[l][((size_t)f * hc + oy * s->ph + dy) * wc + ox * s->pw + dx];
-                                        top = z > top ? z : top;
-                                    }
                                 /* every position equal to its window's max takes the gradient */
                                 for (int dy = 0; dy < s->ph; dy++)
                                     for (int dx = 0; dx < s->pw; dx++) {
                                         const int yy = oy * s->ph + dy, xx = ox * s->pw + dx;
-                                        if (zc[l][((size_t)f * hc + yy) * wc + xx] != top) continue;
+                                        if (zf[(size_t)yy * wc + xx] != top) continue;
                                         for (int c = 0; c < s->c; c++)
                                             for (int u = 0; u < s->kh; u++)
                                                 for (int v = 0; v < s->kw; v++) {
-                                                    const size_t wi = (((size_t)f * s->c + c) * s->kh + s->kh - 1 - u) * s->kw + s->kw - 1 - v;
-                                                    const size_t xi = ((size_t)c * s->h + yy + u) * s->w + xx + v;
+                                                    const size_t wi = flipped(s, f, c, u, v);
+                                                    const size_t xi =
+                                                        ((size_t)c * s->h + yy + u) * s->w + xx + v;
                                                     gw[l][wi] += a[xi] * d[q];
                                                     g[l][xi] += w[wi] * d[q];
                                                 }
