@@ -1107,10 +1107,12 @@ static void check_dropout_mask(void)
 }
 
 /* A layer of a test net: conv-pool (c, h, w in; f filters kh x kw; pool ph x pw),
- * dense or softmax (n_in, n_out, dropout p of its inputs). */
+ * dense or softmax (n_in, n_out, dropout p of its inputs). tnet_init fills in a
+ * conv layer's n_in, n_out and its map sizes: hc x wc convolved, ho x wo pooled. */
 typedef struct {
     int kind, act, c, h, w, f, kh, kw, ph, pw, n_in, n_out;
     double p;
+    int hc, wc, ho, wo;
 } lspec_t;
 
 enum { MAX_L = 6 };
@@ -1143,11 +1145,10 @@ static size_t flipped(const lspec_t *s, int f, int c, int u, int v)
  * (oy, ox) of layer s. */
 static double window_max(const lspec_t *s, const double *z, int oy, int ox)
 {
-    const int wc = s->w - s->kw + 1;
     double m = -INFINITY;
     for (int dy = 0; dy < s->ph; dy++)
         for (int dx = 0; dx < s->pw; dx++) {
-            const double v = z[(size_t)(oy * s->ph + dy) * wc + ox * s->pw + dx];
+            const double v = z[(size_t)(oy * s->ph + dy) * s->wc + ox * s->pw + dx];
             m = v > m ? v : m;
         }
     return m;
@@ -1159,8 +1160,10 @@ static void tnet_init(const prec_t *P, tnet_t *t)
     for (int l = 0; l < t->L; l++) {
         lspec_t *s = &t->s[l];
         if (s->kind == NF_CONV) {
+            s->hc = s->h - s->kh + 1, s->wc = s->w - s->kw + 1;
+            s->ho = s->hc / s->ph, s->wo = s->wc / s->pw;
             s->n_in = s->c * s->h * s->w;
-            s->n_out = s->f * ((s->h - s->kh + 1) / s->ph) * ((s->w - s->kw + 1) / s->pw);
+            s->n_out = s->f * s->ho * s->wo;
         }
         const size_t nw = n_weights(s), nb = n_biases(s);
         const double fan_in = s->kind == NF_CONV ? (double)s->c * s->kh * s->kw : s->n_in;
@@ -1177,6 +1180,26 @@ static void tnet_init(const prec_t *P, tnet_t *t)
 static void tnet_free(tnet_t *t)
 {
     for (int l = 0; l < t->L; l++) free(t->w[l]), free(t->b[l]), free(t->tw[l]), free(t->tb[l]);
+}
+
+/* ref_forward's buffers for t: in[l], layer l's inputs (in[L]: the
+ * probabilities), and zc[l], a conv layer's maps before the pool (else NULL). */
+static void ref_bufs(const tnet_t *t, double **in, double **zc)
+{
+    const int L = t->L;
+    for (int l = 0; l <= L; l++)
+        in[l] = xmalloc((size_t)(l < L ? t->s[l].n_in : t->s[L - 1].n_out) * sizeof(double));
+    for (int l = 0; l < L; l++) {
+        const lspec_t *s = &t->s[l];
+        zc[l] = s->kind == NF_CONV ? xmalloc((size_t)s->f * s->hc * s->wc * sizeof(double))
+                                   : NULL;
+    }
+}
+
+static void ref_bufs_free(const tnet_t *t, double **in, double **zc)
+{
+    for (int l = 0; l <= t->L; l++) free(in[l]);
+    for (int l = 0; l < t->L; l++) free(zc[l]);
 }
 
 /* The engine's description of t (its parameters: the typed copies). */
@@ -1202,8 +1225,7 @@ static void tnet_engine(const tnet_t *t, nf_net *net, uint64_t seed)
             net->n_conv++;
             ly->c_in = s->c, ly->h_in = s->h, ly->w_in = s->w, ly->n_filt = s->f;
             ly->kh = s->kh, ly->kw = s->kw, ly->ph = s->ph, ly->pw = s->pw;
-            ly->hc = s->h - s->kh + 1, ly->wc = s->w - s->kw + 1;
-            ly->ho = ly->hc / s->ph, ly->wo = ly->wc / s->pw;
+            ly->hc = s->hc, ly->wc = s->wc, ly->ho = s->ho, ly->wo = s->wo;
         }
     }
 }
@@ -1233,8 +1255,7 @@ static void ref_forward(const tnet_t *t, const double *x, double *const *masks, 
         const double *a = in[l], *w = t->w[l], *b = t->b[l];
         double *out = in[l + 1];
         if (s->kind == NF_CONV) {
-            const int hc = s->h - s->kh + 1, wc = s->w - s->kw + 1;
-            const int ho = hc / s->ph, wo = wc / s->pw;
+            const int hc = s->hc, wc = s->wc, ho = s->ho, wo = s->wo;
             for (int f = 0; f < s->f; f++) {
                 double *zf = zc[l] + (size_t)f * hc * wc;
                 for (int y = 0; y < hc; y++)
@@ -1279,15 +1300,11 @@ static void ref_train(tnet_t *t, const double *x, const int64_t *y, int n_batche
 {
     const int L = t->L;
     double *in[MAX_L + 1], *zc[MAX_L], *g[MAX_L + 1], *gw[MAX_L], *gb[MAX_L], *masks[MAX_L];
-    for (int l = 0; l <= L; l++) {
-        const int n = l < L ? t->s[l].n_in : t->s[L - 1].n_out;
-        in[l] = xmalloc((size_t)n * sizeof(double));
-        g[l] = xmalloc((size_t)n * sizeof(double));
-    }
+    ref_bufs(t, in, zc);    /* and g[l] the size of in[l] */
+    for (int l = 0; l <= L; l++)
+        g[l] = xmalloc((size_t)(l < L ? t->s[l].n_in : t->s[L - 1].n_out) * sizeof(double));
     for (int l = 0; l < L; l++) {
         const lspec_t *s = &t->s[l];
-        const size_t n_z = (size_t)s->f * (s->h - s->kh + 1) * (s->w - s->kw + 1);
-        zc[l] = s->kind == NF_CONV ? xmalloc(n_z * sizeof(double)) : NULL;
         gw[l] = xmalloc(n_weights(s) * sizeof(double));
         gb[l] = xmalloc(n_biases(s) * sizeof(double));
         masks[l] = s->p > 0 ? xmalloc((size_t)m * s->n_in * sizeof(double)) : NULL;
@@ -1317,8 +1334,7 @@ static void ref_train(tnet_t *t, const double *x, const int64_t *y, int n_batche
                 if (s->kind != NF_SOFTMAX)
                     for (int j = 0; j < s->n_out; j++) d[j] *= act_prime(s->act, in[l + 1][j]);
                 if (s->kind == NF_CONV) {
-                    const int hc = s->h - s->kh + 1, wc = s->w - s->kw + 1;
-                    const int ho = hc / s->ph, wo = wc / s->pw;
+                    const int hc = s->hc, wc = s->wc, ho = s->ho, wo = s->wo;
                     memset(g[l], 0, (size_t)s->n_in * sizeof(double));
                     for (int f = 0; f < s->f; f++)
                         for (int oy = 0; oy < ho; oy++)
@@ -1363,8 +1379,9 @@ static void ref_train(tnet_t *t, const double *x, const int64_t *y, int n_batche
             for (size_t i = 0; i < n_biases(&t->s[l]); i++) t->b[l][i] -= eta * gb[l][i];
         }
     }
-    for (int l = 0; l <= L; l++) free(in[l]), free(g[l]);
-    for (int l = 0; l < L; l++) free(zc[l]), free(gw[l]), free(gb[l]), free(masks[l]);
+    ref_bufs_free(t, in, zc);
+    for (int l = 0; l <= L; l++) free(g[l]);
+    for (int l = 0; l < L; l++) free(gw[l]), free(gb[l]), free(masks[l]);
 }
 
 /* Inputs for n examples of t: a tenth of them blank (all 0), the rest
@@ -1387,7 +1404,7 @@ static double *net_inputs(const prec_t *P, const tnet_t *t, int n, int64_t *y)
  * GEMM; two conv layers; dense layers by GEMM or by the sparse products (256
  * outputs or more, dropout or ReLU below; and every dense layer, forced);
  * sigmoid, tanh and ReLU. Probabilities are allowed tol, parameters tol of
- * (1 + |w|) after three mini-batches of M (<= 10) examples (the errors seen
+ * (1 + |w|) after three mini-batches of M examples (the errors seen
  * are 1e-16 and 1e-8). */
 static void check_conv_net(const prec_t *P, const char *name, const lspec_t *spec, int L,
                            const int M)
@@ -1403,7 +1420,7 @@ static void check_conv_net(const prec_t *P, const char *name, const lspec_t *spe
     memcpy(t.s, spec, (size_t)L * sizeof(lspec_t));
     tnet_init(P, &t);
     const int n = M * BATCHES, n_in = t.s[0].n_in, K = t.s[L - 1].n_out;
-    int64_t y[10 * BATCHES];       /* M <= 10 */
+    int64_t *y = xmalloc((size_t)n * sizeof(int64_t));
     double *x = net_inputs(P, &t, n, y);
     void *tx = typed(P, x, (size_t)n * n_in);
     /* the starting parameters, for each training run */
@@ -1419,12 +1436,7 @@ static void check_conv_net(const prec_t *P, const char *name, const lspec_t *spe
     tnet_engine(&t, &net, seed);
     /* inference first, on the starting parameters */
     double *in[MAX_L + 1], *zc[MAX_L];
-    for (int l = 0; l <= L; l++)
-        in[l] = xmalloc((size_t)(l < L ? t.s[l].n_in : K) * sizeof(double));
-    for (int l = 0; l < L; l++)
-        zc[l] = xmalloc((size_t)(t.s[l].kind == NF_CONV ? t.s[l].f * (t.s[l].h - t.s[l].kh + 1)
-                                                          * (t.s[l].w - t.s[l].kw + 1) : 1)
-                        * sizeof(double));
+    ref_bufs(&t, in, zc);
     void *probs = xmalloc((size_t)n * K * es);
     const int rc = P->f32 ? nf_predict_f(&net, tx, n, probs) : nf_predict_d(&net, tx, n, probs);
     expect_true(&c, rc == 0, "nf_predict returned %d", rc);
@@ -1462,9 +1474,9 @@ static void check_conv_net(const prec_t *P, const char *name, const lspec_t *spe
         }
     }
     nf_sparse_dense_mode(mode);
-    for (int l = 0; l < L; l++) free(w0[l]), free(b0[l]), free(zc[l]);
-    for (int l = 0; l <= L; l++) free(in[l]);
-    free(x), free(tx), free(probs);
+    for (int l = 0; l < L; l++) free(w0[l]), free(b0[l]);
+    ref_bufs_free(&t, in, zc);
+    free(x), free(tx), free(y), free(probs);
     tnet_free(&t);
     check_end(&c);
 }
@@ -1474,19 +1486,22 @@ static void check_conv_nets(const prec_t *P)
     /* the book's first conv net, smaller: 1 channel, 8 filters 5x5 on 20x20
      * (the direct kernels in float32), pool 2x2, sigmoid; dense 30; softmax */
     const lspec_t conv1[] = {
-        {NF_CONV, NF_SIGMOID, 1, 20, 20, 8, 5, 5, 2, 2, 0, 0, 0.0},
-        {NF_DENSE, NF_SIGMOID, 0, 0, 0, 0, 0, 0, 0, 0, 512, 30, 0.0},
-        {NF_SOFTMAX, NF_LINEAR, 0, 0, 0, 0, 0, 0, 0, 0, 30, 10, 0.0},
+        {.kind = NF_CONV, .act = NF_SIGMOID, .c = 1, .h = 20, .w = 20, .f = 8, .kh = 5, .kw = 5,
+         .ph = 2, .pw = 2},
+        {.kind = NF_DENSE, .act = NF_SIGMOID, .n_in = 512, .n_out = 30},
+        {.kind = NF_SOFTMAX, .act = NF_LINEAR, .n_in = 30, .n_out = 10},
     };
     /* two conv layers (an odd filter count: im2col and GEMM for the first, in
      * two bands of each image), ReLU and tanh, dense layers of 300 and 260
      * with dropout (the sparse products), dropout into the softmax */
     const lspec_t deep[] = {
-        {NF_CONV, NF_RELU, 1, 28, 28, 13, 5, 5, 2, 2, 0, 0, 0.0},
-        {NF_CONV, NF_TANH, 13, 12, 12, 6, 3, 3, 2, 2, 0, 0, 0.0},
-        {NF_DENSE, NF_RELU, 0, 0, 0, 0, 0, 0, 0, 0, 150, 300, 0.5},
-        {NF_DENSE, NF_RELU, 0, 0, 0, 0, 0, 0, 0, 0, 300, 260, 0.5},
-        {NF_SOFTMAX, NF_LINEAR, 0, 0, 0, 0, 0, 0, 0, 0, 260, 10, 0.5},
+        {.kind = NF_CONV, .act = NF_RELU, .c = 1, .h = 28, .w = 28, .f = 13, .kh = 5, .kw = 5,
+         .ph = 2, .pw = 2},
+        {.kind = NF_CONV, .act = NF_TANH, .c = 13, .h = 12, .w = 12, .f = 6, .kh = 3, .kw = 3,
+         .ph = 2, .pw = 2},
+        {.kind = NF_DENSE, .act = NF_RELU, .n_in = 150, .n_out = 300, .p = 0.5},
+        {.kind = NF_DENSE, .act = NF_RELU, .n_in = 300, .n_out = 260, .p = 0.5},
+        {.kind = NF_SOFTMAX, .act = NF_LINEAR, .n_in = 260, .n_out = 10, .p = 0.5},
     };
     check_conv_net(P, "conv_net1", conv1, 3, 10);
     check_conv_net(P, "conv_net2", deep, 5, 4);
